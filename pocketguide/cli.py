@@ -1,0 +1,226 @@
+"""The thin command line: parse arguments, call the library, show progress and tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import PocketguideError
+
+app = typer.Typer(help="pocketguide: declarative synthetic-training-data pipelines.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+STATE = {"pipeline": Path("stages.yaml"), "verbose": False}
+
+
+@app.callback()
+def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", help="the stages.yaml to use"),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="full tracebacks and debug logs")) -> None:
+    STATE["pipeline"], STATE["verbose"] = pipeline, verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def fail(exc: BaseException) -> None:
+    from .console import console
+
+    if STATE["verbose"]:
+        console.print_exception()
+    message = str(exc) if isinstance(exc, PocketguideError) else f"{type(exc).__name__}: {exc}"
+    console.print(f"[bold red]error:[/] {message}")
+    if not isinstance(exc, PocketguideError):
+        console.print("[dim]this looks like a bug in pocketguide; rerun with --verbose and report the traceback[/]")
+    raise typer.Exit(2)
+
+
+def guarded(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            from .console import console
+
+            console.print("[yellow]interrupted — finished records are saved; run the same command to resume[/]")
+            raise typer.Exit(130)
+        except Exception as exc:  # every failure becomes one clear line
+            fail(exc)
+
+    return wrapper
+
+
+def _pipe():
+    from .loader import load_pipeline
+
+    return load_pipeline(STATE["pipeline"])
+
+
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None):
+    from .session import RunOptions
+    from .spec import TeacherSettings
+
+    overrides = None
+    if teacher or model or base_url:
+        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url)
+    return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
+                      settings=dict(extra or {}))
+
+
+LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
+FRESH = typer.Option(False, "--fresh", help="move the old output aside and start the stage over")
+DRY = typer.Option(False, "--dry-run", help="render and validate everything; call no teacher")
+CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests in flight (default 16)")
+TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
+MODEL = typer.Option(None, "--model", help="teacher model for this run")
+BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+
+
+def _report(results, stopped=None) -> None:
+    from .console import out, summary_table
+
+    out.print(summary_table(results))
+    if any(r.dry_run for r in results):
+        out.print("[yellow]DRY RUN: no teacher was called; output is under the data dir's dry-run/ folder[/]")
+    if stopped:
+        out.print(f"[yellow]stopped early: {stopped}. Finished records are kept; rerun the same command to resume.[/]")
+
+
+@app.command()
+@guarded
+def stages() -> None:
+    """Validate stages.yaml and list its stages."""
+    from rich.table import Table
+
+    from .console import out
+
+    pipe = _pipe()
+    t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path})")
+    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates"):
+        t.add_column(col)
+    for i, s in enumerate(pipe.stages, 1):
+        kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
+        t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, s.template or "",
+                  s.parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
+    out.print(t)
+    out.print("[green]stages.yaml is valid[/]")
+
+
+@app.command()
+@guarded
+def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int] = LIMIT, fresh: bool = FRESH,
+        dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
+        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+    """Run one stage (resuming where it stopped)."""
+    import asyncio
+
+    from .console import RichProgress
+    from .runner import arun_stage
+    from .session import TeacherPool
+
+    pipe = _pipe()
+    spec = pipe.stage(stage)
+    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url)
+
+    async def go():
+        pool = TeacherPool()
+        try:
+            return await arun_stage(pipe, spec, opts, pool)
+        finally:
+            await pool.aclose()
+
+    with RichProgress() as progress:
+        opts.progress = progress
+        result = asyncio.run(go())
+    _report([result], result.stopped)
+    if result.stopped:
+        raise typer.Exit(3)
+
+
+@app.command("run-all")
+@guarded
+def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
+                                                help="cap the first stage at N records in total"),
+            dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
+            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+    """Run every stage in order; rerunning resumes and recomputes stale stages."""
+    from .console import RichProgress
+    from .pipeline import run_pipeline
+
+    pipe = _pipe()
+    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url)
+    with RichProgress() as progress:
+        opts.progress = progress
+        result = run_pipeline(pipe, options=opts)
+    _report(result.stages, result.stopped)
+    if result.stopped:
+        raise typer.Exit(3)
+
+
+@app.command()
+@guarded
+def status(dry_run: bool = typer.Option(False, "--dry-run", help="show the dry-run outputs")) -> None:
+    """Per stage: done, accepted, rejected, stale."""
+    from rich.table import Table
+
+    from .console import out
+    from .pipeline import pipeline_status
+
+    pipe = _pipe()
+    t = Table(title=f"status of {pipe.path}")
+    for col in ("stage", "kind", "state", "accepted", "rejected", "stale because", "finished"):
+        t.add_column(col)
+    for s in pipeline_status(pipe, dry_run):
+        state = ("[red]stale[/]" if s.stale else "[green]done[/]" if s.complete else
+                 "[yellow]partial[/]" if s.ran else "[dim]not run[/]")
+        t.add_row(s.name, s.kind, state, str(s.accepted), str(s.rejected),
+                  ", ".join(f"{x} changed" for x in s.stale_inputs), s.finished_at or "")
+    out.print(t)
+
+
+@app.command()
+@guarded
+def inspect(stage: str = typer.Argument(...), record_id: str = typer.Argument(..., metavar="ID"),
+            as_json: bool = typer.Option(False, "--json", help="print the whole record as JSON")) -> None:
+    """Show one record: prompt, raw output, parsed value, gates, teacher provenance."""
+    from rich.panel import Panel
+
+    from .console import out
+    from .store import StageStore
+
+    pipe = _pipe()
+    pipe.stage(stage)
+    rec = StageStore(pipe.data_dir, stage).find(record_id)
+    if rec is None:
+        raise PocketguideError(f"no record '{record_id}' in stage '{stage}' — `pocketguide status` shows what ran")
+    if as_json:
+        sys.stdout.write(json.dumps(rec, indent=2, ensure_ascii=False) + "\n")
+        return
+    colour = "green" if rec["status"] == "accepted" else "red"
+    out.print(f"[bold]{stage}/{rec['id']}[/] [{colour}]{rec['status']}[/] {', '.join(rec.get('reasons') or [])}")
+    if rec.get("error"):
+        out.print(f"[red]error:[/] {rec['error']}")
+    for title in ("prompt", "raw"):
+        if rec.get(title) is not None:
+            out.print(Panel(str(rec[title]), title=title, expand=False), markup=False)
+    if rec.get("parsed") is not None:
+        out.print(Panel(json.dumps(rec["parsed"], indent=2, ensure_ascii=False)[:8000], title="parsed", expand=False))
+    for g in rec.get("gates") or []:
+        mark = "[green]pass[/]" if g["passed"] else f"[red]fail[/] {g.get('reason')}"
+        out.print(f"gate {g['name']}: {mark} {json.dumps(g.get('details') or {})[:300]}")
+    if rec.get("teacher"):
+        out.print(Panel(json.dumps(rec["teacher"], indent=2), title="teacher", expand=False))
+
+
+def entrypoint() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    entrypoint()

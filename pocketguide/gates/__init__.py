@@ -1,0 +1,3 @@
+"""Built-in gates. Importing this package registers them."""
+
+from . import basic  # noqa: F401

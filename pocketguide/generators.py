@@ -1,0 +1,78 @@
+"""Built-in generators by mode: `copy` passes text through, `llm` asks the teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import TeacherError
+from .records import lookup
+from .registry import generator
+from .teachers.base import TeacherRequest
+
+
+@dataclass
+class Generated:
+    raw: str | None
+    teacher: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    dry_run: bool = False
+
+
+class MissingInput(Exception):
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(path)
+
+
+@generator("copy")
+class CopyGenerator:
+    """The rendered prompt, or the value at `copy_from`, passes through unchanged. No teacher call."""
+
+    is_async = False
+
+    def generate(self, item: "Any") -> Generated:
+        path = item.stage.copy_from
+        if path is None:
+            return Generated(raw=item.prompt)
+        try:
+            value = lookup(item.context, path)
+        except KeyError:
+            raise MissingInput(path) from None
+        if isinstance(value, str):
+            return Generated(raw=value)
+        return Generated(raw=orjson.dumps(value).decode())
+
+
+@generator("llm")
+class LLMGenerator:
+    """Sends the rendered prompt (after the system prompt) to the stage's teacher."""
+
+    is_async = True
+
+    async def generate(self, item: "Any") -> Generated:
+        rt = item.runtime
+        s = rt.teacher_settings
+        if rt.dry_run:
+            return Generated(raw=None, dry_run=True)
+        messages = []
+        if s.system_prompt:
+            messages.append({"role": "system", "content": s.system_prompt})
+        messages.append({"role": "user", "content": item.prompt})
+        request = TeacherRequest(
+            messages=messages,
+            model=(item.variant or {}).get("model") or s.model,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            seed=s.seed,
+            response_format=rt.response_format,
+            repeat_penalty=s.repeat_penalty,
+        )
+        response = await rt.teacher.generate(request)
+        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)
+
+
+__all__ = ["Generated", "MissingInput", "TeacherError"]

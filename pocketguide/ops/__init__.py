@@ -1,0 +1,3 @@
+"""Built-in whole-dataset operations. Importing this package registers them."""
+
+from . import base  # noqa: F401

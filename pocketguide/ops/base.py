@@ -1,0 +1,146 @@
+"""Whole-dataset stages: one registered operation receives all accepted input records."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import PocketguideError, StageError
+from ..inputs import read_stage, require_upstream
+from ..loader import Pipeline, load_options
+from ..manifest import finish_stage, input_hashes
+from ..records import ACCEPTED, REJECTED, new_record
+from ..registry import OPERATIONS
+from ..session import RunOptions, TeacherPool
+from ..spec import StageSpec
+from ..stats import StatsAccumulator
+from ..store import REJECTED as REJECTED_FILE, RECORDS, StageStore
+
+
+class OpContext:
+    """What an operation sees: its inputs, its options, and the same store every stage writes through."""
+
+    def __init__(self, pipe: Pipeline, stage: StageSpec, run: RunOptions, store: StageStore, pool: TeacherPool,
+                 acc: StatsAccumulator):
+        self.pipe, self.stage, self.run, self.store, self.pool = pipe, stage, run, store, pool
+        self.acc = acc
+        self.stats_extra: dict[str, Any] = {}
+        self.manifest_extra: dict[str, Any] = {}
+        self.accepted = 0
+        self.rejected = 0
+
+    @property
+    def dir(self) -> Path:
+        return self.store.dir
+
+    def input_store(self, name: str | None = None) -> StageStore:
+        from ..runner import input_store
+
+        return input_store(self.pipe, name or self.stage.inputs[0], self.run.dry_run)
+
+    def records(self, name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Accepted records of an input stage (the first by default), streamed."""
+        for up in read_stage(self.input_store(name)):
+            yield up.record
+
+    def derive(self, parent: dict[str, Any], *, id: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A new record descending from `parent` (same id unless given), data carried forward."""
+        rec = new_record(id=id or parent["id"], stage=self.stage.name, parent_ids=[parent["id"]],
+                         ancestors=[parent["id"], *(parent.get("ancestors") or [])],
+                         data=dict(parent.get("data") or {}))
+        rec["mode"] = "op"
+        rec["parsed"] = parent.get("parsed")
+        rec.update(fields)
+        return rec
+
+    def new(self, id: str, **fields: Any) -> dict[str, Any]:
+        rec = new_record(id=id, stage=self.stage.name, parent_ids=[], ancestors=[], data={})
+        rec["mode"] = "op"
+        rec.update(fields)
+        return rec
+
+    def accept(self, record: dict[str, Any]) -> None:
+        record["status"] = ACCEPTED
+        self._write(record)
+
+    def reject(self, record: dict[str, Any], *reasons: str, error: str | None = None) -> None:
+        record["status"] = REJECTED
+        record["reasons"] = list(reasons) or ["rejected"]
+        if error:
+            record["error"] = error
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.store.append(record)
+        self.acc.add(record)
+        if record["status"] == ACCEPTED:
+            self.accepted += 1
+        else:
+            self.rejected += 1
+        self.run.progress.record_done(self.stage.name, record)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.store.write_json(name, obj)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.store.write_bytes(name, data)
+
+    def path(self, name: str) -> Path:
+        return self.store.dir / name
+
+    def message(self, text: str) -> None:
+        self.run.progress.message(f"{self.stage.name}: {text}")
+
+
+def _up_to_date(pipe: Pipeline, stage: StageSpec, store: StageStore, run: RunOptions) -> bool:
+    from ..runner import input_store
+
+    m = store.manifest()
+    if not m or not m.get("complete") or m.get("dry_run") != run.dry_run:
+        return False
+    if m.get("spec", {}).get("options", {}) != stage.model_dump(mode="json", by_alias=True,
+                                                                exclude_none=True).get("options", {}):
+        return False
+    return m.get("inputs") == input_hashes(pipe, stage, lambda n: input_store(pipe, n, run.dry_run))
+
+
+async def run_operation(pipe: Pipeline, stage: StageSpec, run: RunOptions, pool: TeacherPool, store: StageStore,
+                        result: Any, started: float) -> Any:
+    from ..runner import input_store
+
+    for name in stage.inputs:
+        require_upstream(input_store(pipe, name, run.dry_run), stage.name, name, run.dry_run)
+    if _up_to_date(pipe, stage, store, run):
+        stats = store.stats() or {}
+        result.accepted, result.rejected = stats.get("accepted", 0), stats.get("rejected", 0)
+        result.complete, result.stats = True, stats
+        result.skipped_done = result.accepted + result.rejected
+        run.progress.message(f"{stage.name}: up to date (inputs unchanged), nothing to do")
+        run.progress.stage_finished(stage.name, result)
+        return result
+    odef = OPERATIONS[stage.op or ""]
+    acc = StatsAccumulator(stage.facets)
+    with store:
+        for name in (RECORDS, REJECTED_FILE):  # a whole-dataset output is rebuilt whole
+            os.truncate(store.dir / name, 0)
+        ctx = OpContext(pipe, stage, run, store, pool, acc)
+        run.progress.stage_started(stage.name, None, 0)
+        try:
+            out = odef.fn(ctx, load_options(stage))
+            if inspect.isawaitable(out):
+                await out
+        except PocketguideError:
+            raise
+        except Exception as exc:
+            raise StageError(f"operation '{stage.op}' of stage '{stage.name}' failed: {type(exc).__name__}: {exc} "
+                             f"— rerun with --verbose for the traceback") from exc
+        result.new_accepted, result.new_rejected = ctx.accepted, ctx.rejected
+        result.complete = True
+        finish_stage(pipe, stage, store, None, acc, result, run, started,
+                     extra={"stats": ctx.stats_extra, "manifest": ctx.manifest_extra})
+    run.progress.stage_finished(stage.name, result)
+    _ = time
+    return result

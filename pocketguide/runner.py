@@ -1,0 +1,415 @@
+"""The one runner: per-record loop (route → render → generate → parse → validate → gates → write)
+and the dispatch to whole-dataset operations. Nothing in here knows any particular stage."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import registry
+from .errors import BudgetExceeded, CircuitOpen, ParseError, StageError, TeacherError, TemplateError
+from .generators import Generated, MissingInput
+from .inputs import Joined, Upstream, fingerprint, join_index, read_source, read_stage, require_upstream
+from .loader import Pipeline, load_pipeline
+from .manifest import finish_stage, scan_existing
+from .records import ACCEPTED, REJECTED, child_id, lookup, new_record
+from .runtime import GateInput, ParseContext, StageRuntime, TemplateChoice, build_runtime
+from .session import RunOptions, TeacherPool, resolved_teacher
+from .spec import StageSpec
+from .store import StageStore
+
+log = logging.getLogger("pocketguide.runner")
+STATS_EVERY_S = 5.0
+
+
+@dataclass
+class StageResult:
+    stage: str
+    output_dir: Path
+    new_accepted: int = 0
+    new_rejected: int = 0
+    skipped_done: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    pending: int = 0
+    complete: bool = False
+    dry_run: bool = False
+    stopped: str | None = None  # why the stage ended early (budget, circuit breaker)
+    superseded: int = 0  # old records redone because their inputs changed
+    elapsed_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Item:
+    id: str
+    upstream: Upstream
+    variant: dict[str, Any] | None
+    choice: TemplateChoice | None
+    fp: str
+
+
+def store_root(pipe: Pipeline, dry_run: bool) -> Path:
+    return pipe.data_dir / "dry-run" if dry_run else pipe.data_dir
+
+
+def input_store(pipe: Pipeline, name: str, dry_run: bool) -> StageStore:
+    """A dry run reads real upstream output when it exists, else the upstream's dry-run output."""
+    real = StageStore(pipe.data_dir, name)
+    if dry_run and not real.records_path.exists():
+        return StageStore(store_root(pipe, True), name)
+    return real
+
+
+# --- inputs → items ---------------------------------------------------------------------------
+
+def _driving(pipe: Pipeline, stage: StageSpec, dry_run: bool) -> Iterator[Upstream]:
+    if stage.source and not stage.inputs:
+        return read_source(pipe.resolve(stage.source))
+    store = input_store(pipe, stage.inputs[0], dry_run)
+    require_upstream(store, stage.name, stage.inputs[0], dry_run)
+    return read_stage(store)
+
+
+def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
+    stage = rt.stage
+    v = stage.variants
+    for up in driving:
+        extra = []
+        for j in joined:
+            hit = j.find(up.record)
+            extra.append(hit.fp.encode() if hit else b"-")
+        fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
+        if v is None:
+            yield Item(up.record["id"], up, None, rt.default_choice, fp)
+            continue
+        templates = list(rt.choices.values()) or [rt.default_choice]
+        models = v.models or [None]
+        for choice, model, rep in itertools.product(templates, models, range(v.replicates)):
+            variant: dict[str, Any] = {}
+            if rt.choices:
+                variant["template"] = choice.id
+            if model is not None:
+                variant["model"] = model
+            if v.replicates > 1:
+                variant["replicate"] = rep
+            rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
+            yield Item(rid, up, variant, choice, fp)
+
+
+# --- one record -------------------------------------------------------------------------------
+
+def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[str, Any], str | None]:
+    stage = rt.stage
+    rec = item.upstream.record
+    ctx: dict[str, Any] = {"id": item.id, "input": rec, "variant": item.variant or {}, "vars": stage.vars,
+                           "stage": stage.name, "record": rec, "schema": rt.schema}
+    if stage.inputs:
+        ctx[stage.inputs[0]] = rec
+    else:
+        ctx["source"] = rec.get("parsed")
+    for j in joined:
+        hit = j.find(rec)
+        if hit is None:
+            return ctx, j.stage
+        ctx[j.stage] = hit.record
+    return ctx, None
+
+
+def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> dict[str, Any]:
+    record["status"] = REJECTED
+    record["reasons"].append(reason)
+    if error and not record.get("error"):
+        record["error"] = error
+    return record
+
+
+class Prepared:
+    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant")
+
+    def __init__(self, record, choice, mode, context, prompt, rt):
+        self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
+        self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
+
+
+def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
+    """Build the record and render its prompt. Returns a finished (rejected) record on failure."""
+    up = item.upstream.record
+    parent = up.get("id")
+    record = new_record(id=item.id, stage=rt.stage.name, parent_ids=[parent] if rt.stage.inputs else [],
+                        ancestors=([parent] + list(up.get("ancestors") or [])) if rt.stage.inputs else [],
+                        data=dict(up.get("data") or {}), variant=item.variant)
+    record["input_fp"] = item.fp
+    if item.upstream.problem:
+        record["raw"] = up.get("raw")
+        return _reject(record, "malformed_input", item.upstream.problem)
+    ctx, missing = _context(rt, item, joined)
+    if missing:
+        return _reject(record, f"missing_input:{missing}", f"no accepted '{missing}' record for id {parent}")
+    choice = item.choice
+    mode = choice.mode if choice else (rt.stage.mode or "copy")
+    if rt.stage.route:
+        value = lookup(ctx, rt.stage.route.on, None)
+        key = str(value).lower() if isinstance(value, bool) else str(value)
+        case = rt.stage.route.cases.get(key, rt.stage.route.default)
+        record["route"] = {"on": rt.stage.route.on, "value": value, "mode": case.mode}
+        if case.mode == "skip":
+            return _reject(record, case.reason or f"route_skip:{key}")
+        mode = case.mode
+        choice = rt.route_choices.get(key, choice)
+    record["mode"] = mode
+    if choice and choice.id != "default":
+        record["template"] = choice.id
+    prompt = None
+    if choice and choice.renderer:
+        try:
+            prompt = choice.renderer.render(ctx)
+        except TemplateError as exc:
+            return _reject(record, "template_error", str(exc))
+        record["prompt"] = prompt
+    return Prepared(record, choice, mode, ctx, prompt, rt)
+
+
+def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
+    """Parse → validate → gates. Every path ends accepted or rejected with reason codes."""
+    record = p.record
+    record["raw"] = gen.raw
+    record["teacher"] = gen.teacher
+    if gen.dry_run:
+        record["dry_run"] = True
+        record["status"] = ACCEPTED
+        return record
+    if gen.finish_reason == "length" and not rt.stage.allow_truncated:
+        return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
+    pctx = ParseContext(rt.stage.name, record, rt.schema)
+    try:
+        parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
+    except ParseError as exc:
+        record["parse_notes"] = pctx.notes or None
+        return _reject(record, exc.code, str(exc))
+    except Exception as exc:  # a parser bug must not end the run
+        return _reject(record, "parse_failed", f"{type(exc).__name__}: {exc}")
+    record["parsed"] = parsed
+    if pctx.notes:
+        record["parse_notes"] = pctx.notes
+    if rt.validator is not None:
+        err = next(iter(rt.validator.iter_errors(parsed)), None)
+        record["validation"] = {"ok": err is None}
+        if err is not None:
+            path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
+            record["validation"].update(path=path, message=err.message[:300])
+            return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
+    gi = GateInput(parsed, gen.raw, record, rt.settings)
+    for name, fn, opts in rt.gates:
+        try:
+            res = fn(gi, opts)
+        except Exception as exc:
+            res_d = {"name": name, "passed": False, "reason": "error", "details": {"error": f"{type(exc).__name__}: {exc}"}}
+        else:
+            res_d = {"name": name, "passed": bool(res.passed), "reason": res.reason, "details": res.details}
+        record["gates"].append(res_d)
+        if not res_d["passed"]:
+            record["reasons"].append(f"gate:{name}:{res_d['reason'] or 'failed'}")
+    record["status"] = REJECTED if record["reasons"] else ACCEPTED
+    return record
+
+
+def generate_sync(p: Prepared) -> Generated:
+    return registry.GENERATORS[p.mode]().generate(p)
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+class _Loop:
+    def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any):
+        self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
+        self.last_stats = time.monotonic()
+        self.generators = {m: cls() for m, cls in registry.GENERATORS.items()}
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.store.append(record)
+        self.acc.add(record)
+        if record["status"] == ACCEPTED:
+            self.result.new_accepted += 1
+        else:
+            self.result.new_rejected += 1
+        self.progress.record_done(self.rt.stage.name, record)
+        now = time.monotonic()
+        if now - self.last_stats > STATS_EVERY_S:
+            self.last_stats = now
+            self.store.write_json("stats.json", self.acc.to_dict())
+
+    async def run_one(self, p: Prepared) -> None:
+        try:
+            gen = await self.generators[p.mode].generate(p)
+        except TeacherError as exc:
+            rec = _reject(p.record, f"teacher_error:{exc.kind}", str(exc))
+            rec["teacher"] = getattr(exc, "provenance", None)
+            self.write(rec)
+            return
+        except MissingInput as exc:
+            self.write(_reject(p.record, "missing_input", f"copy_from path '{exc.path}' not found"))
+            return
+        self.write(finish(self.rt, p, gen))
+
+    def run_sync(self, p: Prepared) -> None:
+        try:
+            gen = self.generators[p.mode].generate(p)
+        except MissingInput as exc:
+            self.write(_reject(p.record, "missing_input", f"copy_from path '{exc.path}' not found"))
+            return
+        self.write(finish(self.rt, p, gen))
+
+
+async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
+    """Feed items through at most `concurrency` teacher calls; copy items run inline."""
+    rt = loop.rt
+    sem = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task] = set()
+    stop: list[str] = []
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        sem.release()
+        exc = task.exception() if not task.cancelled() else None
+        if isinstance(exc, (BudgetExceeded, CircuitOpen)):
+            stop.append(str(exc))
+        elif exc is not None:
+            log.error("record task failed: %r", exc)
+            stop.append(f"internal error: {type(exc).__name__}: {exc}")
+
+    n = 0
+    for item in items:
+        if stop:
+            break
+        n += 1
+        try:
+            p = prepare(rt, item, joined)
+            if isinstance(p, dict):
+                loop.write(p)
+            elif loop.generators[p.mode].is_async:
+                await sem.acquire()
+                if stop:
+                    sem.release()
+                    break
+                task = asyncio.ensure_future(loop.run_one(p))
+                tasks.add(task)
+                task.add_done_callback(done)
+            else:
+                loop.run_sync(p)
+        except (BudgetExceeded, CircuitOpen) as exc:
+            stop.append(str(exc))
+            break
+        if n % 512 == 0:
+            await asyncio.sleep(0)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stop[0] if stop else None
+
+
+def _take(items: Iterator[Item], done: dict[str, str], limit: int | None, result: StageResult,
+          pending: list[int], limit_total: bool = False) -> Iterator[Item]:
+    """Skip finished ids (same inputs); stop after `limit` new items (or `limit` in all, counting
+    finished ones, when `limit_total`); count what is left."""
+    taken = 0
+    for item in items:
+        if done.get(item.id) == item.fp:
+            result.skipped_done += 1
+            if limit_total:
+                taken += 1
+            continue
+        if limit is not None and taken >= limit:
+            pending[0] += 1
+            continue
+        taken += 1
+        yield item
+
+
+def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int) -> int | None:
+    """New records this run will make, for the progress bar (counting lines is cheap)."""
+    if stage.inputs:
+        path = input_store(pipe, stage.inputs[0], options.dry_run).records_path
+    else:
+        path = pipe.resolve(stage.source or "")
+    try:
+        with open(path, "rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return None
+    v = stage.variants
+    fan = (max(1, len(v.templates)) * max(1, len(v.models)) * v.replicates) if v else 1
+    total = max(0, lines * fan - done)
+    if options.limit is not None:
+        total = min(total, max(0, options.limit - (done if options.settings.get("limit_total") else 0)))
+    return total
+
+
+async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, pool: TeacherPool) -> StageResult:
+    """Run one stage to completion (or to its limit / budget) and write stats + manifest."""
+    started = time.monotonic()
+    root = store_root(pipe, options.dry_run)
+    store = StageStore(root, stage.name)
+    result = StageResult(stage.name, store.dir, dry_run=options.dry_run)
+    if options.fresh:
+        aside = store.move_aside()
+        if aside:
+            options.progress.message(f"{stage.name}: previous output kept at {aside}")
+    if stage.is_operation:
+        from .ops.base import run_operation
+
+        return await run_operation(pipe, stage, options, pool, store, result, started)
+    settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, options.teacher)
+    rt = build_runtime(pipe, stage, settings, options.dry_run, options.settings)
+    if rt.uses_llm and not options.dry_run:
+        rt.teacher = pool.get(settings)
+    joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:]]
+    for js in joined_stores:
+        require_upstream(js, stage.name, js.stage, options.dry_run)
+    driving = _driving(pipe, stage, options.dry_run)
+    joined = [join_index(js) for js in joined_stores]
+    with store:
+        done, acc, result.superseded = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run),
+                                                                           joined))
+        concurrency = min(x for x in (options.concurrency or pipe.spec.pipeline.concurrency,
+                                      settings.max_concurrency, getattr(rt.teacher, "max_concurrency", None))
+                          if x)
+        pending = [0]
+        loop = _Loop(rt, store, acc, result, options.progress)
+        total = _estimate_total(pipe, stage, options, len(done))
+        options.progress.stage_started(stage.name, total, len(done))
+        taken = _take(_items(rt, driving, joined), done, options.limit, result, pending,
+                      bool(options.settings.get("limit_total")))
+        stopped = await _drive(loop, taken, joined, concurrency)
+        result.pending = pending[0]
+        result.stopped = stopped
+        result.complete = stopped is None and pending[0] == 0
+        finish_stage(pipe, stage, store, rt, acc, result, options, started)
+    options.progress.stage_finished(stage.name, result)
+    return result
+
+
+def run_stage(stage: StageSpec | str, pipeline: Pipeline | str | Path = "stages.yaml", *, limit: int | None = None,
+              fresh: bool = False, dry_run: bool = False, concurrency: int | None = None,
+              options: RunOptions | None = None) -> StageResult:
+    """Library entry point: run one stage by spec or name."""
+    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    spec = pipe.stage(stage) if isinstance(stage, str) else stage
+    if options is None:
+        options = RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency)
+
+    async def main() -> StageResult:
+        pool = TeacherPool()
+        try:
+            return await arun_stage(pipe, spec, options, pool)
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(main())
+
+
+__all__ = ["StageResult", "run_stage", "arun_stage", "StageError"]

@@ -1,0 +1,118 @@
+"""Everything a per-record stage resolves once before its loop: templates, parsers, schema, gates, teacher."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from . import registry
+from .loader import Pipeline
+from .spec import StageSpec, TeacherSettings
+from .structured import response_format_for
+from .templates import Renderer
+
+
+@dataclass
+class TemplateChoice:
+    """A template with the generator mode and parser it runs under."""
+
+    id: str
+    renderer: Renderer | None
+    mode: str
+    parser_name: str
+    parser: Any
+
+
+@dataclass
+class ParseContext:
+    stage: str
+    record: dict[str, Any]
+    schema: dict[str, Any] | None
+    notes: dict[str, Any] = field(default_factory=dict)  # a parser may say how it parsed (parse_mode…)
+
+
+@dataclass
+class GateInput:
+    parsed: Any
+    raw: str | None
+    record: dict[str, Any]
+    settings: dict[str, Any]  # run-wide knobs, e.g. gating_mode
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageRuntime:
+    pipe: Pipeline
+    stage: StageSpec
+    teacher_settings: TeacherSettings
+    dry_run: bool
+    settings: dict[str, Any]
+    schema: dict[str, Any] | None = None
+    schema_path: Path | None = None
+    validator: Draft202012Validator | None = None
+    response_format: dict[str, Any] | None = None
+    default_choice: TemplateChoice | None = None
+    choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
+    route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
+    gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
+    teacher: Any = None
+
+    @property
+    def uses_llm(self) -> bool:
+        modes = {c.mode for c in [self.default_choice, *self.choices.values(), *self.route_choices.values()] if c}
+        if self.stage.route:
+            modes |= {c.mode for c in [*self.stage.route.cases.values(), self.stage.route.default]}
+        return "llm" in modes
+
+    def template_files(self) -> list[Path]:
+        files = []
+        for c in [self.default_choice, *self.choices.values(), *self.route_choices.values()]:
+            if c and c.renderer:
+                files.append(c.renderer.path)
+        return files
+
+
+def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: str | None,
+            parser: str | None) -> TemplateChoice:
+    name = parser or stage.parser or "identity"
+    return TemplateChoice(
+        id=tid,
+        renderer=Renderer(pipe.templates_dir, file) if file else None,
+        mode=mode or stage.mode or "copy",
+        parser_name=name,
+        parser=registry.get_parser(stage.name, name),
+    )
+
+
+def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
+                  settings: dict[str, Any]) -> StageRuntime:
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings)
+    if stage.schema_:
+        rt.schema_path = pipe.resolve(stage.schema_)
+        rt.schema = json.loads(rt.schema_path.read_text())
+        rt.validator = Draft202012Validator(rt.schema)
+    rt.response_format = response_format_for(teacher_settings, rt.schema, stage.name)
+    if stage.template or stage.copy_from or not (stage.variants and stage.variants.templates):
+        rt.default_choice = _choice(pipe, stage, "default", stage.template, stage.mode, stage.parser)
+    if stage.variants:
+        for t in stage.variants.templates:
+            rt.choices[t.id] = _choice(pipe, stage, t.id, t.file, t.mode, t.parser)
+    if stage.route:
+        for key, case in stage.route.cases.items():
+            if case.template:
+                rt.route_choices[key] = _choice(pipe, stage, key, case.template, case.mode, None)
+    for g in stage.gates:
+        gdef = registry.GATES[g.name]
+        opts = gdef.options.model_validate(g.options) if gdef.options else None
+        rt.gates.append((g.name, gdef.fn, opts))
+    return rt
