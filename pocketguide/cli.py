@@ -218,6 +218,26 @@ def inspect(stage: str = typer.Argument(...), record_id: str = typer.Argument(..
         out.print(Panel(json.dumps(rec["teacher"], indent=2), title="teacher", expand=False))
 
 
+@app.command()
+@guarded
+def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "--format", "-f", help="export format"),
+           out: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write (default under data dir)")) -> None:
+    """Write a stage's accepted records in another format."""
+    from .console import out as console_out
+    from .registry import EXPORTERS, closest
+    from .store import StageStore
+
+    pipe = _pipe()
+    spec = pipe.stage(stage)
+    if fmt not in EXPORTERS:
+        raise PocketguideError(f"unknown export format '{fmt}'; {closest(fmt, EXPORTERS)}")
+    store = StageStore(pipe.data_dir, stage)
+    if not store.records_path.exists():
+        raise PocketguideError(f"stage '{stage}' has no output yet — run `pocketguide run {stage}` first")
+    path = EXPORTERS[fmt](pipe, spec, store, out)
+    console_out.print(f"wrote {path}")
+
+
 def entrypoint() -> None:
     app()
 

@@ -20,6 +20,8 @@ GATES: dict[str, "GateDef"] = {}
 GENERATORS: dict[str, Any] = {}
 # name -> OperationDef (whole-dataset stages)
 OPERATIONS: dict[str, "OperationDef"] = {}
+# format name -> exporter(pipe, stage_spec, store, out: Path | None) -> Path written
+EXPORTERS: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,19 @@ def operation(name: str, options: type[BaseModel] | None = None, description: st
     return decorate
 
 
+def exporter(fmt: str):
+    """Register an export format for `pocketguide export <stage> --format <fmt>`."""
+
+    def decorate(fn):
+        if fmt in EXPORTERS:
+            raise RegistryError(f"export format '{fmt}' is already registered")
+        EXPORTERS[fmt] = fn
+        return fn
+
+    return decorate
+
+
 def load_builtins() -> None:
     """Import the modules whose decorators fill the registries (idempotent)."""
-    from . import gates, ops, parsers  # noqa: F401
+    from . import exporters, gates, ops, parsers  # noqa: F401
     from . import generators  # noqa: F401

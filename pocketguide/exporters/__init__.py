@@ -1,0 +1,3 @@
+"""Built-in export formats. Importing this package registers them."""
+
+from . import jsonl  # noqa: F401
