@@ -30,7 +30,9 @@ def fail(exc: BaseException) -> None:
     if STATE["verbose"]:
         console.print_exception()
     message = str(exc) if isinstance(exc, PocketguideError) else f"{type(exc).__name__}: {exc}"
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.text import Text
+
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     if not isinstance(exc, PocketguideError):
         console.print("[dim]this looks like a bug in pocketguide; rerun with --verbose and report the traceback[/]")
     raise typer.Exit(2)
@@ -190,6 +192,7 @@ def inspect(stage: str = typer.Argument(...), record_id: str = typer.Argument(..
             as_json: bool = typer.Option(False, "--json", help="print the whole record as JSON")) -> None:
     """Show one record: prompt, raw output, parsed value, gates, teacher provenance."""
     from rich.panel import Panel
+    from rich.text import Text
 
     from .console import out
     from .store import StageStore
@@ -203,19 +206,21 @@ def inspect(stage: str = typer.Argument(...), record_id: str = typer.Argument(..
         sys.stdout.write(json.dumps(rec, indent=2, ensure_ascii=False) + "\n")
         return
     colour = "green" if rec["status"] == "accepted" else "red"
-    out.print(f"[bold]{stage}/{rec['id']}[/] [{colour}]{rec['status']}[/] {', '.join(rec.get('reasons') or [])}")
+    out.print(Text.assemble((f"{stage}/{rec['id']} ", "bold"), (rec["status"], colour), " ",
+                            ", ".join(rec.get("reasons") or [])))
     if rec.get("error"):
-        out.print(f"[red]error:[/] {rec['error']}")
+        out.print(Text.assemble(("error: ", "red"), str(rec["error"])))
     for title in ("prompt", "raw"):
         if rec.get(title) is not None:
-            out.print(Panel(str(rec[title]), title=title, expand=False), markup=False)
+            out.print(Panel(Text(str(rec[title])), title=title, expand=False))
     if rec.get("parsed") is not None:
-        out.print(Panel(json.dumps(rec["parsed"], indent=2, ensure_ascii=False)[:8000], title="parsed", expand=False))
+        out.print(Panel(Text(json.dumps(rec["parsed"], indent=2, ensure_ascii=False)[:8000]), title="parsed",
+                        expand=False))
     for g in rec.get("gates") or []:
-        mark = "[green]pass[/]" if g["passed"] else f"[red]fail[/] {g.get('reason')}"
-        out.print(f"gate {g['name']}: {mark} {json.dumps(g.get('details') or {})[:300]}")
+        mark = ("pass", "green") if g["passed"] else (f"fail {g.get('reason')}", "red")
+        out.print(Text.assemble(f"gate {g['name']}: ", mark, " ", json.dumps(g.get("details") or {})[:300]))
     if rec.get("teacher"):
-        out.print(Panel(json.dumps(rec["teacher"], indent=2), title="teacher", expand=False))
+        out.print(Panel(Text(json.dumps(rec["teacher"], indent=2)), title="teacher", expand=False))
 
 
 @app.command()

@@ -93,11 +93,21 @@ class Route(Strict):
     cases: dict[str, RouteCase]
     default: RouteCase = RouteCase(mode="skip", reason="route_unmatched")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_is_true(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean True; users mean the field
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = dict(data)
+            data["on"] = data.pop(True)
+        return data
+
     @field_validator("cases", mode="before")
     @classmethod
     def _short_cases(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {str(k): ({"mode": v} if isinstance(v, str) else v) for k, v in value.items()}
+            return {(str(k).lower() if isinstance(k, bool) else str(k)): ({"mode": v} if isinstance(v, str) else v)
+                    for k, v in value.items()}
         return value
 
     @field_validator("default", mode="before")
