@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,8 +14,16 @@ REJECTED = "rejected"
 _MISSING = object()
 
 
+_last_ms = [0, ""]
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    """UTC timestamp to the millisecond; formatted once per millisecond (hot path of copy stages)."""
+    ms = int(time.time() * 1000)
+    if ms != _last_ms[0]:
+        _last_ms[0], _last_ms[1] = ms, datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(
+            timespec="milliseconds")
+    return _last_ms[1]
 
 
 def child_id(parent_id: str, variant: dict[str, Any], prefix: str) -> str:

@@ -25,6 +25,7 @@ from .store import StageStore
 
 log = logging.getLogger("pocketguide.runner")
 STATS_EVERY_S = 5.0
+FLUSH_EVERY_S = 0.5  # free (copy-mode) records are batched at most this long
 
 
 @dataclass
@@ -228,11 +229,12 @@ def generate_sync(p: Prepared) -> Generated:
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any):
         self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
-        self.last_stats = time.monotonic()
+        self.last_stats = self.last_flush = time.monotonic()
         self.generators = {m: cls() for m, cls in registry.GENERATORS.items()}
 
     def write(self, record: dict[str, Any]) -> None:
-        self.store.append(record)
+        teacher = record.get("teacher")
+        self.store.append(record, buffered=not (teacher and not teacher.get("cached")))
         self.acc.add(record)
         if record["status"] == ACCEPTED:
             self.result.new_accepted += 1
@@ -240,6 +242,9 @@ class _Loop:
             self.result.new_rejected += 1
         self.progress.record_done(self.rt.stage.name, record)
         now = time.monotonic()
+        if now - self.last_flush > FLUSH_EVERY_S:
+            self.last_flush = now
+            self.store.flush()
         if now - self.last_stats > STATS_EVERY_S:
             self.last_stats = now
             self.store.write_json("stats.json", self.acc.to_dict())

@@ -1,0 +1,74 @@
+"""Runner overhead: a copy-mode stage over N records vs a bare read-parse-write JSONL loop.
+
+Both run in this process on the same input file; the figure is the ratio of their times.
+Last line: overhead_ratio=<x> (aim ≤ 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from pocketguide import run_stage
+
+STAGES = """
+pipeline: {name: bench, data_dir: runs}
+stages:
+  - name: copy
+    source: in.jsonl
+    template: t.j2
+    mode: copy
+    parser: identity
+    facets: [topic]
+"""
+
+
+def make_input(path: Path, n: int) -> None:
+    rng = random.Random(7)
+    words = "visa train budget hostel museum ferry night market temple tip card station".split()
+    with open(path, "wb") as fh:
+        for i in range(n):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 40)))
+            fh.write(orjson.dumps({"id": f"r{i:07d}", "topic": rng.choice(words), "text": text}) + b"\n")
+
+
+def bare_loop(src: Path, dst: Path) -> None:
+    """The floor: read a line, parse it, write one output line per record."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for line in fin:
+            rec = orjson.loads(line)
+            fout.write(orjson.dumps({"id": rec["id"], "text": rec["text"]}) + b"\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=100_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "templates").mkdir()
+        (root / "templates" / "t.j2").write_text("{{ source.text }}")
+        (root / "stages.yaml").write_text(STAGES)
+        make_input(root / "in.jsonl", args.records)
+        t0 = time.perf_counter()
+        bare_loop(root / "in.jsonl", root / "bare.jsonl")
+        bare = time.perf_counter() - t0
+        os.sync()
+        t0 = time.perf_counter()
+        result = run_stage("copy", root / "stages.yaml")
+        ours = time.perf_counter() - t0
+        assert result.accepted == args.records, result
+    print(f"records={args.records}")
+    print(f"bare_loop_s={bare:.3f} bare_records_per_s={args.records / bare:,.0f}")
+    print(f"pocketguide_s={ours:.3f} pocketguide_records_per_s={args.records / ours:,.0f}")
+    print(f"overhead_ratio={ours / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
