@@ -49,7 +49,7 @@ def gate_rates(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _report(opts: DatasetOptions, by_stage: dict[str, tuple[list, list]], accepted: list[dict[str, Any]],
-            rejected_at: Counter[str]) -> dict[str, Any]:
+            rejected: list[dict[str, Any]]) -> dict[str, Any]:
     final = opts.trace[-1]
     models: dict[str, Counter[str]] = {}
     tokens: dict[str, dict[str, int]] = {}
@@ -79,7 +79,10 @@ def _report(opts: DatasetOptions, by_stage: dict[str, tuple[list, list]], accept
         "gate_pass_rates_by_stage": {n: gate_rates(a + r) for n, (a, r) in by_stage.items() if gate_rates(a + r)},
         "verdicts": dict(sorted(verdicts.items())),
         "routes": dict(sorted(routes.items())),
-        "rejected_at": dict(sorted(rejected_at.items())),
+        "rejected_at": dict(sorted(Counter(r["rejected_at"] for r in rejected).items())),
+        "rejection_reasons_by_stage": {
+            stage: dict(Counter(x for r in rejected if r["rejected_at"] == stage for x in r["reasons"]).most_common())
+            for stage in sorted({r["rejected_at"] for r in rejected})},
         "counts": counts,
         "teacher_models": {n: dict(c) for n, c in models.items() if c},
         "teacher_tokens": {n: t for n, t in tokens.items() if t["calls"]},
@@ -98,7 +101,7 @@ def dataset(ctx: Any, opts: DatasetOptions) -> None:
     # latest-known record per id and stage: a rerun appends, the last line wins
     index = {name: {r["id"]: r for r in acc + rej} for name, (acc, rej) in by_stage.items()}
     accepted: list[dict[str, Any]] = []
-    rejected_at: Counter[str] = Counter()
+    rejected: list[dict[str, Any]] = []
     final = opts.trace[-1]
     draft_modes = {r["id"]: (r.get("parse_notes") or {}).get("parse_mode") for r in by_stage[opts.trace[0]][0]}
     verdicts = {r["id"]: lookup(r, opts.verdict_path, None) for r in by_stage.get(opts.verdict_stage, ([], []))[0]}
@@ -119,9 +122,9 @@ def dataset(ctx: Any, opts: DatasetOptions) -> None:
         rec = ctx.derive(src or up, prompt=(up.get("data") or {}).get("prompt"), gates=(src or {}).get("gates") or [],
                          provenance=provenance, rejected_at=stage or "pending")
         rec["data"].update(extra)
-        rejected_at[stage or "pending"] += 1
         ctx.reject(rec, *why, error=(src or {}).get("error"))
-    ctx.stats_extra["report"] = _report(opts, by_stage, accepted, rejected_at)
+        rejected.append(rec)
+    ctx.stats_extra["report"] = _report(opts, by_stage, accepted, rejected)
     ctx.manifest_extra["files_read"] = {
         _rel(ctx, ctx.input_store(n).rejected_path): file_sha256(ctx.input_store(n).rejected_path)
         for n in opts.trace}
