@@ -102,5 +102,12 @@ def compose_response_schema(schemas_dir: Path | str | None = None) -> dict[str, 
             "title": "PocketGuide answer: envelope v0 with a typed v1 payload", "anyOf": branches}
 
 
-__all__ = ["validate_envelope", "check_envelope", "compose_response_schema", "load_schema", "json_path",
-           "PAYLOAD_TYPES", "SCHEMAS_DIR"]
+__all__ = [
+    "PAYLOAD_TYPES",
+    "SCHEMAS_DIR",
+    "check_envelope",
+    "compose_response_schema",
+    "json_path",
+    "load_schema",
+    "validate_envelope",
+]

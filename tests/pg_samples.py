@@ -39,9 +39,9 @@ def envelope(payload_type: str = "procedure", **overrides) -> dict:
 
 def careful(payload_type: str = "procedure", **overrides) -> dict:
     """A time-sensitive envelope that passes every gate."""
-    base = dict(summary="Visa rules and fees change; check the current rules.",
-                uncertainty_notes="Fees and entry requirements change often.",
-                verification_steps=["Always verify the visa rules on the embassy website"])
+    base = {"summary": "Visa rules and fees change; check the current rules.",
+            "uncertainty_notes": "Fees and entry requirements change often.",
+            "verification_steps": ["Always verify the visa rules on the embassy website"]}
     base.update(overrides)
     return envelope(payload_type, **base)
 
@@ -53,7 +53,8 @@ def critique(verdict: str = "pass", instructions: list[str] | None = None) -> di
         "scores": {"actionability": 4, "clarity": 4, "schema_compliance": 5, "safety_risk": 1},
         "hallucination": {"risk_level": "low", "risky_claims": []},
         "verification": {"missing_when_needed": verdict != "pass", "suggested_steps": []},
-        "rewrite_instructions": instructions if instructions is not None else ([] if verdict == "pass" else ["Add a verification step"]),
+        "rewrite_instructions": (instructions if instructions is not None
+                                 else [] if verdict == "pass" else ["Add a verification step"]),
     }
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 from pg_samples import careful, critique, envelope
 
-from pocketguide.gates.pocketguide import (ContractOptions, KeywordOptions, OverconfidenceOptions, contract_ok,
-                                           critique_consistent, find_phrases, overconfidence_guard,
-                                           verification_when_needed, KEYWORDS_DIR)
+from pocketguide.gates.pocketguide import (
+    KEYWORDS_DIR,
+    ContractOptions,
+    KeywordOptions,
+    OverconfidenceOptions,
+    contract_ok,
+    critique_consistent,
+    find_phrases,
+    overconfidence_guard,
+    verification_when_needed,
+)
 from pocketguide.runtime import GateInput
 
 

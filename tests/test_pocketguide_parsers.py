@@ -119,7 +119,7 @@ def test_lenient_parser_never_crashes_and_finds_a_wrapped_envelope(prefix, suffi
        st.text(alphabet=st.characters(blacklist_characters="{}`\"'"), max_size=50))
 def test_any_object_wrapped_in_brace_free_prose_is_extracted(obj, prose):
     raw = prose + " " + json.dumps({"wrapped": obj}) + " " + prose
-    value, mode = extract_json_object(raw, lenient=True)
+    value, _ = extract_json_object(raw, lenient=True)
     assert value == {"wrapped": obj}
 
 

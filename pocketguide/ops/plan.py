@@ -28,7 +28,7 @@ class CategorySpec(_Strict):
     patterns: dict[str, list[str]] = Field(description="payload type → question patterns ({destination}, {duration})")
 
     @model_validator(mode="after")
-    def _known_types(self) -> "CategorySpec":
+    def _known_types(self) -> CategorySpec:
         bad = [t for t in self.patterns if t not in PAYLOAD_TYPES]
         if bad or not self.patterns or not all(self.patterns.values()):
             raise ValueError(f"patterns need ≥ 1 pattern per payload type, types among {PAYLOAD_TYPES}; bad: {bad}")

@@ -16,7 +16,7 @@ from ..contracts import check_envelope
 from ..errors import ParseError
 from ..registry import parser
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.S)
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
 MAX_CANDIDATES = 64  # brace starts tried before giving up: bounds the work on hostile text
 
 
