@@ -221,3 +221,15 @@ def test_cli_rejects_a_bad_gating_mode(tmp_path):
     path = copy_project(tmp_path / "proj")
     out = CliRunner().invoke(app, ["--pipeline", str(path), "run", "plan", "--gating-mode", "loose"])
     assert out.exit_code != 0 and "strict or lenient" in out.output
+
+
+def test_python_m_pocketguide_stages_from_the_repo_root():
+    import subprocess
+    import sys
+
+    from pg_samples import REPO_STAGES
+
+    proc = subprocess.run([sys.executable, "-m", "pocketguide", "stages"], cwd=REPO_STAGES.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stages.yaml is valid" in proc.stdout
