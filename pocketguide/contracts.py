@@ -80,26 +80,55 @@ def validate_envelope(obj: Any, schemas_dir: Path | str | None = None) -> tuple[
     return ok, code, path
 
 
-def compose_response_schema(schemas_dir: Path | str | None = None) -> dict[str, Any]:
+# The compact decoding profile keeps every required field plus these optional ones, and caps arrays:
+# a small teacher fills a smaller worst case with longer, more readable strings (the embedded teacher
+# shrinks string caps until the schema's worst case fits max_tokens).
+COMPACT_KEEP = frozenset({"priority", "why", "type", "text", "options", "root_question", "edges", "condition"})
+COMPACT_MAX_ITEMS = 3
+
+
+def _compact(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            required = set(node.get("required", []))
+            node["properties"] = {k: v for k, v in node["properties"].items() if k in required or k in COMPACT_KEEP}
+        if node.get("type") == "array":
+            node["maxItems"] = min(node.get("maxItems", COMPACT_MAX_ITEMS), COMPACT_MAX_ITEMS)
+        for v in node.values():
+            _compact(v)
+    elif isinstance(node, list):
+        for v in node:
+            _compact(v)
+
+
+def compose_response_schema(schemas_dir: Path | str | None = None, profile: str = "compact") -> dict[str, Any]:
     """One self-contained schema for constrained decoding: anyOf over the payload types, each branch the
-    envelope with `payload_type` fixed and the payload inlined. No $ref (grammar engines and the
-    embedded teacher's size capping walk plain nested schemas); the open `metadata`/`extra` objects are
-    left out so a small model cannot wander into them. Every value it admits satisfies the contracts."""
+    envelope with `payload_type` fixed and the payload inlined (no $ref: grammar engines and the
+    embedded teacher's size capping walk plain nested schemas). `full` (response.full.v1.json) admits
+    exactly what the contracts admit: the stages validate with it. `compact` (response.v1.json) is the
+    decoding profile sent to the teacher: no open `metadata`/`extra`, most optional fields dropped,
+    arrays capped at 3; everything it admits satisfies the contracts."""
     env = load_schema(ENVELOPE_FILE, schemas_dir)
     branches = []
     for ptype in PAYLOAD_TYPES:
         payload = load_schema(payload_file(ptype), schemas_dir)
         for key in ("$schema", "$id", "version", "title"):
             payload.pop(key, None)
-        payload["properties"].pop("extra", None)
         props = copy.deepcopy(env["properties"])
-        props.pop("metadata", None)
+        if profile == "compact":  # open objects a small model could wander into
+            payload["properties"].pop("extra", None)
+            props.pop("metadata", None)
         props["payload_type"] = {"type": "string", "const": ptype}
         props["payload"] = payload
         branches.append({"type": "object", "properties": props, "required": list(env["required"]),
                          "additionalProperties": False})
-    return {"$schema": env["$schema"], "$id": "pocketguide/response.v1.json", "version": "v1",
-            "title": "PocketGuide answer: envelope v0 with a typed v1 payload", "anyOf": branches}
+    if profile == "compact":
+        _compact(branches)
+    elif profile != "full":
+        raise ValueError(f"unknown response profile '{profile}' — use compact or full")
+    name = "response.v1.json" if profile == "compact" else "response.full.v1.json"
+    return {"$schema": env["$schema"], "$id": f"pocketguide/{name}", "version": "v1",
+            "title": f"PocketGuide answer ({profile}): envelope v0 with a typed v1 payload", "anyOf": branches}
 
 
 __all__ = [

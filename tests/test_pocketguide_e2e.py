@@ -171,6 +171,12 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
 
     # the teacher saw the structured-output request the YAML asks for
     assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
+    from pocketguide.contracts import compose_response_schema
+    sent = {r["messages"][-1]["content"].split("\n", 1)[0]: r["response_format"]["json_schema"]["schema"]
+            for r in server.requests}
+    assert sent["Answer this travel question with one JSON object."] == compose_response_schema(profile="compact")
+    assert sent["Review this answer to a travel question and return one JSON critique object."]["title"].startswith(
+        "Critique")
     assert all(r["max_tokens"] == 900 and r["temperature"] == 0 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
@@ -233,3 +239,14 @@ def test_python_m_pocketguide_stages_from_the_repo_root():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "stages.yaml is valid" in proc.stdout
+
+
+def test_a_missing_response_schema_is_a_load_error(tmp_path):
+    from pocketguide.errors import StagesConfigError
+
+    path = copy_project(tmp_path / "proj")
+    path.write_text(path.read_text().replace("response_schema: data/schemas/response.v1.json",
+                                             "response_schema: data/schemas/nope.json", 1))
+    with pytest.raises(StagesConfigError) as err:
+        load_pipeline(path)
+    assert "draft.response_schema: file data/schemas/nope.json not found" in str(err.value)
