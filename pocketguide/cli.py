@@ -82,6 +82,13 @@ CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests i
 TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
 MODEL = typer.Option(None, "--model", help="teacher model for this run")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+GATING = typer.Option(None, "--gating-mode", help="run setting gating_mode for gates that read it: strict or lenient")
+
+
+def _settings(gating_mode):
+    if gating_mode not in (None, "strict", "lenient"):
+        raise typer.BadParameter(f"--gating-mode must be strict or lenient, not '{gating_mode}'")
+    return {"gating_mode": gating_mode} if gating_mode else {}
 
 
 def _report(results, stopped=None) -> None:
@@ -118,7 +125,8 @@ def stages() -> None:
 @guarded
 def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int] = LIMIT, fresh: bool = FRESH,
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL,
+        gating_mode: Optional[str] = GATING) -> None:
     """Run one stage (resuming where it stopped)."""
     import asyncio
 
@@ -128,7 +136,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 
     pipe = _pipe()
     spec = pipe.stage(stage)
-    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url)
+    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode))
 
     async def go():
         pool = TeacherPool()
@@ -150,13 +158,14 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
                                                 help="cap the first stage at N records in total"),
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL,
+            gating_mode: Optional[str] = GATING) -> None:
     """Run every stage in order; rerunning resumes and recomputes stale stages."""
     from .console import RichProgress
     from .pipeline import run_pipeline
 
     pipe = _pipe()
-    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url)
+    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode))
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

@@ -195,6 +195,9 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
             p.append(f"{n}.gates[{i}].options: gate '{g.name}' takes no options — remove them")
     if stage.schema_:
         p += _check_schema(pipe, n, stage.schema_)
+    if stage.response_schema:
+        p += [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1)
+              for x in _check_schema(pipe, n, stage.response_schema)]
     if stage.route and stage.route.on.split(".")[0] not in provided:
         p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
                  f"use one of {', '.join(stage.inputs) or '(no inputs)'}")

@@ -101,7 +101,8 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())
         rt.validator = Draft202012Validator(rt.schema)
-    rt.response_format = response_format_for(teacher_settings, rt.schema, stage.name)
+    decoding = json.loads(pipe.resolve(stage.response_schema).read_text()) if stage.response_schema else rt.schema
+    rt.response_format = response_format_for(teacher_settings, decoding, stage.name)
     if stage.template or stage.copy_from or not (stage.variants and stage.variants.templates):
         rt.default_choice = _choice(pipe, stage, "default", stage.template, stage.mode, stage.parser)
     if stage.variants:

@@ -128,6 +128,9 @@ class StageSpec(Strict):
     copy_from: str | None = Field(None, description="copy mode: dotted path of the value to pass through")
     parser: str | None = None
     schema_: str | None = Field(None, alias="schema")
+    response_schema: str | None = Field(
+        None, description="JSON Schema sent to the teacher as response_format (default: schema), e.g. a smaller "
+                          "decoding profile; validation always uses schema")
     gates: list[GateSpec] = Field(default_factory=list)
     teacher: TeacherSettings | None = None
     variants: Variants | None = None

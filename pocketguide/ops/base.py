@@ -17,7 +17,7 @@ from ..registry import OPERATIONS
 from ..session import RunOptions, TeacherPool
 from ..spec import StageSpec
 from ..stats import StatsAccumulator
-from ..store import REJECTED as REJECTED_FILE, RECORDS, StageStore
+from ..store import REJECTED as REJECTED_FILE, RECORDS, StageStore, file_sha256
 
 
 class OpContext:
@@ -104,6 +104,13 @@ def _up_to_date(pipe: Pipeline, stage: StageSpec, store: StageStore, run: RunOpt
     if m.get("spec", {}).get("options", {}) != stage.model_dump(mode="json", by_alias=True,
                                                                 exclude_none=True).get("options", {}):
         return False
+    # an op may record the run limit it honoured and the files it read (ctx.manifest_extra):
+    # another limit, or a changed file, makes its output out of date
+    if "limit" in m and m["limit"] != run.limit:
+        return False
+    for rel, sha in (m.get("files_read") or {}).items():
+        if file_sha256(pipe.resolve(rel)) != sha:
+            return False
     return m.get("inputs") == input_hashes(pipe, stage, lambda n: input_store(pipe, n, run.dry_run))
 
 
