@@ -136,7 +136,9 @@ def _chars(node: Any, root: dict[str, Any], depth: int, seen: tuple[str, ...]) -
 def _type_chars(t: str, node: dict[str, Any], root: dict[str, Any], depth: int, seen: tuple[str, ...]) -> int | None:
     indent = 2 * depth + 2  # newline + indentation before each member
     if t == "string":
-        return node["maxLength"] + 2 if "maxLength" in node else None
+        if "maxLength" in node:
+            return node["maxLength"] + 2
+        return 40 if "format" in node else None  # date, date-time, uuid, email…: short by nature
     if t in ("integer", "number"):
         return 12
     if t in ("boolean", "null"):
