@@ -43,7 +43,8 @@ class TeacherSettings(Strict):
     one_shot: str | None = Field(
         None, description="example answer appended to the system prompt: literal text, 'auto' (built from the "
                           "schema sent to the model) or 'none'; unset = auto for embedded with a schema")
-    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: the cores this process may use)")
+    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
+                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
     n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
     n_parallel: int | None = Field(
         None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")

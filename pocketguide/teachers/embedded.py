@@ -9,6 +9,7 @@ require a random API key that never leaves this process; the in-process calls by
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -30,12 +31,28 @@ log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
 
 
-def default_threads() -> int:
-    """The cores this process may run on (cgroup/affinity aware where the OS says)."""
+def usable_cores() -> int:
+    """The cores this process may run on (affinity aware where the OS says)."""
     try:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=1)  # once per process, so every teacher shares one loaded engine
+def default_threads() -> int:
+    """The usable cores, less those other processes keep busy (1-minute load average), at least 1.
+
+    Measured on a shared 2-core box: with other jobs running, 2 llama.cpp threads fell to 1–3
+    tokens/s (every op waits at a barrier for a descheduled thread) while 1 thread kept 20–34.
+    On an idle machine this is simply the core count.
+    """
+    cores = usable_cores()
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, min(cores, cores - busy))
 
 
 class Engine:
