@@ -52,9 +52,11 @@ TOPICS = ["a first-time visitor's packing checklist", "a checklist for arriving 
 SYSTEM = "You are a travel assistant. Answer with one JSON object only."
 
 
-def settings(max_tokens: int) -> TeacherSettings:
-    return TeacherSettings(provider="embedded", temperature=0.0, repeat_penalty=1.2, max_tokens=max_tokens,
-                           seed=7, response_format="json_schema", system_prompt=SYSTEM)
+def settings(args: argparse.Namespace) -> TeacherSettings:
+    """The recommended embedded settings (see the README block); flags vary one at a time."""
+    return TeacherSettings(provider="embedded", temperature=0.0, repeat_penalty=1.2, max_tokens=args.max_tokens,
+                           seed=7, response_format="json_schema", system_prompt=SYSTEM,
+                           schema_max_items=args.max_items, one_shot=args.one_shot, threads=args.threads)
 
 
 def requests(s: TeacherSettings, n: int) -> list[TeacherRequest]:
@@ -93,10 +95,14 @@ def valid(text: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20, help="constrained generations for the schema-valid rate")
-    ap.add_argument("--compare", type=int, default=8, help="of those, how many also run directly (tokens/s)")
-    ap.add_argument("--max-tokens", type=int, default=300)
+    ap.add_argument("--compare", type=int, default=6, help="of those, how many also run directly (tokens/s)")
+    ap.add_argument("--max-tokens", type=int, default=700)
+    ap.add_argument("--max-items", type=int, default=3)
+    ap.add_argument("--one-shot", default=None, help="auto | none | literal text (default: the teacher's)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--budget-s", type=float, default=170.0, help="stop starting new generations after this")
     args = ap.parse_args()
-    s = settings(args.max_tokens)
+    s = settings(args)
     teacher = EmbeddedTeacher(s)
     reqs = requests(s, args.n)
     print(f"model {teacher.model_id}, threads {teacher.threads}, n_ctx {teacher.n_ctx}, max_tokens {s.max_tokens}; "
@@ -106,7 +112,11 @@ def main() -> None:
     _ = teacher.engine  # load both models before timing
     times = {"pocketguide": [0.0, 0], "direct": [0.0, 0]}
     results = []
+    bench_started = time.perf_counter()
     for i, req in enumerate(reqs):
+        if i >= max(args.compare, 1) and time.perf_counter() - bench_started > args.budget_s:
+            print(f"time budget of {args.budget_s:.0f} s reached after {i} generations (machine load?)")
+            break
         order = ["pocketguide", "direct"] if i % 2 == 0 else ["direct", "pocketguide"]
         for who in order if i < args.compare else ["pocketguide"]:
             t0 = time.perf_counter()
@@ -128,6 +138,9 @@ def main() -> None:
           f"{max(tokens)}, all-in tokens/s {sum(tokens) / sum(r[3] for r in results):.1f}")
     for text, *_ in results[:2]:
         print("sample:", text.replace("\n", " ")[:400])
+    if not args.compare:
+        print(f"schema_valid_rate={ok / len(results):.3f}")
+        return
     tps = {k: v[1] / v[0] for k, v in times.items()}
     print(f"tokens/s over {args.compare} interleaved requests: pocketguide {tps['pocketguide']:.1f}, "
           f"direct xllamacpp {tps['direct']:.1f} (tokens {times['pocketguide'][1]} vs {times['direct'][1]})")
