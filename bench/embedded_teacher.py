@@ -6,7 +6,7 @@ loaded with the same model, threads and context, interleaving the two so machine
 alike. Prints tokens/s for each, the schema-valid rate (against the REAL schema) over 20
 constrained generations, and last `embedded_overhead_ratio=<pocketguide tokens/s ÷ direct tokens/s>`.
 
-    python bench/embedded_teacher.py [--n 20] [--compare 10] [--max-tokens 300]
+    python bench/embedded_teacher.py [--n 20] [--compare 6] [--max-tokens 700] [--max-items 3]
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jsonschema import Draft202012Validator  # noqa: E402
+from jsonschema import Draft202012Validator
 
-from pocketguide.spec import TeacherSettings  # noqa: E402
-from pocketguide.structured import response_format_for, system_prompt_for, worst_case_tokens  # noqa: E402
-from pocketguide.teachers.base import TeacherRequest  # noqa: E402
-from pocketguide.teachers.embedded import EmbeddedTeacher  # noqa: E402
+from pocketguide.spec import TeacherSettings
+from pocketguide.structured import response_format_for, system_prompt_for, worst_case_tokens
+from pocketguide.teachers.base import TeacherRequest
+from pocketguide.teachers.embedded import EmbeddedTeacher
 
 # an envelope like the PocketGuide one: required fields, arrays, an enum and a typed payload
 SCHEMA = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,8 +33,8 @@ def _pipeline_settings():
 
 @app.command()
 @guarded
-def doctor(model_path: Optional[Path] = typer.Option(None, "--model-path", help="a .gguf model to check instead"),
-           threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for llama.cpp"),
+def doctor(model_path: Path | None = typer.Option(None, "--model-path", help="a .gguf model to check instead"),
+           threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for llama.cpp"),
            no_generate: bool = typer.Option(False, "--no-generate", help="skip the test generation"),
            as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
     """Check the embedded offline teacher: runtime, model, threads, and one schema-constrained generation."""

@@ -26,9 +26,11 @@ PROBE_SCHEMA: dict[str, Any] = {
     },
 }
 PROBE_PROMPT = "Give two short tips for a first visit to Lisbon, as JSON."
-PROBE_DEFAULTS = dict(provider="embedded", temperature=0.0, repeat_penalty=1.2, max_tokens=160,
-                      response_format="json_schema", system_prompt="You are a travel assistant. "
-                      "Answer with one JSON object only.")
+PROBE_DEFAULTS: dict[str, Any] = {
+    "provider": "embedded", "temperature": 0.0, "repeat_penalty": 1.2, "max_tokens": 160,
+    "response_format": "json_schema",
+    "system_prompt": "You are a travel assistant. Answer with one JSON object only.",
+}
 
 
 def probe_settings(settings: TeacherSettings | None = None) -> TeacherSettings:
@@ -78,7 +80,7 @@ def diagnose(settings: TeacherSettings | None = None, generate: bool = True) -> 
         report.update(teacher.describe())
         report["model_size_mb"] = round(report["model_size"] / 1e6, 1)
         if generate:
-            report["load_s"] = round(_load(teacher), 3)
+            report["load_s"] = round(teacher.engine.load_s, 3)
             report["listener"] = teacher.engine.listening_address
             report["generation"] = _check_generation(teacher, s)
             report["ok"] = bool(report["generation"]["schema_valid"])
@@ -87,8 +89,3 @@ def diagnose(settings: TeacherSettings | None = None, generate: bool = True) -> 
     except PocketguideError as exc:
         report["error"] = str(exc)
     return report
-
-
-def _load(teacher: Any) -> float:
-    engine = teacher.engine
-    return engine.load_s

@@ -79,7 +79,7 @@ class Engine:
         started = time.perf_counter()
         try:
             self.server = xllamacpp.Server(params)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — llama.cpp load failures come as any exception type
             shutil.rmtree(self._sock_dir, ignore_errors=True)
             raise TeacherConfigError(f"llama.cpp could not load {path}: {exc} — is it a valid GGUF model?") from None
         self.load_s = time.perf_counter() - started
@@ -174,7 +174,7 @@ class EmbeddedTeacher:
             answer = await asyncio.to_thread(engine.chat, body)
         except ValueError as exc:  # xllamacpp raises ValueError on a malformed request
             raise TeacherError("bad_request", f"llama.cpp rejected the request: {exc}"[:500]) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any runtime failure becomes a rejected record
             raise TeacherError("runtime", f"llama.cpp failed: {type(exc).__name__}: {exc}"[:500]) from None
         latency = time.perf_counter() - started
         if not isinstance(answer, dict) or "error" in answer:
