@@ -353,3 +353,37 @@ def test_doctor_reports_runtime_model_and_a_valid_generation(monkeypatch, tmp_pa
     assert gen["completion_tokens"] > 0 and gen["tokens_per_s"] > 0 and gen["worst_case_tokens"] <= 160
     table = CliRunner().invoke(app, ["doctor", "--no-generate"])
     assert table.exit_code == 0 and "model_sha256" in table.stdout and "runtime_version" in table.stdout
+
+
+def test_runner_sends_capped_schema_and_one_shot_to_any_provider(fake_openai, pipeline_dir):
+    """The generator puts the one-shot example in the system message; caps are opt-in for remote providers."""
+    from pocketguide.runner import run_stage
+    from pocketguide.testing import Reply
+
+    server = fake_openai(lambda req: Reply(text='{"city": "Porto", "tips": [{"text": "Go early"}, {"text": "Eat"}], '
+                                                '"budget": "low"}'))
+    path = pipeline_dir(
+        """
+        pipeline:
+          data_dir: runs
+          teacher: {provider: openai, model: m, base_url: BASE, response_format: json_schema,
+                    system_prompt: Be brief., schema_max_string: 40, schema_max_items: 2,
+                    one_shot: '{"city": "Lyon"}'}
+        stages:
+          - name: tips
+            source: data/in.jsonl
+            template: t.j2
+            mode: llm
+            parser: json
+            schema: data/s.json
+        """.replace("BASE", server.base_url),
+        templates={"t.j2": "Tips for {{ source.city }}"},
+        files={"data/in.jsonl": '{"id": "a", "city": "Porto"}\n', "data/s.json": json.dumps(TIP_SCHEMA)})
+    result = run_stage("tips", path)
+    assert result.accepted == 1
+    (req,) = server.requests
+    assert req["messages"][0] == {"role": "system", "content": 'Be brief.\n\nExample of the answer format '
+                                                               '(one JSON object):\n{"city": "Lyon"}'}
+    sent = req["response_format"]["json_schema"]["schema"]
+    assert sent["properties"]["city"]["maxLength"] == 40 and sent["properties"]["tips"]["maxItems"] == 2
+    assert json.loads((path.parent / "data" / "s.json").read_text()) == TIP_SCHEMA  # the real schema is untouched
