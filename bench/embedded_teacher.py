@@ -6,7 +6,7 @@ loaded with the same model, threads and context, interleaving the two so machine
 alike. Prints tokens/s for each, the schema-valid rate (against the REAL schema) over 20
 constrained generations, and last `embedded_overhead_ratio=<pocketguide tokens/s ÷ direct tokens/s>`.
 
-    python bench/embedded_teacher.py [--n 20] [--compare 6] [--max-tokens 700] [--max-items 3]
+    python bench/embedded_teacher.py [--n 20] [--compare 4] [--max-tokens 700] [--max-items 3]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SYSTEM = "You are a travel assistant. Answer with one JSON object only."
 
 def settings(args: argparse.Namespace) -> TeacherSettings:
     """The recommended embedded settings (see the README block); flags vary one at a time."""
-    return TeacherSettings(provider="embedded", temperature=0.0, repeat_penalty=1.2, max_tokens=args.max_tokens,
+    return TeacherSettings(provider="embedded", temperature=args.temperature, repeat_penalty=1.2, max_tokens=args.max_tokens,
                            seed=7, response_format="json_schema", system_prompt=SYSTEM,
                            schema_max_items=args.max_items, one_shot=args.one_shot, threads=args.threads)
 
@@ -95,12 +95,13 @@ def valid(text: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20, help="constrained generations for the schema-valid rate")
-    ap.add_argument("--compare", type=int, default=6, help="of those, how many also run directly (tokens/s)")
+    ap.add_argument("--compare", type=int, default=4, help="of those, how many also run directly (tokens/s)")
     ap.add_argument("--max-tokens", type=int, default=700)
     ap.add_argument("--max-items", type=int, default=3)
     ap.add_argument("--one-shot", default=None, help="auto | none | literal text (default: the teacher's)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--budget-s", type=float, default=170.0, help="stop starting new generations after this")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--budget-s", type=float, default=150.0, help="stop starting new generations after this")
     args = ap.parse_args()
     s = settings(args)
     teacher = EmbeddedTeacher(s)
