@@ -387,3 +387,16 @@ def test_runner_sends_capped_schema_and_one_shot_to_any_provider(fake_openai, pi
     sent = req["response_format"]["json_schema"]["schema"]
     assert sent["properties"]["city"]["maxLength"] == 40 and sent["properties"]["tips"]["maxItems"] == 2
     assert json.loads((path.parent / "data" / "s.json").read_text()) == TIP_SCHEMA  # the real schema is untouched
+
+
+@needs_model
+def test_prompt_over_the_context_is_a_typed_teacher_error():
+    from pocketguide.errors import TeacherError
+    from pocketguide.teachers.embedded import EmbeddedTeacher
+
+    small = EmbeddedTeacher(TeacherSettings(provider="embedded", n_ctx=256, threads=1))
+    request = TeacherRequest(messages=[{"role": "user", "content": "word " * 600}], max_tokens=5)
+    with pytest.raises(TeacherError) as err:
+        asyncio.run(small.generate(request))
+    assert err.value.kind == "context_overflow"
+    assert "exceeds the available context size" in str(err.value) and "raise teacher.n_ctx" in str(err.value)
