@@ -24,10 +24,16 @@ PROVIDER_CAPS: dict[str, tuple[int, int, bool]] = {"embedded": (200, 4, True)}
 #: JSON text averages ~3.5; looping junk inside a string is often shorter per token)
 CHARS_PER_TOKEN = 3.0
 MIN_FIT_STRING = 8
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SUBSCHEMA_DICTS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
-_SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
-                  "unevaluatedProperties", "unevaluatedItems", "propertyNames")
+# subschemas an instance must satisfy on its own, so narrowing them narrows the whole schema.
+# Never `not` or `if`: narrowing those would widen the schema or switch which branch applies.
+_WHOLE_LISTS = ("prefixItems",)
+_WHOLE_DICTS = ("properties", "$defs", "definitions", "patternProperties")
+_WHOLE_ONE = ("items", "additionalProperties", "contains", "unevaluatedProperties", "unevaluatedItems",
+              "propertyNames")
+# subschemas that may describe only part of the object (allOf parts, then/else, dependentSchemas)
+_PART_LISTS = ("allOf",)
+_PART_ONE = ("then", "else")
+_ALTERNATIVES = ("anyOf", "oneOf")
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def _cap_array(node: dict[str, Any], cap: int) -> None:
     node["maxItems"] = max(min(node.get("maxItems", cap), cap), floor, prefix if node.get("items") is False else 0)
 
 
-def _walk(node: Any, caps: Caps) -> None:
+def _walk(node: Any, caps: Caps, close: bool = True) -> None:
     if not isinstance(node, dict):
         return
     types = _types(node)
@@ -69,16 +75,28 @@ def _walk(node: Any, caps: Caps) -> None:
         _cap_string(node, caps.max_string)
     if caps.max_items and "array" in types:
         _cap_array(node, caps.max_items)
-    if "properties" in node and node.get("additionalProperties", True) is True:
+    composed = any(k in node for k in (*_PART_LISTS, *_PART_ONE, *_ALTERNATIVES, "dependentSchemas", "if"))
+    if close and not composed and "properties" in node and node.get("additionalProperties", True) is True:
         node["additionalProperties"] = False  # a closed object cannot grow extra keys forever
-    for key in _SUBSCHEMA_LISTS:
+    for key in _WHOLE_LISTS:
         for sub in node.get(key) or []:
             _walk(sub, caps)
-    for key in _SUBSCHEMA_DICTS:
+    for key in _WHOLE_DICTS:
         for sub in (node.get(key) or {}).values():
             _walk(sub, caps)
-    for key in _SUBSCHEMA_ONE:
+    for key in _WHOLE_ONE:
         _walk(node.get(key), caps)
+    # a part of a composed object must stay open: another part may allow the keys it does not name
+    for key in _PART_LISTS:
+        for sub in node.get(key) or []:
+            _walk(sub, caps, close=False)
+    for key in _PART_ONE:
+        _walk(node.get(key), caps, close=False)
+    for sub in (node.get("dependentSchemas") or {}).values():
+        _walk(sub, caps, close=False)
+    for key in _ALTERNATIVES:  # an alternative describes the whole object unless the parent adds keys
+        for sub in node.get(key) or []:
+            _walk(sub, caps, close=close and "properties" not in node)
 
 
 def capped_schema(schema: dict[str, Any], caps: Caps) -> dict[str, Any]:

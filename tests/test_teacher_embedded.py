@@ -400,3 +400,18 @@ def test_prompt_over_the_context_is_a_typed_teacher_error():
         asyncio.run(small.generate(request))
     assert err.value.kind == "context_overflow"
     assert "exceeds the available context size" in str(err.value) and "raise teacher.n_ctx" in str(err.value)
+
+
+def test_composed_objects_stay_open_and_not_is_left_alone():
+    schema = {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+                        {"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"]}],
+              "properties": {"c": {"type": "object", "properties": {"d": {"type": "string"}}}},
+              "anyOf": [{"properties": {"e": {"type": "integer"}}}],
+              "not": {"type": "object", "properties": {"z": {"type": "string", "maxLength": 999}}, "required": ["z"]}}
+    capped = capped_schema(schema, Caps(max_string=10, max_items=2))
+    Draft202012Validator(capped).validate({"a": "x", "b": "y", "c": {"d": "z"}, "e": 1})
+    assert capped["allOf"][0]["properties"]["a"]["maxLength"] == 10  # parts are still capped
+    assert "additionalProperties" not in capped and "additionalProperties" not in capped["allOf"][0]
+    assert capped["properties"]["c"]["additionalProperties"] is False  # a plain nested object is closed
+    assert "additionalProperties" not in capped["anyOf"][0]  # the parent adds keys: the alternative stays open
+    assert capped["not"] == schema["not"]  # narrowing a `not` would widen the schema
