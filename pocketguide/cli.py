@@ -251,6 +251,8 @@ def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "-
     path = EXPORTERS[fmt](pipe, spec, store, out)
     console_out.print(f"wrote {path}")
 
+from . import cli_embedded  # noqa: E402,F401
+
 
 def entrypoint() -> None:
     app()

@@ -10,6 +10,7 @@ import orjson
 from .errors import TeacherError
 from .records import lookup
 from .registry import generator
+from .structured import system_prompt_for
 from .teachers.base import TeacherRequest
 
 
@@ -58,8 +59,9 @@ class LLMGenerator:
         if rt.dry_run:
             return Generated(raw=None, dry_run=True)
         messages = []
-        if s.system_prompt:
-            messages.append({"role": "system", "content": s.system_prompt})
+        system = system_prompt_for(s, rt.response_format)  # adds the one-shot example when configured
+        if system:
+            messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": item.prompt})
         request = TeacherRequest(
             messages=messages,

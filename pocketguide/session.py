@@ -67,7 +67,9 @@ class TeacherPool:
         from .teachers import build_teacher
 
         key = json.dumps(settings.model_dump(exclude={"temperature", "top_p", "max_tokens", "seed",
-                                                       "system_prompt", "response_format", "repeat_penalty"},
+                                                       "system_prompt", "response_format", "repeat_penalty",
+                                                       "schema_max_string", "schema_max_items",
+                                                       "schema_fit_max_tokens", "one_shot"},
                                               exclude_none=True), sort_keys=True)
         if key not in self._teachers:
             self._teachers[key] = build_teacher(settings)

@@ -31,6 +31,23 @@ class TeacherSettings(Strict):
         None, description="ask the endpoint for structured output (json_schema uses the stage's schema)")
     repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
     max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight for this teacher")
+    schema_max_string: int | None = Field(
+        None, ge=0, description="cap every string's maxLength in the schema sent to the model (validation keeps "
+                                "the real schema); unset = 200 for embedded, no cap otherwise; 0 = no cap")
+    schema_max_items: int | None = Field(
+        None, ge=0, description="cap every array's maxItems in the schema sent to the model (minItems kept); "
+                                "unset = 4 for embedded, no cap otherwise; 0 = no cap")
+    schema_fit_max_tokens: bool | None = Field(
+        None, description="shrink the string cap until the capped schema's worst case fits in max_tokens; "
+                          "unset = on for embedded, off otherwise")
+    one_shot: str | None = Field(
+        None, description="example answer appended to the system prompt: literal text, 'auto' (built from the "
+                          "schema sent to the model) or 'none'; unset = auto for embedded with a schema")
+    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
+                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
+    n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
+    n_parallel: int | None = Field(
+        None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
     extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
     extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
 

@@ -1,0 +1,195 @@
+"""The embedded offline teacher: llama.cpp in-process through xllamacpp, no key, no network.
+
+xllamacpp's `Server` always starts llama.cpp's HTTP server next to the in-process API (on
+127.0.0.1 at a random port by default). Nothing here talks to it. To keep it from being reachable
+we bind it to a Unix socket inside a fresh 0700 temp folder (so there is no TCP port at all) and
+require a random API key that never leaves this process; the in-process calls bypass HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from ..errors import TeacherConfigError, TeacherError
+from ..spec import TeacherSettings
+from .base import TeacherRequest, TeacherResponse
+from .model_files import model_sha256, resolve_model_path, runtime_version
+from .registry import provider
+
+log = logging.getLogger(__name__)
+DEFAULT_N_CTX = 4096
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (affinity aware where the OS says)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=1)  # once per process, so every teacher shares one loaded engine
+def default_threads() -> int:
+    """The usable cores, less those other processes keep busy (1-minute load average), at least 1.
+
+    Measured on a shared 2-core box: with other jobs running, 2 llama.cpp threads fell to 1–3
+    tokens/s (every op waits at a barrier for a descheduled thread) while 1 thread kept 20–34.
+    On an idle machine this is simply the core count.
+    """
+    cores = usable_cores()
+    try:
+        busy = int(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
+class Engine:
+    """One loaded model: the xllamacpp Server plus a gate that serialises (or bounds) decoding."""
+
+    def __init__(self, path: Path, threads: int, n_ctx: int, n_parallel: int):
+        import xllamacpp
+
+        self.path, self.threads, self.n_ctx, self.n_parallel = path, threads, n_ctx, n_parallel
+        self._sock_dir = tempfile.mkdtemp(prefix="pocketguide-llama-")  # mode 0700: only this user
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = n_ctx * n_parallel  # llama.cpp splits the context across parallel slots
+        params.n_parallel = n_parallel
+        params.verbosity = -1  # silent: the library never prints
+        params.warmup = False
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.hostnames = [os.path.join(self._sock_dir, "llama.sock")]
+        params.api_keys = [secrets.token_hex(24)]
+        params.endpoint_slots = False
+        params.endpoint_metrics = False
+        params.n_threads_http = 1
+        started = time.perf_counter()
+        try:
+            self.server = xllamacpp.Server(params)
+        except Exception as exc:  # noqa: BLE001 — llama.cpp load failures come as any exception type
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+            raise TeacherConfigError(f"llama.cpp could not load {path}: {exc} — is it a valid GGUF model?") from None
+        self.load_s = time.perf_counter() - started
+        self.listening_address = str(getattr(self.server, "listening_address", ""))
+        self._gate = threading.BoundedSemaphore(n_parallel)
+        weakref.finalize(self, shutil.rmtree, self._sock_dir, True)
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Blocking chat completion; call it from a worker thread (it releases the GIL while decoding)."""
+        with self._gate:
+            return self.server.handle_chat_completions(body)
+
+
+_engines: dict[tuple[str, int, int, int], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(path: Path, threads: int, n_ctx: int, n_parallel: int) -> Engine:
+    """Load a model once per process and share it between every teacher and stage that uses it."""
+    key = (str(path), threads, n_ctx, n_parallel)
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = Engine(path, threads, n_ctx, n_parallel)
+        return _engines[key]
+
+
+def _require_runtime() -> str:
+    version = runtime_version()
+    try:
+        import xllamacpp  # noqa: F401
+    except ImportError as exc:
+        raise TeacherConfigError(f"xllamacpp {version} is installed but does not import ({exc}); "
+                                 f'reinstall it with `pip install --force-reinstall "pocketguide[embedded]"`') from None
+    return version
+
+
+def _error_from(answer: dict[str, Any]) -> TeacherError:
+    err = answer.get("error") or {}
+    etype = str(err.get("type") or "error")
+    kind = "context_overflow" if "context" in etype else "bad_request" if err.get("code") == 400 else "runtime"
+    hint = " — shorten the prompt or raise teacher.n_ctx" if kind == "context_overflow" else ""
+    return TeacherError(kind, f"llama.cpp: {err.get('message') or err}{hint}"[:500], status=err.get("code"))
+
+
+@provider("embedded")
+class EmbeddedTeacher:
+    """A local GGUF model behind the Teacher interface; decoding runs off the event loop."""
+
+    def __init__(self, settings: TeacherSettings):
+        self.settings = settings
+        self.runtime_version = _require_runtime()
+        self.model_path = resolve_model_path(settings)
+        self.threads = settings.threads or default_threads()
+        self.n_ctx = settings.n_ctx or DEFAULT_N_CTX
+        self.n_parallel = settings.n_parallel or 1
+        # more requests in flight than decoding slots only queue up inside llama.cpp
+        self.max_concurrency = min(settings.max_concurrency or self.n_parallel, self.n_parallel)
+        self.model_id = self.model_path.name
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = get_engine(self.model_path, self.threads, self.n_ctx, self.n_parallel)
+        return self._engine
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": "embedded", "runtime": "xllamacpp", "runtime_version": self.runtime_version,
+                "model": self.model_id, **self.cache_identity(), "model_size": self.model_path.stat().st_size,
+                "threads": self.threads, "n_ctx": self.n_ctx, "n_parallel": self.n_parallel}
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What, besides the request, decides the answer: the exact weights and the runtime."""
+        return {"model_path": str(self.model_path), "model_sha256": model_sha256(self.model_path),
+                "runtime_version": self.runtime_version}
+
+    def body(self, request: TeacherRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": request.messages, "cache_prompt": True}
+        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format", "repeat_penalty"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        body.update(self.settings.extra_body or {})
+        body.update(request.extra_body)
+        return body
+
+    async def generate(self, request: TeacherRequest) -> TeacherResponse:
+        body = self.body(request)
+        engine = await asyncio.to_thread(lambda: self.engine)  # the first call loads the model
+        started = time.perf_counter()
+        try:
+            answer = await asyncio.to_thread(engine.chat, body)
+        except ValueError as exc:  # xllamacpp raises ValueError on a malformed request
+            raise TeacherError("bad_request", f"llama.cpp rejected the request: {exc}"[:500]) from None
+        except Exception as exc:  # noqa: BLE001 — any runtime failure becomes a rejected record
+            raise TeacherError("runtime", f"llama.cpp failed: {type(exc).__name__}: {exc}"[:500]) from None
+        latency = time.perf_counter() - started
+        if not isinstance(answer, dict) or "error" in answer:
+            raise _error_from(answer if isinstance(answer, dict) else {"error": {"message": repr(answer)[:200]}})
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise TeacherError("bad_response", f"llama.cpp answered without a message: {str(answer)[:200]}") from None
+        usage = answer.get("usage") or {}
+        return TeacherResponse(
+            text=text or "", finish_reason=choice.get("finish_reason"), model=self.model_id, latency_s=latency,
+            usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                   "completion_tokens": int(usage.get("completion_tokens") or 0)})
+
+    async def aclose(self) -> None:
+        # the model stays loaded for the rest of the process: later stages and runs reuse it
+        self._engine = None
