@@ -359,6 +359,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, pool
         aside = store.move_aside()
         if aside:
             options.progress.message(f"{stage.name}: previous output kept at {aside}")
+    pool.bind(pipe.data_dir, options, stage.name, options.concurrency or pipe.spec.pipeline.concurrency)
     if stage.is_operation:
         from .ops.base import run_operation
 

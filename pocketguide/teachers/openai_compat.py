@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,13 +19,26 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
 
 
+def env_value(name: str) -> str | None:
+    """The environment first, then `.env` in the working folder (never overriding the environment)."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = Path.cwd() / ".env"
+    if not path.is_file():
+        return None
+    from dotenv import dotenv_values
+
+    return dotenv_values(path).get(name) or None
+
+
 def resolve_base_url(settings: TeacherSettings) -> str | None:
-    return settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    return settings.base_url or env_value("OPENAI_BASE_URL") or None
 
 
 def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
     env_name = settings.api_key_env or DEFAULT_KEY_ENV
-    key = os.environ.get(env_name)
+    key = env_value(env_name)
     if key:
         return key
     if base_url is None or any(h in base_url for h in OFFICIAL_HOSTS):
@@ -64,6 +78,12 @@ def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
     return "unexpected", False, None
 
 
+def _limit_headers(headers: Any) -> dict[str, str]:
+    """The rate-limit headers of one answer (x-ratelimit-*, retry-after), lower-cased."""
+    return {k.lower(): v for k, v in headers.items()
+            if k.lower().startswith("x-ratelimit") or k.lower() in ("retry-after", "retry-after-ms")}
+
+
 def _hint(status: int | None) -> str:
     return {
         400: " — the endpoint rejected a parameter; check model options and response_format",
@@ -96,7 +116,7 @@ class OpenAITeacher:
                 timeout=settings.timeout_s or 120.0,
             ),
         )
-        self.last_headers: dict[str, str] = {}
+        self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
 
     def describe(self) -> dict[str, Any]:
         return {"provider": "openai", "model": self.settings.model, "base_url": self.base_url}
@@ -122,15 +142,19 @@ class OpenAITeacher:
         started = time.perf_counter()
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**body)
+            headers = _limit_headers(raw.headers)
             completion = raw.parse()
-            self.last_headers = {k.lower(): v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit")}
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
             message = self.redact(f"{type(exc).__name__}: {exc}")[:500]
             err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
+            err.detail = message  # type: ignore[attr-defined]  # without the hint, for parameter detection
+            err.headers = {}  # type: ignore[attr-defined]
             if isinstance(exc, openai.APIStatusError):
+                err.headers = _limit_headers(exc.response.headers)  # type: ignore[attr-defined]
                 err.retry_after = exc.response.headers.get("retry-after")  # type: ignore[attr-defined]
             raise err from None
+        self.last_headers = headers
         latency = time.perf_counter() - started
         choices = getattr(completion, "choices", None)
         if not choices or choices[0].message is None:
@@ -144,7 +168,7 @@ class OpenAITeacher:
             usage = {"prompt_tokens": completion.usage.prompt_tokens or 0,
                      "completion_tokens": completion.usage.completion_tokens or 0}
         return TeacherResponse(text=text, finish_reason=choice.finish_reason, model=completion.model or body["model"],
-                               usage=usage, latency_s=latency)
+                               usage=usage, latency_s=latency, headers=headers)
 
     async def aclose(self) -> None:
         await self.client.close()
