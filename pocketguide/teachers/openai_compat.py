@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 
 from ..errors import TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
@@ -17,6 +18,11 @@ from .registry import provider
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
+# httpcore scans every connection of its pool (quadratically) on each request and response; at 32+
+# requests in flight that costs milliseconds of CPU per request, so requests are spread over several
+# small pools of SHARD_SIZE in flight each (measured in bench/teacher_throughput.py)
+SHARD_SIZE = 4
+MAX_SHARDS = 64
 
 
 def env_value(name: str) -> str | None:
@@ -105,34 +111,48 @@ class OpenAITeacher:
         key = resolve_api_key(settings, self.base_url)
         self.redact = Redactor(key)
         self.max_concurrency = settings.max_concurrency
-        self.client = openai.AsyncOpenAI(
-            api_key=key,
+        self._key = key
+        self._shards: list[list[Any]] = []  # [client, requests in flight]
+        self.client = self._new_shard()
+        self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
+
+    def _new_shard(self) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            api_key=self._key,
             base_url=self.base_url,
-            timeout=settings.timeout_s or 120.0,
+            timeout=self.settings.timeout_s or 120.0,
             max_retries=0,
-            default_headers=settings.extra_headers or None,
+            default_headers=self.settings.extra_headers or None,
             http_client=httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-                timeout=settings.timeout_s or 120.0,
+                limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2),
+                timeout=self.settings.timeout_s or 120.0,
             ),
         )
-        self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
+        self._shards.append([client, 0])
+        return client
+
+    def _shard(self) -> list[Any]:
+        """The least busy connection pool, or a new one when all hold SHARD_SIZE requests."""
+        shard = min(self._shards, key=lambda s: s[1])
+        if shard[1] >= SHARD_SIZE and len(self._shards) < MAX_SHARDS:
+            self._new_shard()
+            shard = self._shards[-1]
+        return shard
 
     def describe(self) -> dict[str, Any]:
         return {"provider": "openai", "model": self.settings.model, "base_url": self.base_url}
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
+        """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
         body: dict[str, Any] = {"model": request.model or self.settings.model, "messages": request.messages}
         for name in ("temperature", "top_p", "max_tokens", "seed", "response_format"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
-        extra = dict(self.settings.extra_body or {})
-        extra.update(request.extra_body)
         if request.repeat_penalty is not None:
-            extra.setdefault("repeat_penalty", request.repeat_penalty)
-        if extra:
-            body["extra_body"] = extra
+            body["repeat_penalty"] = request.repeat_penalty
+        body.update(self.settings.extra_body or {})
+        body.update(request.extra_body)
         return body
 
     async def generate(self, request: TeacherRequest) -> TeacherResponse:
@@ -140,35 +160,55 @@ class OpenAITeacher:
         if not body["model"]:
             raise TeacherError("config", "no model set: give teacher.model in stages.yaml or --model")
         started = time.perf_counter()
+        shard = self._shard()
+        shard[1] += 1
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(**body)
-            headers = _limit_headers(raw.headers)
-            completion = raw.parse()
+            # the SDK's generic post: same auth, timeouts and typed errors as chat.completions.create, without
+            # its per-call TypedDict transform and model parsing (a third of the client's CPU per request)
+            raw = await shard[0].post("/chat/completions", body=body, cast_to=httpx.Response)
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
-            kind, retryable, status = _error_kind(exc)
-            message = self.redact(f"{type(exc).__name__}: {exc}")[:500]
-            err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
-            err.detail = message  # type: ignore[attr-defined]  # without the hint, for parameter detection
-            err.headers = {}  # type: ignore[attr-defined]
-            if isinstance(exc, openai.APIStatusError):
-                err.headers = _limit_headers(exc.response.headers)  # type: ignore[attr-defined]
-                err.retry_after = exc.response.headers.get("retry-after")  # type: ignore[attr-defined]
-            raise err from None
+            raise self._error(exc) from None
+        finally:
+            shard[1] -= 1
+        headers = _limit_headers(raw.headers)
         self.last_headers = headers
         latency = time.perf_counter() - started
-        choices = getattr(completion, "choices", None)
-        if not choices or choices[0].message is None:
-            raise TeacherError("bad_response", "the endpoint answered with no choices", retryable=True)
-        choice = choices[0]
-        text = choice.message.content
-        if text is None:
-            raise TeacherError("empty", "the endpoint answered with no message content", retryable=True)
-        usage = {}
-        if completion.usage is not None:
-            usage = {"prompt_tokens": completion.usage.prompt_tokens or 0,
-                     "completion_tokens": completion.usage.completion_tokens or 0}
-        return TeacherResponse(text=text, finish_reason=choice.finish_reason, model=completion.model or body["model"],
+        text, finish_reason, model, usage = self._read(raw)
+        return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
                                usage=usage, latency_s=latency, headers=headers)
 
+    def _error(self, exc: Exception) -> TeacherError:
+        kind, retryable, status = _error_kind(exc)
+        message = self.redact(f"{type(exc).__name__}: {exc}")[:500]
+        err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
+        err.detail = message  # type: ignore[attr-defined]  # without the hint, for parameter detection
+        err.headers = {}  # type: ignore[attr-defined]
+        if isinstance(exc, openai.APIStatusError):
+            err.headers = _limit_headers(exc.response.headers)  # type: ignore[attr-defined]
+            err.retry_after = exc.response.headers.get("retry-after")  # type: ignore[attr-defined]
+        return err
+
+    def _read(self, raw: httpx.Response) -> tuple[str, str | None, str | None, dict[str, int]]:
+        """text, finish_reason, model, usage of a chat completion; anything else is a retryable bad_response."""
+        try:
+            data = orjson.loads(raw.content)
+        except orjson.JSONDecodeError:
+            snippet = self.redact(raw.content[:120].decode("utf-8", "replace"))
+            raise TeacherError("bad_response", f"the endpoint answered HTTP {raw.status_code} with a body that is "
+                               f"not JSON ({snippet!r}); is base_url an OpenAI-compatible /v1 URL?",
+                               retryable=True) from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"), dict):
+            raise TeacherError("bad_response", "the endpoint answered with no choices", retryable=True)
+        choice = choices[0]
+        text = choice["message"].get("content")
+        if not isinstance(text, str):
+            raise TeacherError("empty", "the endpoint answered with no message content", retryable=True)
+        usage_in = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = {"prompt_tokens": int(usage_in.get("prompt_tokens") or 0),
+                 "completion_tokens": int(usage_in.get("completion_tokens") or 0)} if usage_in else {}
+        return text, choice.get("finish_reason"), data.get("model"), usage
+
     async def aclose(self) -> None:
-        await self.client.close()
+        for client, _ in self._shards:
+            await client.close()
