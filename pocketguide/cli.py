@@ -62,7 +62,7 @@ def _pipe():
     return load_pipeline(STATE["pipeline"])
 
 
-def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None):
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, **run_knobs):
     from .session import RunOptions
     from .spec import TeacherSettings
 
@@ -70,7 +70,7 @@ def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra
     if teacher or model or base_url:
         overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url)
     return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
-                      settings=dict(extra or {}))
+                      settings=dict(extra or {}), **run_knobs)
 
 
 LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
@@ -80,6 +80,9 @@ CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests i
 TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
 MODEL = typer.Option(None, "--model", help="teacher model for this run")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+NO_CACHE = typer.Option(False, "--no-cache", help="neither reuse nor store teacher answers in the response cache")
+MAX_COST = typer.Option(None, "--max-cost", min=0, help="stop cleanly once this many USD are spent (needs prices)")
+MAX_REQ = typer.Option(None, "--max-requests", min=0, help="stop cleanly once this many teacher requests were sent")
 
 
 def _report(results, stopped=None) -> None:
@@ -116,7 +119,8 @@ def stages() -> None:
 @guarded
 def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int] = LIMIT, fresh: bool = FRESH,
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
+        max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ) -> None:
     """Run one stage (resuming where it stopped)."""
     import asyncio
 
@@ -126,7 +130,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 
     pipe = _pipe()
     spec = pipe.stage(stage)
-    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url)
+    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, cache=not no_cache,
+                    max_cost=max_cost, max_requests=max_requests)
 
     async def go():
         pool = TeacherPool()
@@ -148,13 +153,15 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
                                                 help="cap the first stage at N records in total"),
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL) -> None:
+            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
+            max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ) -> None:
     """Run every stage in order; rerunning resumes and recomputes stale stages."""
     from .console import RichProgress
     from .pipeline import run_pipeline
 
     pipe = _pipe()
-    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url)
+    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, cache=not no_cache,
+                    max_cost=max_cost, max_requests=max_requests)
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)
@@ -236,6 +243,9 @@ def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "-
         raise PocketguideError(f"stage '{stage}' has no output yet — run `pocketguide run {stage}` first")
     path = EXPORTERS[fmt](pipe, spec, store, out)
     console_out.print(f"wrote {path}")
+
+
+from . import cli_cache  # noqa: E402,F401
 
 
 def entrypoint() -> None:

@@ -29,7 +29,7 @@ class _Wait:
     """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
 
     def __init__(self, initial: float, maximum: float):
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
 
     def __call__(self, state: RetryCallState) -> float:
         wait = self.backoff(state)
