@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import orjson
+
+from .. import __version__
 
 from ..errors import TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
@@ -67,21 +68,32 @@ class Redactor:
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
-    """Map an openai/httpx exception to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, openai.APITimeoutError):
+    """Map a transport exception to (reason kind, retryable, HTTP status)."""
+    if isinstance(exc, httpx.TimeoutException):
         return "timeout", True, None
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, httpx.TransportError):
         return "connection", True, None
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            return "rate_limit", True, status
-        if status >= 500:
-            return f"http_{status}", True, status
-        return f"http_{status}", False, status
-    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-        return "bad_response", True, None
     return "unexpected", False, None
+
+
+def _status_kind(status: int) -> tuple[str, bool]:
+    if status == 429:
+        return "rate_limit", True
+    return f"http_{status}", status >= 500 or status == 408
+
+
+def _server_message(raw: httpx.Response) -> str:
+    """The error text an endpoint sent: OpenAI's {"error": {"message"}}, or the start of the body."""
+    try:
+        data = orjson.loads(raw.content)
+    except orjson.JSONDecodeError:
+        return raw.content[:300].decode("utf-8", "replace").strip()
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])[:400]
+    if isinstance(err, str):
+        return err[:400]
+    return str(data)[:300]
 
 
 def _limit_headers(headers: Any) -> dict[str, str]:
@@ -101,7 +113,11 @@ def _hint(status: int | None) -> str:
 
 @provider("openai")
 class OpenAITeacher:
-    """AsyncOpenAI with no hidden retries: retry policy belongs to the caller (see issue on limits)."""
+    """Chat completions over httpx, no hidden retries: retry policy belongs to the ManagedTeacher around it.
+
+    The wire call is plain httpx rather than the openai SDK: the SDK's per-call request building and
+    response parsing cost about as much CPU as the HTTP exchange itself (bench/teacher_throughput.py),
+    and every endpoint we target speaks the same JSON."""
 
     max_concurrency: int | None = None
 
@@ -111,22 +127,19 @@ class OpenAITeacher:
         key = resolve_api_key(settings, self.base_url)
         self.redact = Redactor(key)
         self.max_concurrency = settings.max_concurrency
-        self._key = key
+        self._headers = {"authorization": f"Bearer {key}", "content-type": "application/json",
+                         "user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
         self._shards: list[list[Any]] = []  # [client, requests in flight]
         self.client = self._new_shard()
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
 
-    def _new_shard(self) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(
-            api_key=self._key,
-            base_url=self.base_url,
-            timeout=self.settings.timeout_s or 120.0,
-            max_retries=0,
-            default_headers=self.settings.extra_headers or None,
-            http_client=httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2),
-                timeout=self.settings.timeout_s or 120.0,
-            ),
+    def _new_shard(self) -> httpx.AsyncClient:
+        timeout = self.settings.timeout_s or 120.0
+        client = httpx.AsyncClient(
+            base_url=(self.base_url or "https://api.openai.com/v1").rstrip("/") + "/",
+            headers=self._headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+            limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2),
         )
         self._shards.append([client, 0])
         return client
@@ -163,29 +176,30 @@ class OpenAITeacher:
         shard = self._shard()
         shard[1] += 1
         try:
-            # the SDK's generic post: same auth, timeouts and typed errors as chat.completions.create, without
-            # its per-call TypedDict transform and model parsing (a third of the client's CPU per request)
-            raw = await shard[0].post("/chat/completions", body=body, cast_to=httpx.Response)
+            raw = await shard[0].post("chat/completions", content=orjson.dumps(body))
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
-            raise self._error(exc) from None
+            kind, retryable, status = _error_kind(exc)
+            raise self._error(kind, f"{type(exc).__name__}: {exc}", retryable, status, {}) from None
         finally:
             shard[1] -= 1
         headers = _limit_headers(raw.headers)
+        if raw.status_code >= 400:
+            kind, retryable = _status_kind(raw.status_code)
+            message = f"HTTP {raw.status_code} from {self.base_url or 'api.openai.com'}: {_server_message(raw)}"
+            raise self._error(kind, message, retryable, raw.status_code, headers)
         self.last_headers = headers
         latency = time.perf_counter() - started
         text, finish_reason, model, usage = self._read(raw)
         return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
                                usage=usage, latency_s=latency, headers=headers)
 
-    def _error(self, exc: Exception) -> TeacherError:
-        kind, retryable, status = _error_kind(exc)
-        message = self.redact(f"{type(exc).__name__}: {exc}")[:500]
+    def _error(self, kind: str, message: str, retryable: bool, status: int | None,
+               headers: dict[str, str]) -> TeacherError:
+        message = self.redact(message)[:500]
         err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
         err.detail = message  # type: ignore[attr-defined]  # without the hint, for parameter detection
-        err.headers = {}  # type: ignore[attr-defined]
-        if isinstance(exc, openai.APIStatusError):
-            err.headers = _limit_headers(exc.response.headers)  # type: ignore[attr-defined]
-            err.retry_after = exc.response.headers.get("retry-after")  # type: ignore[attr-defined]
+        err.headers = headers  # type: ignore[attr-defined]
+        err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
     def _read(self, raw: httpx.Response) -> tuple[str, str | None, str | None, dict[str, int]]:
@@ -211,4 +225,4 @@ class OpenAITeacher:
 
     async def aclose(self) -> None:
         for client, _ in self._shards:
-            await client.close()
+            await client.aclose()
