@@ -5,24 +5,32 @@ Ideal = 32 / 0.25 s = 128 requests/s. Then the same with 5% injected 429s and 5%
 the same 250 ms, no Retry-After), then the requests sent by an immediate rerun and by a `--fresh`
 rerun (both must be 0: the first skips finished records, the second is answered by the response cache).
 
-    python bench/teacher_throughput.py [--records 2000] [--latency 0.25] [--concurrency 32]
+The server runs in its own process by default, as a real endpoint would (`--in-process` puts it on a
+thread of this process, sharing the GIL with the client, for comparison).
+
+    python bench/teacher_throughput.py [--records 2000] [--latency 0.25] [--concurrency 32] [--in-process]
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import contextlib
+import json
+import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from pocketguide.runner import run_stage  # noqa: E402
 from pocketguide.session import RunOptions  # noqa: E402
-from pocketguide.testing import FakeOpenAI, Reply  # noqa: E402
+from pocketguide.testing import FakeOpenAI, Faults  # noqa: E402
 
 STAGES = """
 pipeline:
@@ -56,44 +64,43 @@ def make_project(root: Path, base_url: str, records: int, concurrency: int) -> P
     return path
 
 
-class Faults:
-    """A reply function: `latency` for every answer, and a share of 429s / 500s drawn with a fixed seed."""
-
-    def __init__(self, latency: float, p429: float = 0.0, p500: float = 0.0, seed: int = 7):
-        self.latency, self.p429, self.p500 = latency, p429, p500
-        self.rng = random.Random(seed)
-        self.lock = threading.Lock()
-        self.injected = {"429": 0, "500": 0}
-
-    def __call__(self, req: dict) -> Reply:
-        with self.lock:
-            x = self.rng.random()
-            if x < self.p429:
-                self.injected["429"] += 1
-                return Reply(status=429, error="rate limited (injected)", delay=self.latency)
-            if x < self.p429 + self.p500:
-                self.injected["500"] += 1
-                return Reply(status=500, error="server error (injected)", delay=self.latency)
-        return Reply(text="A short answer of a few words.", delay=self.latency)
+@contextlib.contextmanager
+def server(latency: float, p429: float, p500: float, in_process: bool):
+    """Yields (base_url, count()) for a loopback server in a child process (or on a thread here)."""
+    if in_process:
+        with FakeOpenAI(Faults(latency, p429, p500)) as s:
+            yield s.base_url, s.count
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "pocketguide.testing", "--latency", str(latency),
+                             "--p429", str(p429), "--p500", str(p500)], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = proc.stdout.readline().strip()
+        with httpx.Client() as client:
+            yield base_url, lambda: client.get(base_url + "/_stats").json()["requests"]
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
-def run_once(root: Path, faults: Faults, records: int, concurrency: int) -> dict:
-    with FakeOpenAI(faults) as server:
-        stages = make_project(root, server.base_url, records, concurrency)
-        started = time.perf_counter()
+def run_once(root: Path, records: int, concurrency: int, latency: float, p429: float, p500: float,
+             in_process: bool) -> dict:
+    with server(latency, p429, p500, in_process) as (base_url, count):
+        stages = make_project(root, base_url, records, concurrency)
+        started, cpu = time.perf_counter(), time.process_time()
         result = run_stage("answers", stages, options=RunOptions())
-        elapsed = time.perf_counter() - started
-        sent = server.count()
-        before = server.count()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        sent = count()
+        manifest = json.loads((result.output_dir / "manifest.json").read_text())
+        flow = manifest["teacher"]["flow"][0]
         rerun = run_stage("answers", stages, options=RunOptions())
-        rerun_sent = server.count() - before
-        before = server.count()
+        rerun_sent = count() - sent
         fresh = run_stage("answers", stages, options=RunOptions(fresh=True))
-        fresh_sent = server.count() - before
-    return {"elapsed": elapsed, "accepted": result.new_accepted, "rejected": result.new_rejected, "sent": sent,
-            "rerun_sent": rerun_sent, "rerun_skipped": rerun.skipped_done, "fresh_sent": fresh_sent,
+        fresh_sent = count() - sent - rerun_sent
+    return {"elapsed": elapsed, "cpu": cpu, "accepted": result.new_accepted, "rejected": result.new_rejected,
+            "sent": sent, "rerun_sent": rerun_sent, "rerun_skipped": rerun.skipped_done, "fresh_sent": fresh_sent,
             "fresh_cached": fresh.stats["teacher"]["cached"], "stopped": result.stopped,
-            "reasons": result.stats.get("rejection_reasons"), "injected": dict(faults.injected)}
+            "reasons": result.stats.get("rejection_reasons"), "flow": flow}
 
 
 def main() -> None:
@@ -101,24 +108,30 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--latency", type=float, default=0.25)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process")
     args = ap.parse_args()
     ideal = args.concurrency / args.latency
+    where = "a thread of this process" if args.in_process else "its own process"
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; server in {where}")
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
-        clean = run_once(Path(tmp) / "clean", Faults(args.latency), args.records, args.concurrency)
-        faulty = run_once(Path(tmp) / "faulty", Faults(args.latency, 0.05, 0.05), args.records, args.concurrency)
-    for name, r in (("clean", clean), ("faulty", faulty)):
+        for name, p429, p500 in (("clean", 0.0, 0.0), ("faulty", 0.05, 0.05)):
+            runs[name] = run_once(Path(tmp) / name, args.records, args.concurrency, args.latency, p429, p500,
+                                  args.in_process)
+    for name, r in runs.items():
         rps = r["accepted"] / r["elapsed"]
-        print(f"{name}: {r['accepted']} accepted, {r['rejected']} rejected in {r['elapsed']:.2f}s; "
-              f"{r['sent']} requests sent (injected {r['injected']}); {rps:.1f} records/s vs ideal {ideal:.0f}/s; "
-              f"rejections {r['reasons']}; stopped={r['stopped']}")
+        print(f"{name}: {r['accepted']} accepted, {r['rejected']} rejected in {r['elapsed']:.2f}s; {r['sent']} requests "
+              f"sent; {rps:.1f} records/s vs ideal {ideal:.0f}/s; rejections {r['reasons']}; stopped={r['stopped']}")
+        f = r["flow"]
+        print(f"{name}: client process CPU {1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request; "
+              f"{f['rate_limited']} answers were 429, in-flight cap cut {f['concurrency_cuts']} times")
         print(f"{name}: rerun sent {r['rerun_sent']} requests (skipped {r['rerun_skipped']} finished); "
               f"--fresh rerun sent {r['fresh_sent']} requests ({r['fresh_cached']} answers from the cache)")
-    clean_ratio = clean["accepted"] / clean["elapsed"] / ideal
-    faulty_ratio = faulty["accepted"] / faulty["elapsed"] / ideal
+    clean, faulty = runs["clean"], runs["faulty"]
     print(f"rerun_requests={clean['rerun_sent'] + faulty['rerun_sent']}")
     print(f"fresh_rerun_requests={clean['fresh_sent'] + faulty['fresh_sent']}")
-    print(f"faulty_throughput_ratio={faulty_ratio:.3f}")
-    print(f"throughput_ratio={clean_ratio:.3f}")
+    print(f"faulty_throughput_ratio={faulty['accepted'] / faulty['elapsed'] / ideal:.3f}")
+    print(f"throughput_ratio={clean['accepted'] / clean['elapsed'] / ideal:.3f}")
 
 
 if __name__ == "__main__":

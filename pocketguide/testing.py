@@ -150,6 +150,10 @@ class FakeOpenAI:
                       ) -> tuple[int, str, bytes, dict[str, str]]:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, "application/json", json.dumps({"object": "list", "data": []}).encode(), {}
+        if method == "GET" and path.rstrip("/").endswith("/_stats"):  # for a server in another process
+            with self.lock:
+                stats = {"requests": len(self.requests)}
+            return 200, "application/json", json.dumps(stats).encode(), {}
         try:
             req = json.loads(raw or b"{}")
         except ValueError:
@@ -196,3 +200,49 @@ def scripted(*replies: "Reply | Callable[[dict[str, Any]], Reply]",
         return nxt(req) if callable(nxt) else nxt
 
     return reply
+
+
+class Faults:
+    """A reply function: every answer after `latency` seconds; a share of 429s and 500s (no Retry-After),
+    drawn with a fixed seed so runs are comparable."""
+
+    def __init__(self, latency: float = 0.0, p429: float = 0.0, p500: float = 0.0, seed: int = 7,
+                 text: str = "A short answer of a few words."):
+        import random
+
+        self.latency, self.p429, self.p500, self.text = latency, p429, p500, text
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.injected = {"429": 0, "500": 0}
+
+    def __call__(self, req: dict[str, Any]) -> Reply:
+        with self.lock:
+            x = self.rng.random()
+            if x < self.p429:
+                self.injected["429"] += 1
+                return Reply(status=429, error="rate limited (injected)", delay=self.latency)
+            if x < self.p429 + self.p500:
+                self.injected["500"] += 1
+                return Reply(status=500, error="server error (injected)", delay=self.latency)
+        return Reply(text=self.text, delay=self.latency)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pocketguide.testing --latency 0.25`: serve in this process until stdin closes; the
+    first stdout line is the base URL. GET <base>/_stats gives the request count."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--p429", type=float, default=0.0)
+    ap.add_argument("--p500", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    with FakeOpenAI(Faults(args.latency, args.p429, args.p500, args.seed)) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
+
+
+if __name__ == "__main__":
+    main()

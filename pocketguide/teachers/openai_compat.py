@@ -130,6 +130,7 @@ class OpenAITeacher:
         self._headers = {"authorization": f"Bearer {key}", "content-type": "application/json",
                          "user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
         self._shards: list[list[Any]] = []  # [client, requests in flight]
+        self._ssl = httpx.create_ssl_context()  # one for all shards: building one costs ~30 ms
         self.client = self._new_shard()
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
 
@@ -140,6 +141,7 @@ class OpenAITeacher:
             headers=self._headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2),
+            verify=self._ssl,
         )
         self._shards.append([client, 0])
         return client

@@ -45,7 +45,7 @@ class _Wait:
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), state.attempt_number, wait)
+    log.info("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), state.attempt_number, wait)
 
 
 def retrying(max_retries: int | None, initial_s: float | None, max_s: float | None) -> AsyncRetrying:
