@@ -278,3 +278,23 @@ def test_prices_give_cost_per_record_and_run(fake_openai, pipeline_dir):
         assert rec["teacher"]["cost"] == pytest.approx(0.002 + 0.005)
     assert res.stats["teacher"]["cost"] == pytest.approx(4 * 0.007)
     assert res.stats["teacher"]["prompt_tokens"] == 4000
+
+
+def test_resume_retries_teacher_failures_and_pays_only_for_them(fake_openai, pipeline_dir):
+    state = {"down": True}
+
+    def reply(req):
+        n = int(req["messages"][-1]["content"].rsplit(" ", 1)[-1])
+        return Reply(status=500, error="outage") if state["down"] and n % 2 else Reply(text=f"ok {n}")
+
+    server = fake_openai(reply)
+    path = project(pipeline_dir, server, n=6, teacher="    max_retries: 0")
+    res = run_stage("a", path)
+    assert (res.new_accepted, res.new_rejected, server.count()) == (3, 3, 6)
+    state["down"] = False
+    res = run_stage("a", path)
+    assert (res.new_accepted, res.superseded, res.skipped_done) == (3, 3, 3)
+    assert server.count() == 9  # only the three that failed were asked again
+    assert all(r["status"] == "accepted" for r in records(path).values())
+    superseded = (path.parent / "runs" / "a" / "superseded.jsonl").read_text().splitlines()
+    assert len(superseded) == 3 and all("teacher_error:http_500" in line for line in superseded)
