@@ -83,26 +83,26 @@ class TeacherPool:
 
     def bind(self, data_dir: Path, options: RunOptions, stage: str | None, concurrency: int) -> None:
         """Called by the runner before each stage: the run's cache, budget and concurrency ceiling."""
-        from .teachers.cache import ResponseCache
-        from .teachers.pricing import Budget
-
         self.stage = stage
         self.shared.ceiling = concurrency
         self.shared.budget.max_cost, self.shared.budget.max_requests = options.max_cost, options.max_requests
-        path = Path(options.cache_path) if options.cache_path else Path(data_dir) / "cache.sqlite"
-        if not options.cache or options.dry_run:
+        use = options.cache and not options.dry_run
+        self._cache_path = (Path(options.cache_path) if options.cache_path else Path(data_dir) / "cache.sqlite"
+                            ) if use else None
+        if self.shared.cache is not None and self.shared.cache.path != self._cache_path:
+            self.shared.cache.close()
             self.shared.cache = None
-        elif self.shared.cache is None or self._cache_path != path:
-            self.shared.cache = ResponseCache(path)
-            self._cache_path = path
 
     def get(self, settings: TeacherSettings, stage: str | None = None):
         from .teachers import build_teacher
+        from .teachers.cache import ResponseCache
         from .teachers.managed import ManagedTeacher
 
         key = json.dumps(settings.model_dump(exclude=_CALL_SETTINGS, exclude_none=True), sort_keys=True)
         if key not in self._teachers:
             self._teachers[key] = build_teacher(settings)
+        if self.shared.cache is None and self._cache_path is not None:  # opened by the first teacher user
+            self.shared.cache = ResponseCache(self._cache_path)
         return ManagedTeacher(self._teachers[key], settings, self.shared, stage or self.stage)
 
     async def aclose(self) -> None:
