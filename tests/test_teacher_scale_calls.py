@@ -3,6 +3,7 @@ fallback, structured outputs, truncation, the model fallback chain, the circuit 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -84,7 +85,7 @@ def test_backoff_is_exponential_with_jitter_within_bounds(fake_openai, pipeline_
     server = fake_openai(reply)
     path = project(pipeline_dir, server, teacher="    retry_initial_s: 0.1\n    retry_max_s: 5")
     assert run_stage("a", path).new_accepted == 1
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # wait n = 0.1 * 2**(n-1) + jitter in [0, 0.1]
     for n, gap in enumerate(gaps, 1):
         low = 0.1 * 2 ** (n - 1)

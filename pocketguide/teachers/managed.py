@@ -84,7 +84,7 @@ class ManagedTeacher:
             except TeacherError as exc:
                 attempts.failed(model, exc, tries[0])
                 if len(chain) > 1:
-                    log.warning("model %s failed (%s); %s", model, exc.kind,
+                    log.info("model %s failed (%s); %s", model, exc.kind,
                                 "trying the next model" if model != chain[-1] else "no model left")
                 continue
             return self._finish(response, model, attempts, notes, keys.get(model))

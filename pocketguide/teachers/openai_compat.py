@@ -11,7 +11,6 @@ import httpx
 import orjson
 
 from .. import __version__
-
 from ..errors import TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
 from .base import TeacherRequest, TeacherResponse
