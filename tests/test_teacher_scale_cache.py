@@ -165,3 +165,11 @@ def test_max_cost_via_cli_exits_3_and_keeps_finished_work(fake_openai, pipeline_
     assert len(kept) == server.count() == 3  # $1 each: the third reaches $3 ≥ 2.5, the fourth never leaves
     stats = json.loads((path.parent / "runs" / "a" / "stats.json").read_text())
     assert stats["teacher"]["cost"] == pytest.approx(3.0)
+
+
+def test_max_cost_without_prices_is_a_config_error(fake_openai, pipeline_dir):
+    server = fake_openai(answer)
+    path = project(pipeline_dir, server)
+    with pytest.raises(Exception, match=r"--max-cost needs prices: add teacher.prices .*m1: \{input"):
+        run_stage("a", path, options=RunOptions(max_cost=1.0))
+    assert server.count() == 0

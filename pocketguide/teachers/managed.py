@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CircuitOpen, TeacherError
+from ..errors import CircuitOpen, TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
 from .base import TeacherRequest, TeacherResponse
 from .cache import ResponseCache, cache_key, endpoint_identity
@@ -50,6 +50,11 @@ class ManagedTeacher:
         self.inner, self.settings, self.shared, self.stage = inner, settings, shared, stage
         self.max_concurrency = getattr(inner, "max_concurrency", None)
         self.endpoint = endpoint_identity(inner.describe())
+        if shared.budget.max_cost is not None and not settings.prices:
+            first = (model_chain(settings, None) or ["my-model"])[0]
+            raise TeacherConfigError(
+                f"--max-cost needs prices: add teacher.prices (USD per million tokens, e.g. prices: "
+                f"{{{first}: {{input: 0.5, output: 1.5}}}}) to stages.yaml, or use --max-requests")
 
     def describe(self) -> dict[str, Any]:
         d = dict(self.inner.describe())
