@@ -135,6 +135,7 @@ class ManagedTeacher:
         state.calls += 1
         try:
             response = await self.inner.generate(req)
+            state.concurrency.succeeded()  # before release, so a waiter sees the raised cap at once
         except TeacherError as exc:
             state.breaker.record(False)
             state.last_errors.append(f"{exc.kind}: {str(exc)[:160]}")
@@ -148,7 +149,6 @@ class ManagedTeacher:
         finally:
             await state.concurrency.release()
         state.breaker.record(True)
-        state.concurrency.succeeded()
         state.limits.tighten(response.headers)
         state.limits.observe(response.usage)
         return response
