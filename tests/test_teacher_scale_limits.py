@@ -156,3 +156,23 @@ stages: [{{name: a, source: data/src.jsonl, template: q.j2, mode: llm}}]
     flow = json.loads((path.parent / "runs" / "a" / "manifest.json").read_text())["teacher"]["flow"][0]
     assert flow["concurrency_cuts"] == 1 and flow["rate_limited"] == 8
     assert flow["concurrency_limit"] == 8  # crept back up to the ceiling on the 8 successes
+
+
+def test_teacher_identity_prefers_the_teachers_own_cache_identity():
+    from pocketguide.teachers.cache import endpoint_identity, teacher_identity
+
+    class Embedded:
+        def cache_identity(self):
+            return {"model_path": "/somewhere/m.gguf", "model_sha256": "ab12", "runtime_version": "1.0"}
+
+    class Remote:
+        def describe(self):
+            return {"provider": "openai", "base_url": "https://user:pw@api.example.com:8443/v1/?x=1"}
+
+    moved = Embedded()
+    moved.cache_identity = lambda: {"model_path": "/elsewhere/m.gguf", "model_sha256": "ab12",
+                                    "runtime_version": "1.0"}
+    assert teacher_identity(Embedded()) == teacher_identity(moved)
+    assert "ab12" in teacher_identity(Embedded())
+    assert teacher_identity(Remote()) == "https://api.example.com:8443/v1"  # no credentials, no query
+    assert endpoint_identity({"sha256": "ff"}) == "sha256:ff"

@@ -43,6 +43,16 @@ def endpoint_identity(describe: dict[str, Any]) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")) or str(describe.get("provider"))
 
 
+def teacher_identity(teacher: Any) -> str:
+    """A teacher's own `cache_identity()` (e.g. the embedded model's weights sha256 and runtime version;
+    its file path is left out so a moved file keeps its answers), else `endpoint_identity(describe())`."""
+    own = getattr(teacher, "cache_identity", None)
+    if callable(own):
+        ident = {k: v for k, v in own().items() if k != "model_path"}
+        return "teacher:" + json.dumps(ident, sort_keys=True, default=str)
+    return endpoint_identity(teacher.describe())
+
+
 def cache_key(endpoint: str, model: str, request: TeacherRequest, settings_extra_body: dict[str, Any] | None) -> str:
     material = request.cache_material()
     material["model"] = model

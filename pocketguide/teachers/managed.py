@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import CircuitOpen, TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
 from .base import TeacherRequest, TeacherResponse
-from .cache import ResponseCache, cache_key, endpoint_identity
+from .cache import ResponseCache, cache_key, teacher_identity
 from .fallback import Attempts, model_chain
 from .limits import CHARS_PER_TOKEN, AdaptiveConcurrency, CircuitBreaker, ModelState, RateLimits, retry_after_s
 from .pricing import Budget, cost_of
@@ -49,7 +49,7 @@ class ManagedTeacher:
     def __init__(self, inner: Any, settings: TeacherSettings, shared: RunShared, stage: str | None):
         self.inner, self.settings, self.shared, self.stage = inner, settings, shared, stage
         self.max_concurrency = getattr(inner, "max_concurrency", None)
-        self.endpoint = endpoint_identity(inner.describe())
+        self.endpoint = teacher_identity(inner)
         if shared.budget.max_cost is not None and not settings.prices:
             first = (model_chain(settings, None) or ["my-model"])[0]
             raise TeacherConfigError(
