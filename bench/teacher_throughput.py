@@ -121,7 +121,8 @@ def main() -> None:
     for name, r in runs.items():
         rps = r["accepted"] / r["elapsed"]
         print(f"{name}: {r['accepted']} accepted, {r['rejected']} rejected in {r['elapsed']:.2f}s; {r['sent']} requests "
-              f"sent; {rps:.1f} records/s vs ideal {ideal:.0f}/s; rejections {r['reasons']}; stopped={r['stopped']}")
+              f"sent ({r['sent'] / r['elapsed']:.1f} requests/s); {rps:.1f} records/s vs ideal {ideal:.0f}/s; "
+              f"rejections {r['reasons']}; stopped={r['stopped']}")
         f = r["flow"]
         print(f"{name}: client process CPU {1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request; "
               f"{f['rate_limited']} answers were 429, in-flight cap cut {f['concurrency_cuts']} times")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -20,8 +20,9 @@ class TeacherRequest:
     sample_index: int | None = None  # which replicate of the same prompt; keeps replicates apart in the cache
 
     def cache_material(self) -> dict[str, Any]:
-        """Everything that changes the answer; used by the response cache."""
-        return asdict(self)
+        """Everything that changes the answer; used by the response cache (a shallow copy: asdict's deep
+        copy of the messages costs more than hashing them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass

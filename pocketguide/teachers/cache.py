@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+
 from ..errors import StoreError
 from .base import TeacherRequest
 
@@ -57,8 +59,8 @@ def cache_key(endpoint: str, model: str, request: TeacherRequest, settings_extra
     material = request.cache_material()
     material["model"] = model
     material["extra_body"] = {**(settings_extra_body or {}), **(material.get("extra_body") or {})}
-    blob = json.dumps({"endpoint": endpoint, "request": material}, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    blob = orjson.dumps({"endpoint": endpoint, "request": material}, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(blob).hexdigest()
 
 
 class ResponseCache:
