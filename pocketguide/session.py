@@ -52,13 +52,19 @@ class RunOptions:
 _SECRET_NAME = re.compile(r"(auth|key|token|secret|password|cookie)", re.I)
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
 def redact(obj: Any) -> Any:
-    """Copy of obj with values under secret-looking names replaced (headers, extra_body)."""
+    """Copy of obj with values under secret-looking names replaced (headers, extra_body) and
+    credentials inside URLs (https://user:pass@host) dropped."""
     if isinstance(obj, dict):
         return {k: ("[REDACTED]" if isinstance(k, str) and _SECRET_NAME.search(k) and k != "api_key_env"
                     and isinstance(v, str) else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
+    if isinstance(obj, str) and "@" in obj:
+        return _URL_USERINFO.sub(r"\g<scheme>", obj)
     return obj
 
 

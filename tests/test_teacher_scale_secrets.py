@@ -102,3 +102,15 @@ stages: [{name: a, source: data/src.jsonl, template: q.j2, mode: llm}]
     assert out.exit_code == 2
     text = " ".join(out.output.split())  # rich wraps long lines
     assert "set the OPENROUTER_API_KEY environment variable (or put it in .env)" in text
+
+
+def test_credentials_inside_base_url_are_not_stored(fake_openai, pipeline_dir):
+    server = fake_openai(lambda req: Reply(status=500, error="down"))
+    url = server.base_url.replace("http://", "http://bob:url-pass-77aa@")
+    path = project(pipeline_dir, server, n=1)
+    path.write_text(path.read_text().replace(server.base_url, url).replace("max_retries: 1", "max_retries: 0"))
+    run_stage("a", path)
+    hits = [str(p) for p in (path.parent / "runs").rglob("*") if p.is_file() and b"url-pass-77aa" in p.read_bytes()]
+    assert hits == []
+    manifest = json.loads((path.parent / "runs" / "a" / "manifest.json").read_text())
+    assert manifest["teacher"]["base_url"] == server.base_url

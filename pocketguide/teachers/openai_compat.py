@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -95,6 +96,14 @@ def _server_message(raw: httpx.Response) -> str:
     return str(data)[:300]
 
 
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def _limit_headers(headers: Any) -> dict[str, str]:
     """The rate-limit headers of one answer (x-ratelimit-*, retry-after), lower-cased."""
     return {k.lower(): v for k, v in headers.items()
@@ -124,7 +133,10 @@ class OpenAITeacher:
         self.settings = settings
         self.base_url = resolve_base_url(settings)
         key = resolve_api_key(settings, self.base_url)
-        self.redact = Redactor(key)
+        parts = urlsplit(self.base_url or "")
+        # credentials inside the URL (https://user:pass@host/v1) are secrets too: never shown or stored
+        self.redact = Redactor(key, parts.password or "", f"{parts.username}:{parts.password}" if parts.password else "")
+        self.shown_url = _without_userinfo(self.base_url) if self.base_url else None
         self.max_concurrency = settings.max_concurrency
         self._headers = {"authorization": f"Bearer {key}", "content-type": "application/json",
                          "user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
@@ -154,7 +166,7 @@ class OpenAITeacher:
         return shard
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": "openai", "model": self.settings.model, "base_url": self.base_url}
+        return {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
@@ -186,7 +198,7 @@ class OpenAITeacher:
         headers = _limit_headers(raw.headers)
         if raw.status_code >= 400:
             kind, retryable = _status_kind(raw.status_code)
-            message = f"HTTP {raw.status_code} from {self.base_url or 'api.openai.com'}: {_server_message(raw)}"
+            message = f"HTTP {raw.status_code} from {self.shown_url or 'api.openai.com'}: {_server_message(raw)}"
             raise self._error(kind, message, retryable, raw.status_code, headers)
         self.last_headers = headers
         latency = time.perf_counter() - started
