@@ -176,3 +176,29 @@ def test_teacher_identity_prefers_the_teachers_own_cache_identity():
     assert "ab12" in teacher_identity(Embedded())
     assert teacher_identity(Remote()) == "https://api.example.com:8443/v1"  # no credentials, no query
     assert endpoint_identity({"sha256": "ff"}) == "sha256:ff"
+
+
+def test_openrouter_single_window_headers_pause():
+    async def scenario():
+        limits = RateLimits(None, None, None)
+        reset_ms = int((time.time() + 0.4) * 1000)
+        limits.tighten({"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset_ms)})
+        started = time.monotonic()
+        await limits.acquire(1, 1)
+        return time.monotonic() - started
+
+    assert 0.2 <= asyncio.run(scenario()) < 1.2
+
+
+def test_models_list_alone_is_a_chain(fake_openai, pipeline_dir):
+    server = fake_openai(lambda req: Reply(status=503) if req["model"] == "x" else Reply(text=req["model"]))
+    path = pipeline_dir(f"""
+pipeline:
+  name: t
+  data_dir: runs
+  teacher: {{base_url: "{server.base_url}", models: [x, y], max_retries: 0}}
+stages: [{{name: a, source: data/src.jsonl, template: q.j2, mode: llm}}]
+""", {"q.j2": "{{ source.q }}"}, {"data/src.jsonl": '{"id": "r0", "q": "hi"}\n'})
+    assert run_stage("a", path).new_accepted == 1
+    rec = json.loads((path.parent / "runs" / "a" / "records.jsonl").read_text())
+    assert rec["raw"] == "y" and rec["teacher"]["attempted_models"] == ["x", "y"]
