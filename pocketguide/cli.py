@@ -64,7 +64,7 @@ def _pipe():
     return load_pipeline(STATE["pipeline"])
 
 
-def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None):
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, **run_knobs):
     from .session import RunOptions
     from .spec import TeacherSettings
 
@@ -72,7 +72,7 @@ def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra
     if teacher or model or base_url:
         overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url)
     return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
-                      settings=dict(extra or {}))
+                      settings=dict(extra or {}), **run_knobs)
 
 
 LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
@@ -89,6 +89,9 @@ def _settings(gating_mode):
     if gating_mode not in (None, "strict", "lenient"):
         raise typer.BadParameter(f"--gating-mode must be strict or lenient, not '{gating_mode}'")
     return {"gating_mode": gating_mode} if gating_mode else {}
+NO_CACHE = typer.Option(False, "--no-cache", help="neither reuse nor store teacher answers in the response cache")
+MAX_COST = typer.Option(None, "--max-cost", min=0, help="stop cleanly once this many USD are spent (needs prices)")
+MAX_REQ = typer.Option(None, "--max-requests", min=0, help="stop cleanly once this many teacher requests were sent")
 
 
 def _report(results, stopped=None) -> None:
@@ -125,7 +128,8 @@ def stages() -> None:
 @guarded
 def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int] = LIMIT, fresh: bool = FRESH,
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL,
+        model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
+        max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
         gating_mode: Optional[str] = GATING) -> None:
     """Run one stage (resuming where it stopped)."""
     import asyncio
@@ -136,7 +140,9 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 
     pipe = _pipe()
     spec = pipe.stage(stage)
-    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode))
+    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
+                    cache=not no_cache,
+                    max_cost=max_cost, max_requests=max_requests)
 
     async def go():
         pool = TeacherPool()
@@ -158,14 +164,17 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
                                                 help="cap the first stage at N records in total"),
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
-            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL,
+            model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
+            max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
             gating_mode: Optional[str] = GATING) -> None:
     """Run every stage in order; rerunning resumes and recomputes stale stages."""
     from .console import RichProgress
     from .pipeline import run_pipeline
 
     pipe = _pipe()
-    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode))
+    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
+                    cache=not no_cache,
+                    max_cost=max_cost, max_requests=max_requests)
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)
@@ -252,6 +261,9 @@ def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "-
     console_out.print(f"wrote {path}")
 
 from . import cli_embedded  # noqa: E402,F401
+
+
+from . import cli_cache  # noqa: E402,F401
 
 
 def entrypoint() -> None:

@@ -72,6 +72,7 @@ class LLMGenerator:
             seed=s.seed,
             response_format=rt.response_format,
             repeat_penalty=s.repeat_penalty,
+            sample_index=(item.variant or {}).get("replicate"),
         )
         response = await rt.teacher.generate(request)
         return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)

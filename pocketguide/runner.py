@@ -335,6 +335,12 @@ def _take(items: Iterator[Item], done: dict[str, str], limit: int | None, result
         yield item
 
 
+def _teacher_failed(record: dict[str, Any]) -> bool:
+    """A resume redoes records a teacher call failed on (outage, rate limit, bad key since fixed); the old
+    lines go to superseded.jsonl, and answers already paid for come back from the response cache."""
+    return any(str(r).startswith("teacher_error:") for r in record.get("reasons") or [])
+
+
 def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int) -> int | None:
     """New records this run will make, for the progress bar (counting lines is cheap)."""
     if stage.inputs:
@@ -364,6 +370,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, pool
         aside = store.move_aside()
         if aside:
             options.progress.message(f"{stage.name}: previous output kept at {aside}")
+    pool.bind(pipe.data_dir, options, stage.name, options.concurrency or pipe.spec.pipeline.concurrency)
     if stage.is_operation:
         from .ops.base import run_operation
 
@@ -379,7 +386,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, pool
     joined = [join_index(js) for js in joined_stores]
     with store:
         done, acc, result.superseded = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run),
-                                                                           joined))
+                                                                           joined), retry=_teacher_failed)
         concurrency = min(x for x in (options.concurrency or pipe.spec.pipeline.concurrency,
                                       settings.max_concurrency, getattr(rt.teacher, "max_concurrency", None))
                           if x)

@@ -11,6 +11,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Price(Strict):
+    """What one model costs, in USD per million tokens."""
+
+    input: float = Field(ge=0, description="USD per million prompt (input) tokens")
+    output: float = Field(ge=0, description="USD per million completion (output) tokens")
+
+
 class TeacherSettings(Strict):
     """How to reach a teacher. Every field is optional so stages can override a few."""
 
@@ -50,6 +57,27 @@ class TeacherSettings(Strict):
         None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
     extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
     extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
+    # --- at scale: fallback, limits, retries, circuit breaker, prices (teachers/managed.py) ---
+    models: list[str] | None = Field(
+        None, description="ordered model chain on this endpoint: the first answers, the rest are fallbacks")
+    fallback_models: list[str] | None = Field(
+        None, description="models tried in order when `model` still fails after its retries")
+    requests_per_minute: float | None = Field(None, gt=0, description="cap on requests per minute, per model")
+    input_tokens_per_minute: float | None = Field(
+        None, gt=0, description="cap on prompt tokens per minute, per model (estimated from the prompt's length)")
+    output_tokens_per_minute: float | None = Field(
+        None, gt=0, description="cap on completion tokens per minute, per model (estimated from recent answers)")
+    max_retries: int | None = Field(
+        None, ge=0, description="retries per model on 429, 5xx, timeouts and connection errors (default 4)")
+    retry_initial_s: float | None = Field(
+        None, gt=0, description="first backoff wait in seconds; doubles each retry, plus jitter (default 1)")
+    retry_max_s: float | None = Field(None, gt=0, description="longest backoff wait in seconds (default 60)")
+    circuit_window: int | None = Field(
+        None, ge=2, description="the circuit breaker judges the last N calls to a model (default 100)")
+    circuit_error_rate: float | None = Field(
+        None, gt=0, le=1, description="error share over the window that opens the circuit (default 0.5)")
+    prices: dict[str, Price] | None = Field(
+        None, description="price table by model, USD per million tokens ('*' matches any other model)")
 
     @model_validator(mode="before")
     @classmethod

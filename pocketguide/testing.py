@@ -5,16 +5,18 @@
         server.requests  # every request body the server received, in order
 
 `reply` gets the parsed request (a dict) and returns a Reply: text, status, headers, delay, finish_reason,
-or a raw body. It runs on the server's threads, so it must be thread-safe (use the lock if it keeps state).
+or a raw body. It runs on the server's event-loop thread: it must not block (use `Reply.delay` to make an
+answer slow or hang) and it must be thread-safe if the test reads its state (use the lock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any, Callable
 
 
@@ -43,77 +45,73 @@ def completion(text: str, model: str, finish_reason: str = "stop", usage: dict[s
 
 
 class FakeOpenAI:
+    """One asyncio event loop on a background thread serves every connection (HTTP/1.1 keep-alive).
+
+    An asyncio server rather than the stdlib's thread-per-connection one: a `delay` is a timer, not a
+    sleeping thread, so 32+ slow requests in flight cost almost nothing, and the client under test (in
+    the same process, under the same GIL) is not slowed by dozens of server threads waking up."""
+
     def __init__(self, reply: Callable[[dict[str, Any]], Reply] | None = None):
         self.reply = reply or (lambda req: Reply())
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        assert self._server is not None, "start() the server first"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def start(self) -> "FakeOpenAI":
-        fake = self
+        ready = threading.Event()
+        failure: list[BaseException] = []
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024))
+                self._port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # surface bind errors in start()
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("content-length") or 0)
-                try:
-                    req = json.loads(self.rfile.read(length) or b"{}")
-                except ValueError:
-                    req = {}
-                with fake.lock:
-                    fake.requests.append(req)
-                    fake.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
-                try:
-                    r = fake.reply(req)
-                except Exception as exc:  # a broken script answers 500, visibly
-                    r = Reply(status=500, error=f"script error: {exc}")
-                if r.delay:
-                    time.sleep(r.delay)
-                if r.body is not None:
-                    body = r.body.encode() if isinstance(r.body, str) else r.body
-                    ctype = "text/plain"
-                elif r.status >= 400:
-                    body = json.dumps({"error": {"message": r.error or f"error {r.status}", "type": "fake",
-                                                 "code": r.status}}).encode()
-                    ctype = "application/json"
-                else:
-                    body = json.dumps(completion(r.text, req.get("model", "fake"), r.finish_reason, r.usage)).encode()
-                    ctype = "application/json"
-                try:
-                    self.send_response(r.status)
-                    self.send_header("content-type", ctype)
-                    self.send_header("content-length", str(len(body)))
-                    for k, v in r.headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 256
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=serve, name="fake-openai", daemon=True)
         self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        loop, server = self._loop, self._server
+        if loop is None or server is None or loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        if self._thread:
+            self._thread.join(10)
+        self._server = None
 
     def __enter__(self) -> "FakeOpenAI":
         return self.start()
@@ -121,6 +119,130 @@ class FakeOpenAI:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = (lines[0].split(" ") + ["", ""])[:2]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                raw = await reader.readexactly(int(headers.get("content-length") or 0))
+                status, ctype, body, extra = await self._answer(method, path, raw, headers)
+                reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Status"
+                out = [f"HTTP/1.1 {status} {reason}", f"content-type: {ctype}", f"content-length: {len(body)}"]
+                out += [f"{k}: {v}" for k, v in extra.items()]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass  # the client went away (e.g. it timed out on a hang)
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (a cancelled stream task makes asyncio log a traceback)
+        finally:
+            writer.close()
+
+    async def _answer(self, method: str, path: str, raw: bytes, headers: dict[str, str]
+                      ) -> tuple[int, str, bytes, dict[str, str]]:
+        if method == "GET" and path.rstrip("/").endswith("/models"):
+            return 200, "application/json", json.dumps({"object": "list", "data": []}).encode(), {}
+        if method == "GET" and path.rstrip("/").endswith("/_stats"):  # for a server in another process
+            with self.lock:
+                stats = {"requests": len(self.requests)}
+            return 200, "application/json", json.dumps(stats).encode(), {}
+        try:
+            req = json.loads(raw or b"{}")
+        except ValueError:
+            req = {}
+        with self.lock:
+            self.requests.append(req)
+            self.headers_seen.append(headers)
+        try:
+            r = self.reply(req)
+        except Exception as exc:  # a broken script answers 500, visibly
+            r = Reply(status=500, error=f"script error: {exc}")
+        if r.delay:
+            await asyncio.sleep(r.delay)
+        if r.body is not None:
+            return r.status, "text/plain", r.body.encode() if isinstance(r.body, str) else r.body, r.headers
+        if r.status >= 400:
+            err = {"error": {"message": r.error or f"error {r.status}", "type": "fake", "code": r.status}}
+            return r.status, "application/json", json.dumps(err).encode(), r.headers
+        body = completion(r.text, req.get("model", "fake"), r.finish_reason, r.usage)
+        return r.status, "application/json", json.dumps(body).encode(), r.headers
+
+    def count(self, model: str | None = None) -> int:
+        """Requests received (for one model, if given)."""
+        with self.lock:
+            return sum(1 for r in self.requests if model is None or r.get("model") == model)
+
     def prompts(self) -> list[str]:
         """The last user message of every request received."""
         return [r["messages"][-1]["content"] for r in self.requests if r.get("messages")]
+
+
+def scripted(*replies: "Reply | Callable[[dict[str, Any]], Reply]",
+             then: "Reply | Callable[[dict[str, Any]], Reply] | None" = None) -> Callable[[dict[str, Any]], Reply]:
+    """A reply function answering request n with replies[n] (in arrival order, thread-safe), then `then`
+    (default: a plain 'ok') for every later request. Each entry is a Reply or a reply function."""
+    queue = list(replies)
+    lock = threading.Lock()
+
+    def reply(req: dict[str, Any]) -> Reply:
+        with lock:
+            nxt = queue.pop(0) if queue else then
+        if nxt is None:
+            return Reply()
+        return nxt(req) if callable(nxt) else nxt
+
+    return reply
+
+
+class Faults:
+    """A reply function: every answer after `latency` seconds; a share of 429s and 500s (no Retry-After),
+    drawn with a fixed seed so runs are comparable."""
+
+    def __init__(self, latency: float = 0.0, p429: float = 0.0, p500: float = 0.0, seed: int = 7,
+                 text: str = "A short answer of a few words."):
+        import random
+
+        self.latency, self.p429, self.p500, self.text = latency, p429, p500, text
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.injected = {"429": 0, "500": 0}
+
+    def __call__(self, req: dict[str, Any]) -> Reply:
+        with self.lock:
+            x = self.rng.random()
+            if x < self.p429:
+                self.injected["429"] += 1
+                return Reply(status=429, error="rate limited (injected)", delay=self.latency)
+            if x < self.p429 + self.p500:
+                self.injected["500"] += 1
+                return Reply(status=500, error="server error (injected)", delay=self.latency)
+        return Reply(text=self.text, delay=self.latency)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pocketguide.testing --latency 0.25`: serve in this process until stdin closes; the
+    first stdout line is the base URL. GET <base>/_stats gives the request count."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--p429", type=float, default=0.0)
+    ap.add_argument("--p500", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    with FakeOpenAI(Faults(args.latency, args.p429, args.p500, args.seed)) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
+
+
+if __name__ == "__main__":
+    main()

@@ -177,7 +177,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
     assert sent["Answer this travel question with one JSON object."] == compose_response_schema(profile="compact")
     assert sent["Review this answer to a travel question and return one JSON critique object."]["title"].startswith(
         "Critique")
-    assert all(r["max_tokens"] == 900 and r["temperature"] == 0 for r in server.requests)
+    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.7 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
                for r in server.requests)

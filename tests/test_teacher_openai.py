@@ -12,7 +12,8 @@ from pocketguide.testing import Reply
 
 STAGE = """
     pipeline:
-      teacher: {provider: openai, model: teacher-1, temperature: 0.1, max_tokens: 64, system_prompt: "Be brief."}
+      teacher: {provider: openai, model: teacher-1, temperature: 0.1, max_tokens: 64, system_prompt: "Be brief.",
+                max_retries: 1, retry_initial_s: 0.01, retry_max_s: 0.02}
     stages:
       - {name: ask, source: in.jsonl, template: t.j2, mode: llm, parser: json, facets: [kind]}
 """
@@ -67,7 +68,10 @@ def test_rerun_sends_nothing_for_finished_records(pipeline_dir, fake_openai):
     run_stage("ask", path)
     sent = len(server.requests)
     again = run_stage("ask", path)
-    assert len(server.requests) == sent and again.skipped_done == 7
+    retried = [r["messages"][-1]["content"] for r in server.requests[sent:]]
+    # finished records (accepted, unparseable, truncated) are never sent again; teacher errors are retried
+    assert sorted(set(retried)) == ["answer bad_request", "answer boom", "answer none"]
+    assert again.skipped_done == 4 and again.superseded == 3
 
 
 def test_cli_overrides_and_key_never_stored(pipeline_dir, fake_openai, monkeypatch, caplog):
@@ -103,6 +107,7 @@ def test_arbitrary_teacher_text_never_corrupts_output(pipeline_dir, fake_openai)
     from hypothesis import strategies as st
 
     answers: list[str] = []
+    examples = iter(range(10**6))  # a fresh project per example: no resume or cache across examples
     server = fake_openai(lambda req: Reply(text=answers[int(req["messages"][-1]["content"])]))
 
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
@@ -115,7 +120,7 @@ def test_arbitrary_teacher_text_never_corrupts_output(pipeline_dir, fake_openai)
             pipeline: {teacher: {provider: openai, model: m}}
             stages:
               - {name: ask, source: in.jsonl, template: t.j2, mode: llm, parser: identity}
-        """, {"t.j2": "{{ source.n }}"}, {"in.jsonl": source}, name=f"p{len(server.requests)}")
+        """, {"t.j2": "{{ source.n }}"}, {"in.jsonl": source}, name=f"p{next(examples)}")
         run_stage("ask", path)
         got = {r["id"]: r for r in iter_jsonl(path.parent / "data/runs/ask/records.jsonl")}
         assert len(got) == len(texts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -17,10 +17,12 @@ class TeacherRequest:
     response_format: dict[str, Any] | None = None  # already in OpenAI wire form
     repeat_penalty: float | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
+    sample_index: int | None = None  # which replicate of the same prompt; keeps replicates apart in the cache
 
     def cache_material(self) -> dict[str, Any]:
-        """Everything that changes the answer; used by the response cache."""
-        return asdict(self)
+        """Everything that changes the answer; used by the response cache (a shallow copy: asdict's deep
+        copy of the messages costs more than hashing them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -34,11 +36,14 @@ class TeacherResponse:
     errors: list[dict[str, Any]] = field(default_factory=list)  # failed attempts before this answer
     cached: bool = False
     notes: list[str] = field(default_factory=list)  # e.g. "response_format dropped: unsupported"
+    selected_model: str | None = None  # the chain entry that answered (model is what the server reported)
+    cost: float | None = None  # USD, from the price table; None when no price is known
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # x-ratelimit-*, retry-after; not stored
 
     def provenance(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "selected_model": self.model,
+            "selected_model": self.selected_model or self.model,
             "attempted_models": self.attempted_models or [self.model],
             "finish_reason": self.finish_reason,
             "usage": self.usage,
@@ -46,6 +51,7 @@ class TeacherResponse:
             "cached": self.cached,
             "errors": self.errors,
             "notes": self.notes,
+            "cost": self.cost,
         }
 
 

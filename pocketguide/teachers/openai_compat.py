@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import openai
+import orjson
 
+from .. import __version__
 from ..errors import TeacherConfigError, TeacherError
 from ..spec import TeacherSettings
 from .base import TeacherRequest, TeacherResponse
@@ -16,15 +20,33 @@ from .registry import provider
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
+# httpcore scans every connection of its pool (quadratically) on each request and response; at 32+
+# requests in flight that costs milliseconds of CPU per request, so requests are spread over several
+# small pools of SHARD_SIZE in flight each (measured in bench/teacher_throughput.py)
+SHARD_SIZE = 4
+MAX_SHARDS = 64
+
+
+def env_value(name: str) -> str | None:
+    """The environment first, then `.env` in the working folder (never overriding the environment)."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = Path.cwd() / ".env"
+    if not path.is_file():
+        return None
+    from dotenv import dotenv_values
+
+    return dotenv_values(path).get(name) or None
 
 
 def resolve_base_url(settings: TeacherSettings) -> str | None:
-    return settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    return settings.base_url or env_value("OPENAI_BASE_URL") or None
 
 
 def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
     env_name = settings.api_key_env or DEFAULT_KEY_ENV
-    key = os.environ.get(env_name)
+    key = env_value(env_name)
     if key:
         return key
     if base_url is None or any(h in base_url for h in OFFICIAL_HOSTS):
@@ -47,21 +69,46 @@ class Redactor:
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
-    """Map an openai/httpx exception to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, openai.APITimeoutError):
+    """Map a transport exception (the openai SDK's or httpx's) to (reason kind, retryable, HTTP status)."""
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return "timeout", True, None
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
         return "connection", True, None
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429:
-            return "rate_limit", True, status
-        if status >= 500:
-            return f"http_{status}", True, status
-        return f"http_{status}", False, status
-    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-        return "bad_response", True, None
     return "unexpected", False, None
+
+
+def _status_kind(status: int) -> tuple[str, bool]:
+    if status == 429:
+        return "rate_limit", True
+    return f"http_{status}", status >= 500 or status == 408
+
+
+def _server_message(raw: httpx.Response) -> str:
+    """The error text an endpoint sent: OpenAI's {"error": {"message"}}, or the start of the body."""
+    try:
+        data = orjson.loads(raw.content)
+    except orjson.JSONDecodeError:
+        return raw.content[:300].decode("utf-8", "replace").strip()
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])[:400]
+    if isinstance(err, str):
+        return err[:400]
+    return str(data)[:300]
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _limit_headers(headers: Any) -> dict[str, str]:
+    """The rate-limit headers of one answer (x-ratelimit-*, retry-after), lower-cased."""
+    return {k.lower(): v for k, v in headers.items()
+            if k.lower().startswith("x-ratelimit") or k.lower() in ("retry-after", "retry-after-ms")}
 
 
 def _hint(status: int | None) -> str:
@@ -75,7 +122,13 @@ def _hint(status: int | None) -> str:
 
 @provider("openai")
 class OpenAITeacher:
-    """AsyncOpenAI with no hidden retries: retry policy belongs to the caller (see issue on limits)."""
+    """Chat completions through the openai SDK's client, no hidden retries: retry policy belongs to the
+    ManagedTeacher around it.
+
+    The call goes through the SDK's generic `post` (its auth, base-URL handling, timeouts and typed
+    status errors) with the body as plain JSON and the answer read with orjson: the SDK's TypedDict
+    transform and pydantic parsing of every completion cost about as much CPU as the HTTP exchange
+    (bench/teacher_throughput.py), and every endpoint we target speaks the same JSON."""
 
     max_concurrency: int | None = None
 
@@ -83,36 +136,55 @@ class OpenAITeacher:
         self.settings = settings
         self.base_url = resolve_base_url(settings)
         key = resolve_api_key(settings, self.base_url)
-        self.redact = Redactor(key)
+        parts = urlsplit(self.base_url or "")
+        # credentials inside the URL (https://user:pass@host/v1) are secrets too: never shown or stored
+        self.redact = Redactor(key, parts.password or "", f"{parts.username}:{parts.password}" if parts.password else "")
+        self.shown_url = _without_userinfo(self.base_url) if self.base_url else None
         self.max_concurrency = settings.max_concurrency
-        self.client = openai.AsyncOpenAI(
-            api_key=key,
+        self._key = key
+        self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
+        self._shards: list[list[Any]] = []  # [client, requests in flight]
+        self._ssl = httpx.create_ssl_context()  # one for all shards: building one costs ~30 ms
+        self.client = self._new_shard()
+        self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
+
+    def _new_shard(self) -> openai.AsyncOpenAI:
+        timeout = httpx.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
+        client = openai.AsyncOpenAI(
+            api_key=self._key,
             base_url=self.base_url,
-            timeout=settings.timeout_s or 120.0,
+            timeout=timeout,
             max_retries=0,
-            default_headers=settings.extra_headers or None,
+            default_headers=self._headers,
             http_client=httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-                timeout=settings.timeout_s or 120.0,
-            ),
+                timeout=timeout, verify=self._ssl,
+                limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
         )
-        self.last_headers: dict[str, str] = {}
+        self._shards.append([client, 0])
+        return client
+
+    def _shard(self) -> list[Any]:
+        """The least busy connection pool, or a new one when all hold SHARD_SIZE requests."""
+        shard = min(self._shards, key=lambda s: s[1])
+        if shard[1] >= SHARD_SIZE and len(self._shards) < MAX_SHARDS:
+            self._new_shard()
+            shard = self._shards[-1]
+        return shard
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": "openai", "model": self.settings.model, "base_url": self.base_url}
+        return {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
+        """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
         body: dict[str, Any] = {"model": request.model or self.settings.model, "messages": request.messages}
         for name in ("temperature", "top_p", "max_tokens", "seed", "response_format"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
-        extra = dict(self.settings.extra_body or {})
-        extra.update(request.extra_body)
         if request.repeat_penalty is not None:
-            extra.setdefault("repeat_penalty", request.repeat_penalty)
-        if extra:
-            body["extra_body"] = extra
+            body["repeat_penalty"] = request.repeat_penalty
+        body.update(self.settings.extra_body or {})
+        body.update(request.extra_body)
         return body
 
     async def generate(self, request: TeacherRequest) -> TeacherResponse:
@@ -120,31 +192,58 @@ class OpenAITeacher:
         if not body["model"]:
             raise TeacherError("config", "no model set: give teacher.model in stages.yaml or --model")
         started = time.perf_counter()
+        shard = self._shard()
+        shard[1] += 1
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(**body)
-            completion = raw.parse()
-            self.last_headers = {k.lower(): v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit")}
+            raw = await shard[0].post("/chat/completions", body=body, cast_to=httpx.Response)
+        except openai.APIStatusError as exc:
+            raw = exc.response
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
-            message = self.redact(f"{type(exc).__name__}: {exc}")[:500]
-            err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
-            if isinstance(exc, openai.APIStatusError):
-                err.retry_after = exc.response.headers.get("retry-after")  # type: ignore[attr-defined]
-            raise err from None
+            raise self._error(kind, f"{type(exc).__name__}: {exc}", retryable, status, {}) from None
+        finally:
+            shard[1] -= 1
+        headers = _limit_headers(raw.headers)
+        if raw.status_code >= 400:
+            kind, retryable = _status_kind(raw.status_code)
+            message = f"HTTP {raw.status_code} from {self.shown_url or 'api.openai.com'}: {_server_message(raw)}"
+            raise self._error(kind, message, retryable, raw.status_code, headers)
+        self.last_headers = headers
         latency = time.perf_counter() - started
-        choices = getattr(completion, "choices", None)
-        if not choices or choices[0].message is None:
+        text, finish_reason, model, usage = self._read(raw)
+        return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
+                               usage=usage, latency_s=latency, headers=headers)
+
+    def _error(self, kind: str, message: str, retryable: bool, status: int | None,
+               headers: dict[str, str]) -> TeacherError:
+        message = self.redact(message)[:500]
+        err = TeacherError(kind, message + _hint(status), retryable=retryable, status=status)
+        err.detail = message  # type: ignore[attr-defined]  # without the hint, for parameter detection
+        err.headers = headers  # type: ignore[attr-defined]
+        err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
+        return err
+
+    def _read(self, raw: httpx.Response) -> tuple[str, str | None, str | None, dict[str, int]]:
+        """text, finish_reason, model, usage of a chat completion; anything else is a retryable bad_response."""
+        try:
+            data = orjson.loads(raw.content)
+        except orjson.JSONDecodeError:
+            snippet = self.redact(raw.content[:120].decode("utf-8", "replace"))
+            raise TeacherError("bad_response", f"the endpoint answered HTTP {raw.status_code} with a body that is "
+                               f"not JSON ({snippet!r}); is base_url an OpenAI-compatible /v1 URL?",
+                               retryable=True) from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"), dict):
             raise TeacherError("bad_response", "the endpoint answered with no choices", retryable=True)
         choice = choices[0]
-        text = choice.message.content
-        if text is None:
+        text = choice["message"].get("content")
+        if not isinstance(text, str):
             raise TeacherError("empty", "the endpoint answered with no message content", retryable=True)
-        usage = {}
-        if completion.usage is not None:
-            usage = {"prompt_tokens": completion.usage.prompt_tokens or 0,
-                     "completion_tokens": completion.usage.completion_tokens or 0}
-        return TeacherResponse(text=text, finish_reason=choice.finish_reason, model=completion.model or body["model"],
-                               usage=usage, latency_s=latency)
+        usage_in = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = {"prompt_tokens": int(usage_in.get("prompt_tokens") or 0),
+                 "completion_tokens": int(usage_in.get("completion_tokens") or 0)} if usage_in else {}
+        return text, choice.get("finish_reason"), data.get("model"), usage
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for client, _ in self._shards:
+            await client.close()
