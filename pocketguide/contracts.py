@@ -131,12 +131,37 @@ def compose_response_schema(schemas_dir: Path | str | None = None, profile: str 
             "title": f"PocketGuide answer ({profile}): envelope v0 with a typed v1 payload", "anyOf": branches}
 
 
+def compose_typed_response_schema(payload_type: str, schemas_dir: Path | str | None = None) -> dict[str, Any]:
+    """The compact decoding profile for one payload type (response.<type>.v1.json): when the plan already
+    fixes the type, the teacher cannot answer with another one, and the smaller worst case leaves
+    room for longer strings."""
+    (branch,) = [b for b in compose_response_schema(schemas_dir)["anyOf"]
+                 if b["properties"]["payload_type"]["const"] == payload_type]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"pocketguide/response.{payload_type}.v1.json", "version": "v1",
+            "title": f"PocketGuide answer (compact, {payload_type})", **branch}
+
+
+def write_response_schemas(schemas_dir: Path | str | None = None) -> list[Path]:
+    """Regenerate the derived decoding/validation schemas from the contract files."""
+    root = Path(schemas_dir or SCHEMAS_DIR)
+    out = {"response.v1.json": compose_response_schema(root),
+           "response.full.v1.json": compose_response_schema(root, profile="full")}
+    for ptype in PAYLOAD_TYPES:
+        out[f"response.{ptype}.v1.json"] = compose_typed_response_schema(ptype, root)
+    for name, schema in out.items():
+        (root / name).write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+    return [root / n for n in out]
+
+
 __all__ = [
     "PAYLOAD_TYPES",
     "SCHEMAS_DIR",
     "check_envelope",
     "compose_response_schema",
+    "compose_typed_response_schema",
     "json_path",
     "load_schema",
     "validate_envelope",
+    "write_response_schemas",
 ]

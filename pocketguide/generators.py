@@ -70,7 +70,7 @@ class LLMGenerator:
             top_p=s.top_p,
             max_tokens=s.max_tokens,
             seed=s.seed,
-            response_format=rt.response_format,
+            response_format=item.response_format,  # per record: response_schema may name a field
             repeat_penalty=s.repeat_penalty,
             sample_index=(item.variant or {}).get("replicate"),
         )

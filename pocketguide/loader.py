@@ -196,8 +196,7 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
     if stage.schema_:
         p += _check_schema(pipe, n, stage.schema_)
     if stage.response_schema:
-        p += [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1)
-              for x in _check_schema(pipe, n, stage.response_schema)]
+        p += _check_response_schema(pipe, n, stage.response_schema)
     if stage.route and stage.route.on.split(".")[0] not in provided:
         p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
                  f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
@@ -214,6 +213,20 @@ def _check_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
     except (ValueError, SchemaError) as exc:
         return [f"{n}.schema: {rel} is not a valid JSON Schema: {str(exc).splitlines()[0]} — fix the schema"]
     return []
+
+
+def _check_response_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
+    """A fixed path must be a valid schema; with `{field}` placeholders, every file the pattern matches must."""
+    import glob
+    import re
+
+    if "{" not in rel:
+        return [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1) for x in _check_schema(pipe, n, rel)]
+    pattern = re.sub(r"\{[A-Za-z0-9_.]+\}", "*", rel)
+    found = sorted(glob.glob(str(pipe.resolve(pattern))))
+    if not found:
+        return [f"{n}.response_schema: no file matches {rel} — create the per-record schemas or fix the path"]
+    return [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1) for f in found for x in _check_schema(pipe, n, f)]
 
 
 def _check_operation(stage: StageSpec) -> list[str]:

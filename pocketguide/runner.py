@@ -131,11 +131,12 @@ def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> di
 
 
 class Prepared:
-    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant")
+    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format")
 
-    def __init__(self, record, choice, mode, context, prompt, rt):
+    def __init__(self, record, choice, mode, context, prompt, rt, response_format=None):
         self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
         self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
+        self.response_format = response_format
 
 
 def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
@@ -173,7 +174,12 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
         except TemplateError as exc:
             return _reject(record, "template_error", str(exc))
         record["prompt"] = prompt
-    return Prepared(record, choice, mode, ctx, prompt, rt)
+    try:
+        fmt = rt.response_format_for_record(record) if mode == "llm" else None
+    except (OSError, ValueError) as exc:
+        return _reject(record, "response_schema_missing", f"{type(exc).__name__}: {exc} — add the schema file "
+                                                          f"or fix response_schema")
+    return Prepared(record, choice, mode, ctx, prompt, rt, fmt)
 
 
 def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,13 @@ from jsonschema import Draft202012Validator
 
 from . import registry
 from .loader import Pipeline
+from .records import lookup
 from .spec import StageSpec, TeacherSettings
 from .structured import response_format_for
 from .templates import Renderer
+
+
+SCHEMA_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")  # `{payload_type}` in a response_schema path
 
 
 @dataclass
@@ -66,6 +71,19 @@ class StageRuntime:
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
     teacher: Any = None
+    _formats: dict[str, Any] = field(default_factory=dict)  # response_schema path → response_format
+
+    def response_format_for_record(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The stage's response_format; a `{field}` in response_schema is filled from the record's data, so
+        each record can be decoded with its own schema (e.g. one per payload type). OSError if missing."""
+        rel = self.stage.response_schema
+        if not rel or not SCHEMA_FIELD.search(rel):
+            return self.response_format
+        rel = SCHEMA_FIELD.sub(lambda m: str(lookup(record.get("data") or {}, m.group(1), "")), rel)
+        if rel not in self._formats:
+            schema = json.loads(self.pipe.resolve(rel).read_text())
+            self._formats[rel] = response_format_for(self.teacher_settings, schema, self.stage.name)
+        return self._formats[rel]
 
     @property
     def uses_llm(self) -> bool:
@@ -101,7 +119,8 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())
         rt.validator = Draft202012Validator(rt.schema)
-    decoding = json.loads(pipe.resolve(stage.response_schema).read_text()) if stage.response_schema else rt.schema
+    fixed = stage.response_schema and not SCHEMA_FIELD.search(stage.response_schema)
+    decoding = json.loads(pipe.resolve(stage.response_schema).read_text()) if fixed else rt.schema
     rt.response_format = response_format_for(teacher_settings, decoding, stage.name)
     if stage.template or stage.copy_from or not (stage.variants and stage.variants.templates):
         rt.default_choice = _choice(pipe, stage, "default", stage.template, stage.mode, stage.parser)

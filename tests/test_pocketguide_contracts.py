@@ -8,11 +8,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from pg_samples import PAYLOADS, envelope
 
-from pocketguide.contracts import PAYLOAD_TYPES, SCHEMAS_DIR, compose_response_schema, validate_envelope
+from pocketguide.contracts import (PAYLOAD_TYPES, SCHEMAS_DIR, compose_response_schema, compose_typed_response_schema,
+                                  validate_envelope, write_response_schemas)
 
 CONTRACT_FILES = ["envelope.v0.json", "payload.itinerary.v1.json", "payload.checklist.v1.json",
                   "payload.decision_tree.v1.json", "payload.procedure.v1.json", "critique.v1.json", "response.v1.json",
-                  "response.full.v1.json"]
+                  "response.full.v1.json", *(f"response.{t}.v1.json" for t in PAYLOAD_TYPES)]
 
 
 @pytest.mark.parametrize("name", CONTRACT_FILES)
@@ -27,6 +28,26 @@ def test_response_schema_files_are_the_composition_of_the_contracts(profile, nam
     # derived from the envelope + payload files; regenerate them when a contract changes (docs/pocketguide.md)
     on_disk = json.loads((SCHEMAS_DIR / name).read_text())
     assert on_disk == compose_response_schema(profile=profile), f"regenerate data/schemas/{name}"
+
+
+def test_every_derived_schema_file_is_current(tmp_path):
+    import shutil
+
+    fresh = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS_DIR, fresh)
+    for path in write_response_schemas(fresh):
+        assert (SCHEMAS_DIR / path.name).read_text() == path.read_text(), f"regenerate {path.name}"
+
+
+@pytest.mark.parametrize("ptype", PAYLOAD_TYPES)
+def test_typed_decoding_schema_is_the_matching_compact_branch(ptype):
+    typed = compose_typed_response_schema(ptype)
+    assert typed["properties"]["payload_type"] == {"type": "string", "const": ptype}
+    Draft202012Validator.check_schema(typed)
+    (inst,) = [i for i in compact_instance(compose_response_schema()) if i["payload_type"] == ptype]
+    assert not list(Draft202012Validator(typed).iter_errors(inst))
+    other = [i for i in compact_instance(compose_response_schema()) if i["payload_type"] != ptype][0]
+    assert list(Draft202012Validator(typed).iter_errors(other))
 
 
 @pytest.mark.parametrize("ptype", PAYLOAD_TYPES)

@@ -171,12 +171,15 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
 
     # the teacher saw the structured-output request the YAML asks for
     assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
-    from pocketguide.contracts import compose_response_schema
-    sent = {r["messages"][-1]["content"].split("\n", 1)[0]: r["response_format"]["json_schema"]["schema"]
-            for r in server.requests}
-    assert sent["Answer this travel question with one JSON object."] == compose_response_schema(profile="compact")
-    assert sent["Review this answer to a travel question and return one JSON critique object."]["title"].startswith(
-        "Critique")
+    from pocketguide.contracts import compose_typed_response_schema
+    planned = {r["data"]["prompt"]: r["data"]["payload_type"] for r in plan}
+    for r in server.requests:
+        user, schema = r["messages"][-1]["content"], r["response_format"]["json_schema"]["schema"]
+        question = user.split("Question: ", 1)[1].split("\n", 1)[0]
+        if user.startswith("Review"):
+            assert schema["title"].startswith("Critique")
+        else:  # draft and refine decode with the compact schema of the planned payload type
+            assert schema == compose_typed_response_schema(planned[question])
     assert all(r["max_tokens"] == 900 and r["temperature"] == 0.7 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
@@ -245,8 +248,22 @@ def test_a_missing_response_schema_is_a_load_error(tmp_path):
     from pocketguide.errors import StagesConfigError
 
     path = copy_project(tmp_path / "proj")
-    path.write_text(path.read_text().replace("response_schema: data/schemas/response.v1.json",
-                                             "response_schema: data/schemas/nope.json", 1))
+    path.write_text(path.read_text().replace("response_schema: data/schemas/response.{payload_type}.v1.json",
+                                             "response_schema: data/schemas/nope.{payload_type}.json", 1))
     with pytest.raises(StagesConfigError) as err:
         load_pipeline(path)
-    assert "draft.response_schema: file data/schemas/nope.json not found" in str(err.value)
+    assert "draft.response_schema: no file matches data/schemas/nope.{payload_type}.json" in str(err.value)
+
+
+def test_a_record_whose_decoding_schema_is_missing_is_rejected(tmp_path, fake_openai):
+    path = copy_project(tmp_path / "proj")
+    run_stage("plan", path, limit=N)
+    plan = lines(tmp_path / "proj" / "data" / "runs" / "plan" / "records.jsonl")
+    gone = plan[0]["data"]["payload_type"]
+    (tmp_path / "proj" / "data" / "schemas" / f"response.{gone}.v1.json").unlink()
+    server = fake_openai(script(plan))
+    res = run_stage("draft", path, options=RunOptions(teacher=TeacherSettings(provider="openai", model="fake")))
+    rejected = lines(res.output_dir / "rejected.jsonl")
+    missing = sorted(r["id"] for r in rejected if r["reasons"] == ["response_schema_missing"])
+    assert missing == sorted(r["id"] for r in plan if r["data"]["payload_type"] == gone)
+    assert len(server.requests) == N - len(missing)  # no teacher call for them

@@ -107,8 +107,9 @@ def test_lenient_parser_never_crashes_and_finds_a_wrapped_envelope(prefix, suffi
             continue
         assert isinstance(value, dict)
         assert c.notes["parse_mode"] in ("strict", "fenced", "extracted")
-    # a wrapped envelope is found unless the prefix itself holds a complete JSON object or a fence
-    if "{" not in prefix and "`" not in prefix and "}" not in suffix[:1]:
+    # a wrapped envelope is found unless the wrapping could itself be JSON (an array around it), hold
+    # another object before it, or open a fence
+    if not any(c in prefix for c in '{[`"') and "`" not in suffix:
         assert envelope_lenient(prefix + "\n" + GOOD_TEXT + "\n" + suffix, ctx()) == GOOD
 
 
