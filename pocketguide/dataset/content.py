@@ -93,4 +93,4 @@ def action_count(envelope: dict[str, Any], min_words: int) -> int:
         texts.extend(v for v in envelope.get(key) or [] if isinstance(v, str))
     for item in list_items(envelope.get("payload")):
         texts.append(" ".join(string_values(item)) if isinstance(item, (dict, list)) else str(item))
-    return sum(1 for t in texts if len(normalize(t).split()) >= min_words)
+    return sum(1 for t in texts if len(t.split()) >= min_words)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Hashable
 
@@ -66,7 +67,8 @@ class NearDupIndex:
         self.lsh = MinHashLSH(threshold=self.group_threshold, num_perm=num_perm)
         self.sigs: dict[int, np.ndarray] = {}  # 128 uint32 per document: 51 MB at 100k records
         self.result = NearDupResult()
-        self._proto = MinHash(num_perm=num_perm, seed=seed)
+        # crc32 (C, ~10x faster than the default sha1) hashes shingles; measured estimator error is the same
+        self._proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
 
     def add(self, i: int, shingles: list[bytes]) -> None:
         """Index document `i` (indices must grow) and union it with the similar earlier documents."""

@@ -56,7 +56,7 @@ def special_tokens_in(text: str) -> list[str]:
 class SchemaCheck:
     """A JSON Schema validator loaded once; first violation as (json_path, message)."""
 
-    def __init__(self, path: Path, what: str):
+    def __init__(self, path: Path, what: str, name: str | None = None):
         if not path.exists():
             raise StageError(f"{what} schema {path} not found — create it or set the stage's `schema` option")
         try:
@@ -66,7 +66,7 @@ class SchemaCheck:
         except (ValueError, js_exceptions.SchemaError) as exc:
             raise StageError(f"{what} schema {path} is not a valid JSON Schema: {exc}") from exc
         self.validator = cls(self.schema)
-        self.path = path
+        self.path, self.name = path, name or str(path)
         self.sha256 = file_sha256(path)
 
     def first_error(self, value: Any) -> tuple[str, str] | None:
@@ -77,5 +77,5 @@ class SchemaCheck:
         return e.json_path, e.message
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "sha256": self.sha256, "id": self.schema.get("$id"),
+        return {"path": self.name, "sha256": self.sha256, "id": self.schema.get("$id"),
                 "version": self.schema.get("version")}

@@ -20,6 +20,12 @@ class Row:
     prompt: str  # normalized-prompt key
     facets: dict[str, str]
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """What the split balances: the stratum and both of its margins (payload type, difficulty)."""
+        return (self.stratum, "payload_type=" + self.facets.get("payload_type", ""),
+                "difficulty=" + self.facets.get("difficulty", ""))
+
 
 def leakage_groups(rows: list[Row]) -> list[list[int]]:
     """Union-find over clusters and prompts: rows linked by either must share a split."""
@@ -42,23 +48,24 @@ def assign(rows: list[Row], ratios: dict[str, float], seed: int) -> list[str]:
     """Give each leakage group one split, keeping every stratum's split shares near `ratios`.
 
     Groups go largest first (they are the hard ones to place), ties in seeded-random order. Each
-    group goes to the split whose share of the group's strata is furthest below target, relative to
-    the target (a fair-share scheduler): large strata converge on the ratios, and a stratum of three
-    records puts one in each split instead of all three in train, so val and test see every type."""
+    group goes to the split furthest below target, relative to the target (a fair-share scheduler),
+    summed over the group's strata, their margins (payload type, difficulty) and the split's overall
+    size: large strata converge on the ratios, and a stratum of three records puts one in each split
+    instead of all three in train, so val and test see every type."""
     names = list(ratios)
     groups = leakage_groups(rows)
     groups.sort(key=lambda g: (-len(g), _tiebreak(seed, rows[g[0]].id)))
-    size = Counter(r.stratum for r in rows)
+    size = Counter(k for r in rows for k in r.keys)
     have: dict[str, Counter[str]] = {n: Counter() for n in names}
     total: Counter[str] = Counter()
     out = [""] * len(rows)
     for g in groups:
-        strata = Counter(rows[i].stratum for i in g)
-        best = max(names, key=lambda n: (_need(n, strata, ratios, size, have, total, len(rows)), ratios[n],
+        keys = Counter(k for i in g for k in rows[i].keys)
+        best = max(names, key=lambda n: (_need(n, keys, len(g), ratios, size, have, total, len(rows)), ratios[n],
                                          -names.index(n)))
         for i in g:
             out[i] = best
-            have[best][rows[i].stratum] += 1
+            have[best].update(rows[i].keys)
         total[best] += len(g)
     return out
 
@@ -67,12 +74,12 @@ def _rel(target: float, have: int) -> float:
     return (target - have) / target if target > 0 else -1e9
 
 
-def _need(split: str, strata: Counter[str], ratios: dict[str, float], size: Counter[str],
+def _need(split: str, keys: Counter[str], g: int, ratios: dict[str, float], size: Counter[str],
           have: dict[str, Counter[str]], total: Counter[str], n: int) -> float:
-    """How far below target `split` is, relative to the target: per stratum of the group, plus the
-    split's overall share (which stops a split from collecting the round-up of every small stratum)."""
-    need = sum(k * _rel(ratios[split] * size[s], have[split][s]) for s, k in strata.items())
-    return need + sum(strata.values()) * _rel(ratios[split] * n, total[split])
+    """How far below target `split` is, relative to the target: for the group's strata and margins,
+    plus the split's overall share (which stops a split collecting the round-up of every small stratum)."""
+    need = sum(k * _rel(ratios[split] * size[s], have[split][s]) for s, k in keys.items())
+    return need + g * _rel(ratios[split] * n, total[split])
     return out
 
 

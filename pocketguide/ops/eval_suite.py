@@ -77,12 +77,13 @@ def _version(test: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
-def _existing(ctx: Any, version: str) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """The stored suite when it belongs to `version` and is intact; else moves it aside."""
+def _existing(ctx: Any, version: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The stored suite when it belongs to `version` (and options) and is intact; else moves it aside."""
     meta, suite = read_json(ctx.path(META)), ctx.path(SUITE)
     if meta is None and not suite.exists():
         return None, None
-    if meta and meta.get("version") == version and file_sha256(suite) == meta.get("sha256"):
+    same = bool(meta) and meta.get("version") == version and meta.get("params") == params
+    if same and file_sha256(suite) == meta.get("sha256"):
         return [json.loads(line) for line in suite.read_text().splitlines() if line.strip()], None
     old = (meta or {}).get("version") or "unknown"
     target = ctx.path("previous") / f"{old[:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -90,7 +91,8 @@ def _existing(ctx: Any, version: str) -> tuple[list[dict[str, Any]] | None, str 
     for p in (suite, ctx.path(META)):
         if p.exists():
             shutil.move(str(p), str(target / p.name))
-    why = "the test split changed" if meta and meta.get("version") != version else "the suite file was edited"
+    why = ("the test split changed" if not meta or meta.get("version") != version else
+           "the suite options changed" if meta.get("params") != params else "the suite file was edited")
     ctx.message(f"{why}: the old suite (version {old[:12]}) was moved to {target}")
     return None, str(target)
 
@@ -115,16 +117,16 @@ def eval_suite(ctx: Any, opts: EvalSuiteOptions) -> None:
                          f"with a non-zero {opts.split} share first")
     version = _version(test)
     by_id = {str(r["id"]): r for r in test}
-    stored, moved = _existing(ctx, version)
+    params = {"size": opts.size, "seed": opts.seed, "split": opts.split}
+    stored, moved = _existing(ctx, version, params)
     status = "reused" if stored is not None else ("replaced" if moved else "new")
     if stored is None:
         stored = [{"id": r["id"], "messages": r["parsed"]["messages"],
                    "facets": {k: _facet(r, k) for k in ("payload_type", "category", "difficulty", "region")}}
                   for r in select(test, opts.size, opts.seed)]
         ctx.write_bytes(SUITE, b"".join(json.dumps(s, ensure_ascii=False).encode() + b"\n" for s in stored))
-        ctx.write_json(META, {"version": version, "sha256": file_sha256(ctx.path(SUITE)), "size": len(stored),
-                              "seed": opts.seed, "split": opts.split, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                             time.gmtime())})
+        ctx.write_json(META, {"version": version, "params": params, "sha256": file_sha256(ctx.path(SUITE)),
+                              "size": len(stored), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     suite = [by_id[str(s["id"])] for s in stored]
     _check_disjoint(suite, others)
     for rec in suite:

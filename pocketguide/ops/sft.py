@@ -64,8 +64,8 @@ def _problem(rec: dict[str, Any], opts: SFTOptions, env_check: SchemaCheck,
 @operation("sft", options=SFTOptions)
 def sft(ctx: Any, opts: SFTOptions) -> None:
     """Turn split records into validated chat examples and write trainer-ready JSONL files."""
-    env_check = SchemaCheck(ctx.pipe.resolve(opts.schema_), "envelope")
-    payload_checks = {t: SchemaCheck(ctx.pipe.resolve(p), f"{t} payload") for t, p in opts.payload_schemas.items()}
+    env_check = SchemaCheck(ctx.pipe.resolve(opts.schema_), "envelope", opts.schema_)
+    payload_checks = {t: SchemaCheck(ctx.pipe.resolve(p), f"{t} payload", p) for t, p in opts.payload_schemas.items()}
     lines: dict[str, list[bytes]] = defaultdict(list)
     chars: list[int] = []
     for rec in ctx.records():
