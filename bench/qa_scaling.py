@@ -33,7 +33,7 @@ stages:
 
 
 def build(root: Path, n: int, seed: int) -> dict[str, str]:
-    """n records: 97% unique, 1% exact copies, 2% near copies (1-2 words changed). Returns planted near id → original."""
+    """n records: 97% unique, 1% exact copies, 2% near copies (1-2 words changed); returns near id → original."""
     rng = random.Random(seed)
     n_exact, n_near = n // 100, n // 50
     base = [make_record(rng, i) for i in range(n - n_exact - n_near)]
@@ -54,8 +54,7 @@ def build(root: Path, n: int, seed: int) -> dict[str, str]:
     (root / "source.jsonl").write_text("")
     (root / "stages.yaml").write_text(STAGES)
     with open(root / "runs" / "dataset" / "records.jsonl", "wb") as fh:
-        for r in recs:
-            fh.write(dumps_line(r))
+        fh.writelines(dumps_line(r) for r in recs)
     return near
 
 

@@ -54,7 +54,7 @@ def test_suite_is_kept_for_the_same_version_and_set_aside_when_it_changes(tmp_pa
         r["id"] = "more_" + r["id"]
     write_source(tmp_path, records + more)  # a new dataset version
     assert run_pipeline(path).ok
-    _, third, stats = _suite(tmp_path)
+    _, _, stats = _suite(tmp_path)
     assert stats["eval_suite"]["status"] == "replaced"
     kept_aside = list((folder / "previous").glob("*/suite.jsonl"))
     assert len(kept_aside) == 1 and kept_aside[0].read_bytes() == before
@@ -82,3 +82,10 @@ def test_select_covers_types_and_difficulties_before_filling_proportionally():
     assert {r["data"]["difficulty"] for r in picked} == {"easy", "medium", "hard"}
     assert select(records, 5, seed=1) == picked
     assert len(select(records, 500, seed=1)) == len(records)
+
+
+def test_an_empty_test_split_gives_an_empty_suite_not_a_crash(tmp_path):
+    path = write_project(tmp_path, synthetic(1, seed=54), size=5)
+    assert run_pipeline(path).ok
+    _, suite, stats = _suite(tmp_path)
+    assert suite == [] and stats["eval_suite"]["status"] == "empty_test_split"

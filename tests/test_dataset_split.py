@@ -83,7 +83,7 @@ def test_same_seed_same_split_and_seed_matters():
 
 
 def test_split_stage_in_a_pipeline_reports_per_split_stats(tmp_path):
-    records, planted = with_duplicates(synthetic(300, seed=21))
+    records, _ = with_duplicates(synthetic(300, seed=21))
     # two distinct answers to one prompt must land in one split
     twin = synthetic(1, seed=99)[0]
     twin["id"] = "same_prompt_other_answer"

@@ -80,7 +80,6 @@ def _need(split: str, keys: Counter[str], g: int, ratios: dict[str, float], size
     plus the split's overall share (which stops a split collecting the round-up of every small stratum)."""
     need = sum(k * _rel(ratios[split] * size[s], have[split][s]) for s, k in keys.items())
     return need + g * _rel(ratios[split] * n, total[split])
-    return out
 
 
 def split_report(rows: list[Row], splits: list[str], names: list[str]) -> dict[str, Any]:
@@ -105,7 +104,7 @@ def split_report(rows: list[Row], splits: list[str], names: list[str]) -> dict[s
     spans = {k: _spanning([getattr(r, k) for r in rows], splits) for k in ("cluster", "prompt")}
     return {"splits": per, "clusters_spanning_splits": spans["cluster"], "prompts_spanning_splits": spans["prompt"],
             "max_mix_deviation_points": round(100 * worst, 2),
-            "clusters": len(set(r.cluster for r in rows))}
+            "clusters": len({r.cluster for r in rows})}
 
 
 def _spanning(keys: list[str], splits: list[str]) -> int:

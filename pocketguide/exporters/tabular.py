@@ -80,8 +80,8 @@ def dataset_card(pipe: Any, stage: Any, rows: list[dict[str, Any]]) -> str:
         if c:
             lines.append(f"- **{facet}**: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     lines += ["", "## Schemas", ""]
-    lines += [f"- {name}: `{s.get('path')}` id={s.get('id')} version={s.get('version')} sha256={str(s.get('sha256'))[:12]}"
-              for name, s in facts["schemas"].items()] or ["- (none recorded)"]
+    lines += [f"- {name}: `{s.get('path')}` id={s.get('id')} version={s.get('version')} "
+              f"sha256={str(s.get('sha256'))[:12]}" for name, s in facts["schemas"].items()] or ["- (none recorded)"]
     lines += ["", "## Teacher models", ""]
     lines += [f"- {m}: {n} calls" for m, n in sorted(facts["teachers"].items())] or ["- (none recorded)"]
     lines += ["", "## Gate pass rates", ""]

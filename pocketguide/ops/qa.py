@@ -91,7 +91,7 @@ class Filters:
             plain = self.safe.sub(" ", text) if self.safe is not None else text
             hits = self.claims.findall(plain)
             if len(hits) > o.max_overclaims:
-                return "qa:overclaiming", f"absolute claims: {sorted(set(h.lower() for h in hits))}"
+                return "qa:overclaiming", f"absolute claims: {sorted({h.lower() for h in hits})}"
         return None
 
 
