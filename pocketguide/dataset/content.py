@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from typing import Any, Iterator
+from typing import Any
 
 # envelope/payload keys whose values are enums or bookkeeping, not content
 NON_CONTENT_KEYS = frozenset({"payload_type", "metadata", "priority", "mode", "type", "time_block", "id", "from",
@@ -23,19 +23,26 @@ def normalize(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 
-def string_values(obj: Any, key: str | None = None) -> Iterator[str]:
+def string_values(obj: Any, key: str | None = None) -> list[str]:
     """Every string value in a JSON value, depth-first, skipping NON_CONTENT_KEYS."""
+    out: list[str] = []
+    _collect(obj, key, out)
+    return out
+
+
+def _collect(obj: Any, key: str | None, out: list[str]) -> None:
+    # a list accumulator, not nested generators: this runs ~150 times per record in qa
     if key in NON_CONTENT_KEYS:
         return
     if isinstance(obj, str):
         if obj.strip():
-            yield obj
+            out.append(obj)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from string_values(v, k)
+            _collect(v, k, out)
     elif isinstance(obj, list):
         for v in obj:
-            yield from string_values(v, key)
+            _collect(v, key, out)
 
 
 def prompt_of(record: dict[str, Any]) -> str:
@@ -48,12 +55,12 @@ def response_text(envelope: Any) -> str:
     return "\n".join(string_values(envelope))
 
 
-def content_hash(prompt: str, response: str) -> str:
+def content_hash(prompt: str, response: str, normalized: bool = False) -> str:
     """Exact-duplicate key: normalized prompt + normalized response."""
     h = hashlib.sha256()
-    h.update(normalize(prompt).encode())
+    h.update((prompt if normalized else normalize(prompt)).encode())
     h.update(b"\x00")
-    h.update(normalize(response).encode())
+    h.update((response if normalized else normalize(response)).encode())
     return h.hexdigest()
 
 
@@ -62,9 +69,9 @@ def prompt_key(prompt: str) -> str:
     return hashlib.sha1(normalize(prompt).encode()).hexdigest()[:16]
 
 
-def shingles(text: str, size: int) -> list[bytes]:
+def shingles(text: str, size: int, normalized: bool = False) -> list[bytes]:
     """Word n-grams of the normalized text (the whole text when it is shorter than one shingle)."""
-    words = normalize(text).split()
+    words = (text if normalized else normalize(text)).split()
     if len(words) <= size:
         return [" ".join(words).encode()] if words else [b""]
     return list({" ".join(words[i:i + size]).encode() for i in range(len(words) - size + 1)})

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import action_count, content_hash, list_items, prompt_of, response_text, shingles
+from ..dataset.content import (action_count, content_hash, list_items, normalize, prompt_of, response_text,
+                               shingles)
 from ..dataset.dedup import NearDupIndex
 from ..errors import StageError
 from ..registry import operation
@@ -121,12 +122,13 @@ def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], NearDupIndex]:
         if bad:
             fact.reason, fact.detail = bad
             continue
-        key = content_hash(prompt, text)
+        norm_prompt, norm_text = normalize(prompt), normalize(text)  # once: both keys below use them
+        key = content_hash(norm_prompt, norm_text, normalized=True)
         if key in seen:
             fact.reason, fact.duplicate_of, fact.similarity = "qa:exact_duplicate", seen[key], 1.0
             continue
         seen[key] = i
-        index.add(i, shingles(prompt + "\n" + text, opts.shingle_size))
+        index.add(i, shingles(norm_prompt + " " + norm_text, opts.shingle_size, normalized=True))
     return facts, index
 
 
