@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pocketguide import run_pipeline
 from pocketguide.cli import app
 
 from dataset_support import read_jsonl, synthetic, write_project
@@ -17,7 +16,9 @@ from dataset_support import read_jsonl, synthetic, write_project
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     path = write_project(root, synthetic(120, seed=60), size=10)
-    assert run_pipeline(path).ok
+    res = CliRunner().invoke(app, ["--pipeline", str(path), "run-all"])  # dataset → … → eval_suite
+    assert res.exit_code == 0, res.output
+    assert (root / "runs" / "eval_suite" / "manifest.json").exists()
     return root, path
 
 
