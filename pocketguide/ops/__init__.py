@@ -2,3 +2,7 @@
 
 from . import base  # noqa: F401
 from . import plan, dataset  # noqa: F401
+from . import qa  # noqa: F401
+from . import split  # noqa: F401
+from . import sft  # noqa: F401
+from . import eval_suite  # noqa: F401
