@@ -1,3 +1,4 @@
 """Built-in export formats. Importing this package registers them."""
 
 from . import jsonl  # noqa: F401
+from . import gens  # noqa: F401

@@ -1,3 +1,5 @@
 """Built-in whole-dataset operations. Importing this package registers them."""
 
 from . import base  # noqa: F401
+from . import concepts  # noqa: F401
+from . import report  # noqa: F401

@@ -1,3 +1,4 @@
 """Built-in parsers. Importing this package registers them."""
 
 from . import basic  # noqa: F401
+from . import daydreaming  # noqa: F401
