@@ -30,7 +30,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]):
     for c in columns:
         t.add_column(c, justify="right" if c in ("count", "mean", "min", "max", "n_perfect") else "left")
     for r in rows:
-        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        t.add_row(*("-" if r.get(c) is None else str(r.get(c)) for c in columns))  # "-": no value (copy essays)
     return t
 
 
