@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -36,9 +36,9 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]):
 
 @app.command()
 @guarded
-def report(stage: Optional[str] = typer.Option(None, "--stage", "-s", help="the scoring stage (default: the "
+def report(stage: str | None = typer.Option(None, "--stage", "-s", help="the scoring stage (default: the "
                                                "score_report stage's input, else the last per-record stage)"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the CSV files and chart "
+           out_dir: Path | None = typer.Option(None, "--out", "-o", help="folder for the CSV files and chart "
                                                   "(default <data_dir>/reports/<stage>)"),
            top: int = typer.Option(10, "--top", min=1, help="how many best-scored parents to list"),
            max_score: float = typer.Option(10, "--max-score", help="top of the score range (counts perfect scores)"),

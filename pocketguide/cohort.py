@@ -209,7 +209,7 @@ def apply_cohort(spec: PipelineSpec, resolve: Any) -> tuple[Cohort | None, list[
 
 def _op_axes(stage: StageSpec, axes: StageAxes) -> list[str]:
     if axes.templates is not None or axes.models or axes.replicates != 1:
-        return [f"{stage.name}.cohort: a whole-dataset stage (op: {stage.op}) takes only `options` from the "
-                f"cohort — remove templates/models/replicates"]
+        return [(f"{stage.name}.cohort: a whole-dataset stage (op: {stage.op}) takes only `options` from the "
+                 f"cohort — remove templates/models/replicates")]
     stage.options = {**stage.options, **(axes.options or {})}
     return []

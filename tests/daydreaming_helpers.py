@@ -29,6 +29,6 @@ def judge_reply(req: dict) -> Reply:
         return Reply(text=f"Fresh angle, thin evidence.\nIt connects the ideas.\nSCORE: {score}")
     if "Rewrite them as a clear essay" in prompt:
         return Reply(text="<essay>Boredom is a signal, not a failure.\nIt pushes the mind to wander elsewhere.\nWandering is how ideas find each other.</essay>")
-    concepts = re.findall(r"^- ([^:]+):", prompt, re.M)
+    concepts = re.findall(r"^- ([^:]+):", prompt, re.MULTILINE)
     body = "\n".join(f"{i}. {c} meets the others." for i, c in enumerate(concepts, 1))
     return Reply(text=f"<thinking>plan</thinking>\n<essay>Notes:\n{body}\nThey share one root.</essay>")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import yaml
-
 from daydreaming_helpers import copy_example
+
 from pocketguide.errors import StagesConfigError
 from pocketguide.loader import load_pipeline
 from pocketguide.pipeline import run_pipeline
@@ -125,8 +125,8 @@ def test_duplicate_source_ids_in_a_per_record_stage(pipeline_dir):
 
 @pytest.mark.parametrize("changes,expected", [
     ({"stages__draft__templates": ["creative_synthesis", "creativ_synthesis"]},
-     "draft.cohort.templates[1]: unknown template 'creativ_synthesis' (cohort cohorts/pilot.yaml) — known: "
-     "creative_synthesis, idea_ladder, plain_notes. Did you mean 'creative_synthesis'?"),
+     ("draft.cohort.templates[1]: unknown template 'creativ_synthesis' (cohort cohorts/pilot.yaml) — known: "
+      "creative_synthesis, idea_ladder, plain_notes. Did you mean 'creative_synthesis'?")),
     ({"stages__evaluation__models": ["smollm2-135m", "gpt-5"]},
      "evaluation.cohort.models[1]: unknown model 'gpt-5'"),
     ({"stages__essay__templates": ["copy_draft", "copy_draft"]}, "essay.cohort.templates: 'copy_draft' is listed twice"),

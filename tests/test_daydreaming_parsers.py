@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pocketguide.errors import ParseError
 from pocketguide.parsers.daydreaming import ScoreRange, essay_block, essay_block_lenient, essay_idea_last, in_last_line

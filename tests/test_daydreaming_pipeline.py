@@ -3,11 +3,12 @@ with no teacher call, ids stable across runs, staleness after --fresh, gens expo
 
 from __future__ import annotations
 
+import itertools
 import json
 
+from daydreaming_helpers import copy_example, judge_reply
 from typer.testing import CliRunner
 
-from daydreaming_helpers import copy_example, judge_reply
 from pocketguide.cli import app
 from pocketguide.loader import load_pipeline
 from pocketguide.pipeline import pipeline_status, run_pipeline
@@ -16,6 +17,7 @@ from pocketguide.runner import run_stage
 from pocketguide.session import RunOptions
 from pocketguide.spec import TeacherSettings
 from pocketguide.store import StageStore
+from pocketguide.testing import Reply
 
 LOOPBACK = TeacherSettings(provider="openai", model="fake-teacher")
 
@@ -122,3 +124,34 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
                 "combos_id", "concept_ids", "score"):
         assert col in header
     assert (tmp_path / "rep" / "summary_by_draft_template.csv").exists()
+
+
+def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai):
+    """A poor model: one-line drafts for one template, and judges that ramble, overflow or overshoot."""
+
+    calls = itertools.count()
+
+    def poor(req):  # runs on the server's threads; next() on a count is atomic under the GIL
+        prompt = req["messages"][-1]["content"]
+        if "SCORE: <number" in prompt:
+            kind = next(calls) % 4 if req.get("model") == "judge-b" else 0
+            text = ["Nice.\nSCORE: 10", "I cannot decide.\nIt is an essay.", "SCORE: 12", "Very long..."][kind]
+            return Reply(text=text, finish_reason="length" if kind == 3 else "stop")
+        if "numbered notes" in prompt:
+            return Reply(text="Only one line.")
+        return judge_reply(req)
+
+    fake_openai(poor)
+    pipe = load_pipeline(copy_example(tmp_path))
+    run_pipeline(pipe, options=RunOptions(limit=1, teacher=LOOPBACK))
+    drafts = list(StageStore(pipe.data_dir, "draft").rejected())
+    assert len(drafts) == 1 and drafts[0]["reasons"] == ["gate:min_lines:too_few_lines"]
+    evals = list(StageStore(pipe.data_dir, "evaluation").all_records())
+    assert len(evals) == 2 * 12  # 1 surviving draft → 2 essays → 12 evaluations each
+    reasons = {r["reasons"][0] if r["reasons"] else r["parsed"] for r in evals}
+    assert 10.0 in reasons, "a perfect 10 is accepted (the range is inclusive)"
+    assert reasons == {10.0, "no_score_last_lines", "out_of_range", "truncated"}
+    truncated = [r for r in evals if r["reasons"] == ["truncated"]]
+    assert all(r["raw"] == "Very long..." for r in truncated)
+    report = (pipe.data_dir / "report" / "pivot.csv").read_text()
+    assert "smollm2-135m" in report and ",10.0,10.0," in report

@@ -13,11 +13,11 @@ from ..registry import parser
 
 TEXT_STAGES = ("draft", "essay")  # essay-extracting parsers serve LLM essays too
 
-_ESSAY_OPEN = re.compile(r"<essay\b[^>]*>", re.I)
-_ESSAY_CLOSE = re.compile(r"</essay\s*>", re.I)
-_THINKING = re.compile(r"<thinking\b[^>]*>.*?</thinking\s*>", re.I | re.S)
-_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.I | re.S)
-_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?(\d+)""", re.I)
+_ESSAY_OPEN = re.compile(r"<essay\b[^>]*>", re.IGNORECASE)
+_ESSAY_CLOSE = re.compile(r"</essay\s*>", re.IGNORECASE)
+_THINKING = re.compile(r"<thinking\b[^>]*>.*?</thinking\s*>", re.IGNORECASE | re.DOTALL)
+_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.IGNORECASE | re.DOTALL)
+_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?(\d+)""", re.IGNORECASE)
 
 
 def _register(name: str, stages: tuple[str, ...] = TEXT_STAGES, options: type[BaseModel] | None = None):
@@ -96,7 +96,7 @@ class ScoreRange(BaseModel):
     last_lines: int = Field(3, ge=1, description="how many non-empty lines from the end to search")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ScoreRange":
+    def _ordered(self) -> ScoreRange:
         if self.min_score >= self.max_score:
             raise ValueError(f"min_score {self.min_score} must be below max_score {self.max_score}")
         return self
@@ -108,9 +108,9 @@ _NOT_ANOTHER_NUMBER = r"(?!\s*[,;]?\s*[-+]?\d)"
 _PATTERNS = [  # (method, regex) in order of preference
     ("SCORE", re.compile(rf"\bSCORE\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}")),
     ("labelled", re.compile(rf"\b(?:final\s+score|total\s+score|score)\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}",
-                            re.I)),
+                            re.IGNORECASE)),
 ]
-_THREE = re.compile(rf"\bscore\s*:\s*({_NUM})[\s,;]+({_NUM})[\s,;]+({_NUM})\s*\.?\s*$", re.I)
+_THREE = re.compile(rf"\bscore\s*:\s*({_NUM})[\s,;]+({_NUM})[\s,;]+({_NUM})\s*\.?\s*$", re.IGNORECASE)
 
 
 def _num(text: str) -> float:

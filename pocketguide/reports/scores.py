@@ -12,9 +12,10 @@ import io
 import logging
 import statistics
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import StageError
 from ..store import StageStore, atomic_write_bytes
@@ -121,7 +122,7 @@ def _top(report: ScoreReport, n: int) -> list[dict[str, Any]]:
     for r in report.scored:
         by_parent[r[f"{parent}_id"]].append(r)
     out = []
-    for pid, rows in by_parent.items():
+    for rows in by_parent.values():
         scores = [r["score"] for r in rows]
         first = rows[0]
         keep = {k: v for k, v in first.items() if not k.startswith(report.score_stage + "_")
