@@ -243,7 +243,7 @@ def _check_operation(stage: StageSpec) -> list[str]:
     if odef is None:
         return [f"{n}.op: unknown operation '{stage.op}' — {registry.closest(stage.op or '', registry.OPERATIONS)}"]
     p = []
-    for field in ("template", "mode", "parser", "route", "variants", "copy_from"):
+    for field in ("template", "mode", "parser", "route", "variants", "copy_from", "catalog"):
         if getattr(stage, field) is not None:
             p.append(f"{n}.{field}: a whole-dataset stage (op: {stage.op}) does not use {field} — remove it")
     if odef.options is not None:

@@ -133,3 +133,21 @@ def test_parsers_are_stage_scoped():
     assert get_parser("evaluation", "in_last_line") is in_last_line
     with pytest.raises(Exception, match="unknown parser 'in_last_line' for stage 'draft'"):
         get_parser("draft", "in_last_line")
+
+
+
+TAG_SOUP = st.lists(st.sampled_from([*"ab \n<>/=\"'12", "<essay>", "</essay>", "<thinking>", "</thinking>",
+                                     '<essay-idea stage="2">', "<essay-idea>", "</essay-idea>"]),
+                    max_size=40).map("".join)
+
+
+@settings(max_examples=100, deadline=None)
+@given(TAG_SOUP)
+def test_essay_parsers_never_crash_on_tag_soup(text):
+    for fn in (essay_block, essay_block_lenient, essay_idea_last):
+        try:
+            out = fn(text, ctx())
+        except ParseError as exc:
+            assert exc.code in ("empty_response", "no_essay_block", "empty_essay", "no_essay_idea")
+        else:
+            assert out and out == out.strip()
