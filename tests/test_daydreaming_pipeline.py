@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 
 from daydreaming_helpers import copy_example, judge_reply
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from pocketguide.cli import app
 from pocketguide.loader import load_pipeline
 from pocketguide.pipeline import pipeline_status, run_pipeline
 from pocketguide.registry import EXPORTERS
+from pocketguide.reports.scores import build_score_report, score_chart, write_score_report
 from pocketguide.runner import run_stage
 from pocketguide.session import RunOptions
 from pocketguide.spec import TeacherSettings
@@ -126,7 +128,7 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     assert (tmp_path / "rep" / "summary_by_draft_template.csv").exists()
 
 
-def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai):
+def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypatch):
     """A poor model: one-line drafts for one template, and judges that ramble, overflow or overshoot."""
 
     calls = itertools.count()
@@ -155,3 +157,12 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai):
     assert all(r["raw"] == "Very long..." for r in truncated)
     report = (pipe.data_dir / "report" / "pivot.csv").read_text()
     assert "smollm2-135m" in report and ",10.0,10.0," in report
+    rep = build_score_report(pipe, "evaluation", lambda n: StageStore(pipe.data_dir, n))
+    assert len(rep.rows) == 24 and len(rep.scored) == sum(1 for r in evals if r["status"] == "accepted")
+    unscored = [r for r in rep.rows if r["score"] is None]
+    assert unscored and all(r["reasons"] and r["status"] == "rejected" for r in unscored)
+    assert all(p["n_perfect"] == p["count"] for p in rep.pivot), "every accepted score here is a perfect 10"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    assert score_chart(rep) is None
+    files = write_score_report(rep, tmp_path / "nochart")
+    assert "chart" not in files and (tmp_path / "nochart" / "pivot.csv").exists()
