@@ -151,3 +151,20 @@ def test_essay_parsers_never_crash_on_tag_soup(text):
             assert exc.code in ("empty_response", "no_essay_block", "empty_essay", "no_essay_idea")
         else:
             assert out and out == out.strip()
+
+
+def test_min_lines_gate_counts_lines_or_sentences():
+    from pocketguide.gates.lines import MinLinesOptions, min_lines
+    from pocketguide.runtime import GateInput
+
+    def run(text, **opts):
+        return min_lines(GateInput(text, text, {}, {}), MinLinesOptions(**opts))
+
+    assert run("one\n\ntwo\nthree").passed
+    res = run("one\n  \ntwo")
+    assert not res.passed and res.reason == "too_few_lines" and res.details == {"lines": 2, "min_lines": 3}
+    paragraph = "Boredom pushes. The mind wanders! Does it find ideas? Often."
+    assert not run(paragraph).passed
+    assert run(paragraph, sentences=True).details["lines"] == 4
+    assert not run("Version 2.0 is out. Really", sentences=True, min_lines=3).passed
+    assert run("1. One idea here.\n2. Another", sentences=True).details["lines"] == 2
