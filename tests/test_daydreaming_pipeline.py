@@ -166,3 +166,16 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypat
     assert score_chart(rep) is None
     files = write_score_report(rep, tmp_path / "nochart")
     assert "chart" not in files and (tmp_path / "nochart" / "pivot.csv").exists()
+
+
+def test_raising_the_limit_only_adds_the_new_combination(tmp_path, fake_openai):
+    server = fake_openai(judge_reply)
+    path = copy_example(tmp_path)
+    run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    n = len(server.requests)
+    result = run_pipeline(load_pipeline(path), options=RunOptions(limit=2, teacher=LOOPBACK))
+    by = {r.stage: r for r in result.stages}
+    assert by["combos"].accepted == 2
+    # the first combination's line is byte-identical, so nothing downstream of it is redone
+    assert all(by[s].superseded == 0 for s in ("draft", "essay", "evaluation"))
+    assert len(server.requests) - n == 2 + 2 + 48
