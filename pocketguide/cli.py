@@ -118,8 +118,11 @@ def stages() -> None:
         t.add_column(col)
     for i, s in enumerate(pipe.stages, 1):
         kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
-        t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, s.template or "",
-                  s.parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
+        fanned = s.variants.templates if s.variants else []  # cohort/catalog stages: show what they fan out to
+        template = s.template or ", ".join(t.id for t in fanned)
+        parser = ", ".join(dict.fromkeys(t.parser or s.parser or "identity" for t in fanned)) or s.parser
+        t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
+                  parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
     out.print(t)
     out.print("[green]stages.yaml is valid[/]")
 
@@ -264,6 +267,9 @@ from . import cli_embedded  # noqa: E402,F401
 
 
 from . import cli_cache  # noqa: E402,F401
+
+
+from . import cli_report  # noqa: E402,F401
 
 
 def entrypoint() -> None:

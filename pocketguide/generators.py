@@ -35,16 +35,19 @@ class CopyGenerator:
     is_async = False
 
     def generate(self, item: "Any") -> Generated:
+        # in a dry run, a copy of a dry-run record (which has no text) is a placeholder too: it is
+        # counted like the llm placeholders instead of failing its parser and gates
+        dry = bool(item.runtime.dry_run and (item.context.get("input") or {}).get("dry_run"))
         path = item.stage.copy_from
         if path is None:
-            return Generated(raw=item.prompt)
+            return Generated(raw=item.prompt, dry_run=dry)
         try:
             value = lookup(item.context, path)
         except KeyError:
             raise MissingInput(path) from None
         if isinstance(value, str):
-            return Generated(raw=value)
-        return Generated(raw=orjson.dumps(value).decode())
+            return Generated(raw=value, dry_run=dry)
+        return Generated(raw=orjson.dumps(value).decode(), dry_run=dry)
 
 
 @generator("llm")

@@ -13,6 +13,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from . import registry
+from .cohort import apply_cohort
 from .errors import RegistryError, StagesConfigError, TemplateError
 from .spec import PipelineSpec, StageSpec
 from .templates import BUILTIN_NAMES, undeclared_names
@@ -22,6 +23,7 @@ from .templates import BUILTIN_NAMES, undeclared_names
 class Pipeline:
     spec: PipelineSpec
     path: Path
+    cohort: Any = None  # the cohort.Cohort named by pipeline.cohort, once loaded
 
     @property
     def root(self) -> Path:
@@ -114,7 +116,8 @@ def load_pipeline(path: str | Path = "stages.yaml") -> Pipeline:
     path = Path(path)
     spec, _ = read_spec(path)
     pipe = Pipeline(spec, path.resolve())
-    problems = check_pipeline(pipe)
+    pipe.cohort, problems = apply_cohort(spec, pipe.resolve)
+    problems += check_pipeline(pipe)
     if problems:
         raise StagesConfigError(problems, str(path))
     return pipe
@@ -170,17 +173,7 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
         for var in sorted(missing):
             p.append(f"{n}.{field}: template '{name}' uses undefined variable '{var}' — the stage provides "
                      f"{', '.join(sorted(provided))}; add it under vars or inputs, or fix the template")
-    parsers = [("parser", stage.parser)]
-    if stage.variants:
-        parsers += [(f"variants.templates[{i}].parser", t.parser) for i, t in enumerate(stage.variants.templates)]
-    for field, name in parsers:
-        if name is None:
-            continue
-        try:
-            registry.get_parser(n, name)
-        except RegistryError:
-            p.append(f"{n}.{field}: unknown parser '{name}' — "
-                     f"{registry.closest(name, registry.parser_names(n))}")
+    p += _check_parsers(stage)
     for i, g in enumerate(stage.gates):
         gdef = registry.GATES.get(g.name)
         if gdef is None:
@@ -200,6 +193,37 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
     if stage.route and stage.route.on.split(".")[0] not in provided:
         p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
                  f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
+    return p
+
+
+def _check_parsers(stage: StageSpec) -> list[str]:
+    """Every parser name is registered, and its options (if any) fit the parser's options model."""
+    p: list[str] = []
+    n = stage.name
+    fanned = bool(stage.variants and stage.variants.templates)
+    # with variant templates, stage-level parser_options serve whichever templates use a parser with options
+    parsers = [("parser", stage.parser, None if fanned else (stage.parser_options or None))]
+    if stage.variants:
+        parsers += [(f"variants.templates[{i}].parser", t.parser or stage.parser, t.parser_options)
+                    for i, t in enumerate(stage.variants.templates)]
+    for field, name, own_options in parsers:
+        try:
+            registry.get_parser(n, name)
+        except RegistryError:
+            p.append(f"{n}.{field}: unknown parser '{name}' — {registry.closest(name, registry.parser_names(n))}")
+            continue
+        options = own_options if own_options is not None else stage.parser_options
+        model = registry.get_parser_options(n, name)
+        if model is None:
+            if own_options:
+                p.append(f"{n}.parser_options: parser '{name or 'identity'}' ({field}) takes no options — remove them")
+            continue
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            for e in exc.errors():
+                loc = ".".join(map(str, e["loc"]))
+                p.append(f"{n}.parser_options.{loc}: {e['msg']} (parser '{name}') — fix the option")
     return p
 
 
@@ -235,7 +259,7 @@ def _check_operation(stage: StageSpec) -> list[str]:
     if odef is None:
         return [f"{n}.op: unknown operation '{stage.op}' — {registry.closest(stage.op or '', registry.OPERATIONS)}"]
     p = []
-    for field in ("template", "mode", "parser", "route", "variants", "copy_from"):
+    for field in ("template", "mode", "parser", "route", "variants", "copy_from", "catalog"):
         if getattr(stage, field) is not None:
             p.append(f"{n}.{field}: a whole-dataset stage (op: {stage.op}) does not use {field} — remove it")
     if odef.options is not None:

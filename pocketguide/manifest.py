@@ -19,7 +19,8 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any],
                   retry: Callable[[dict[str, Any]], bool] | None = None
                   ) -> tuple[dict[str, str], StatsAccumulator, int]:
     """Ids already written (id → input fingerprint), stats of what is there, and how many old
-    records were set aside because their inputs changed (or `retry` asks to redo them)."""
+    records were set aside because their inputs changed, the spec no longer produces them, or
+    `retry` asks to redo them."""
     done: dict[str, str] = {}
     acc = StatsAccumulator(stage.facets)
     redo: set[str] = set()
@@ -30,6 +31,9 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any],
     if done:
         current = {it.id: it.fp for it in items}
         redo |= {rid for rid, fp in done.items() if rid in current and current[rid] != fp}
+        # ids the spec no longer produces (a cohort axis dropped, an input gone) would otherwise linger
+        # and flow downstream; they are set aside like changed ones, and not redone
+        redo |= {rid for rid in done if rid not in current}
     if redo:
         _set_aside(store, redo)
         for rid in redo:

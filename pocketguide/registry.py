@@ -14,6 +14,8 @@ GLOBAL = "*"
 
 # (stage or "*", name) -> parser(raw: str, ctx: ParseContext) -> parsed value
 PARSERS: dict[tuple[str, str], Callable[..., Any]] = {}
+# (stage or "*", name) -> pydantic model of the parser's options (`parser_options:` in stages.yaml)
+PARSER_OPTIONS: dict[tuple[str, str], type[BaseModel]] = {}
 # name -> GateDef
 GATES: dict[str, "GateDef"] = {}
 # mode name -> generator factory (see runner.py)
@@ -47,8 +49,10 @@ def closest(name: str, known: list[str] | set[str]) -> str:
     return f"known: {', '.join(known) or '(none)'}.{hint}"
 
 
-def parser(name: str, stage: str = GLOBAL):
-    """Register a parser under `name`, for one stage or (default) for every stage."""
+def parser(name: str, stage: str = GLOBAL, options: type[BaseModel] | None = None):
+    """Register a parser under `name`, for one stage or (default) for every stage. With `options`, the
+    stage's `parser_options` are validated against that model at load time and reach the parser as
+    `ctx.options` (an instance of it)."""
 
     def decorate(fn):
         key = (stage, name)
@@ -56,6 +60,8 @@ def parser(name: str, stage: str = GLOBAL):
             where = "every stage" if stage == GLOBAL else f"stage '{stage}'"
             raise RegistryError(f"parser '{name}' is already registered for {where}; pick another name")
         PARSERS[key] = fn
+        if options is not None:
+            PARSER_OPTIONS[key] = options
         return fn
 
     return decorate
@@ -72,6 +78,15 @@ def get_parser(stage: str, name: str | None):
         if key in PARSERS:
             return PARSERS[key]
     raise RegistryError(f"unknown parser '{name}' for stage '{stage}'; {closest(name, parser_names(stage))}")
+
+
+def get_parser_options(stage: str, name: str | None) -> type[BaseModel] | None:
+    """The options model of the parser `get_parser(stage, name)` returns, if it declared one."""
+    name = name or "identity"
+    for key in ((stage, name), (GLOBAL, name)):
+        if key in PARSERS:
+            return PARSER_OPTIONS.get(key)
+    return None
 
 
 def gate(name: str, options: type[BaseModel] | None = None):

@@ -77,30 +77,48 @@ def _driving(pipe: Pipeline, stage: StageSpec, dry_run: bool) -> Iterator[Upstre
     return read_stage(store)
 
 
-def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
+def _variants(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
+    """The fan-out of one input. A `copy` template makes no teacher call, so the model and replicate
+    axes do not apply to it: it yields one child, not one identical copy per model and replicate."""
     stage = rt.stage
     v = stage.variants
+    if v is None:
+        yield Item(up.record["id"], up, None, rt.default_choice, fp)
+        return
+    for choice in list(rt.choices.values()) or [rt.default_choice]:
+        copy = choice is not None and choice.mode == "copy" and not stage.route
+        models = [None] if copy or not v.models else v.models
+        for model, rep in itertools.product(models, range(1 if copy else v.replicates)):
+            variant: dict[str, Any] = {}
+            if rt.choices:
+                variant["template"] = choice.id
+            if model is not None:
+                variant["model"] = model
+            if v.replicates > 1 and not copy:
+                variant["replicate"] = rep
+            rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
+            yield Item(rid, up, variant, choice, fp)
+
+
+def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
+    seen: dict[str, int] = {}
     for up in driving:
         extra = []
         for j in joined:
             hit = j.find(up.record)
             extra.append(hit.fp.encode() if hit else b"-")
         fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
-        if v is None:
-            yield Item(up.record["id"], up, None, rt.default_choice, fp)
-            continue
-        templates = list(rt.choices.values()) or [rt.default_choice]
-        models = v.models or [None]
-        for choice, model, rep in itertools.product(templates, models, range(v.replicates)):
-            variant: dict[str, Any] = {}
-            if rt.choices:
-                variant["template"] = choice.id
-            if model is not None:
-                variant["model"] = model
-            if v.replicates > 1:
-                variant["replicate"] = rep
-            rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
-            yield Item(rid, up, variant, choice, fp)
+        for item in _variants(rt, up, fp):
+            n = seen[item.id] = seen.get(item.id, 0) + 1
+            if n == 1:
+                yield item
+                continue
+            # Two inputs with one id (or two identical variants) would write one id twice and break
+            # joins and resume: the first keeps the id, each later one becomes a visible rejection.
+            dup = Upstream(up.record, up.fp, problem=f"duplicate_id: id '{item.id}' was already produced by an "
+                                                     f"earlier input of stage '{rt.stage.name}' — give each input "
+                                                     f"a unique id (or list each variant once)")
+            yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
 
 
 # --- one record -------------------------------------------------------------------------------
@@ -149,7 +167,8 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
     record["input_fp"] = item.fp
     if item.upstream.problem:
         record["raw"] = up.get("raw")
-        return _reject(record, "malformed_input", item.upstream.problem)
+        # the problem text starts with its reason code ("malformed_input: …", "duplicate_id: …")
+        return _reject(record, item.upstream.problem.split(":", 1)[0], item.upstream.problem)
     ctx, missing = _context(rt, item, joined)
     if missing:
         return _reject(record, f"missing_input:{missing}", f"no accepted '{missing}' record for id {parent}")
@@ -193,7 +212,7 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
         return record
     if gen.finish_reason == "length" and not rt.stage.allow_truncated:
         return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
-    pctx = ParseContext(rt.stage.name, record, rt.schema)
+    pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None)
     try:
         parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
     except ParseError as exc:
@@ -359,7 +378,11 @@ def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done:
     except OSError:
         return None
     v = stage.variants
-    fan = (max(1, len(v.templates)) * max(1, len(v.models)) * v.replicates) if v else 1
+    fan = 1
+    if v:  # copy templates yield one child each (see _variants)
+        per_llm = max(1, len(v.models)) * v.replicates
+        modes = [t.mode or stage.mode for t in v.templates] or [stage.mode]
+        fan = sum(1 if m == "copy" and not stage.route else per_llm for m in modes)
     total = max(0, lines * fan - done)
     if options.limit is not None:
         total = min(total, max(0, options.limit - (done if options.settings.get("limit_total") else 0)))

@@ -30,6 +30,7 @@ class TemplateChoice:
     mode: str
     parser_name: str
     parser: Any
+    parser_options: Any = None  # the parser's options model instance (or None)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ParseContext:
     record: dict[str, Any]
     schema: dict[str, Any] | None
     notes: dict[str, Any] = field(default_factory=dict)  # a parser may say how it parsed (parse_mode…)
+    options: Any = None  # the stage's `parser_options`, validated against the parser's options model
 
 
 @dataclass
@@ -100,8 +102,16 @@ class StageRuntime:
         return files
 
 
+def parser_options(stage: StageSpec, parser: str | None, options: dict[str, Any] | None) -> Any:
+    """Validated options for a parser: a template's own options, else the stage's `parser_options`."""
+    name = parser or stage.parser or "identity"
+    model = registry.get_parser_options(stage.name, name)
+    raw = options if options is not None else stage.parser_options
+    return model.model_validate(raw) if model is not None else None
+
+
 def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: str | None,
-            parser: str | None) -> TemplateChoice:
+            parser: str | None, options: dict[str, Any] | None = None) -> TemplateChoice:
     name = parser or stage.parser or "identity"
     return TemplateChoice(
         id=tid,
@@ -109,6 +119,7 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
         mode=mode or stage.mode or "copy",
         parser_name=name,
         parser=registry.get_parser(stage.name, name),
+        parser_options=parser_options(stage, parser, options),
     )
 
 
@@ -126,7 +137,7 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         rt.default_choice = _choice(pipe, stage, "default", stage.template, stage.mode, stage.parser)
     if stage.variants:
         for t in stage.variants.templates:
-            rt.choices[t.id] = _choice(pipe, stage, t.id, t.file, t.mode, t.parser)
+            rt.choices[t.id] = _choice(pipe, stage, t.id, t.file, t.mode, t.parser, t.parser_options)
     if stage.route:
         for key, case in stage.route.cases.items():
             if case.template:

@@ -107,6 +107,7 @@ class TemplateVariant(Strict):
     file: str
     mode: Literal["llm", "copy"] | None = None
     parser: str | None = None
+    parser_options: dict[str, Any] | None = Field(None, description="options for this template's parser")
     description: str = ""
 
 
@@ -172,6 +173,10 @@ class StageSpec(Strict):
     mode: Literal["llm", "copy"] | None = None
     copy_from: str | None = Field(None, description="copy mode: dotted path of the value to pass through")
     parser: str | None = None
+    parser_options: dict[str, Any] = Field(default_factory=dict, description="options passed to the parser "
+                                           "(validated against the parser's options model)")
+    catalog: str | None = Field(None, description="template catalog (CSV or YAML: template_id, generator, "
+                                "parser, description[, file]) that cohort axes and variants pick from")
     schema_: str | None = Field(None, alias="schema")
     response_schema: str | None = Field(
         None, description="JSON Schema sent to the teacher as response_format (default: schema), e.g. a smaller "
@@ -205,6 +210,7 @@ class PipelineDefaults(Strict):
     templates_dir: str = "templates"
     concurrency: int = Field(16, ge=1)
     teacher: TeacherSettings = TeacherSettings()
+    cohort: str | None = Field(None, description="cohort file whose axes fill the stages' variants (see cohort.py)")
 
 
 class PipelineSpec(Strict):

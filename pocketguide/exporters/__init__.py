@@ -3,3 +3,4 @@
 from . import jsonl  # noqa: F401
 from . import parquet  # noqa: F401
 from . import hf  # noqa: F401
+from . import gens  # noqa: F401

@@ -2,3 +2,4 @@
 
 from . import basic  # noqa: F401
 from . import pocketguide  # noqa: F401
+from . import lines  # noqa: F401

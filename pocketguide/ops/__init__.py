@@ -6,3 +6,5 @@ from . import qa  # noqa: F401
 from . import split  # noqa: F401
 from . import sft  # noqa: F401
 from . import eval_suite  # noqa: F401
+from . import concepts  # noqa: F401
+from . import report  # noqa: F401

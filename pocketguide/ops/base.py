@@ -99,8 +99,8 @@ def _up_to_date(pipe: Pipeline, stage: StageSpec, store: StageStore, run: RunOpt
     from ..runner import input_store
 
     m = store.manifest()
-    if not m or not m.get("complete") or m.get("dry_run") != run.dry_run:
-        return False
+    if not m or not m.get("complete") or m.get("dry_run") != run.dry_run or m.get("limit") != run.limit:
+        return False  # output made under another --limit is redone, else `--limit 2` then `--limit 5` stops at 2
     if m.get("spec", {}).get("options", {}) != stage.model_dump(mode="json", by_alias=True,
                                                                 exclude_none=True).get("options", {}):
         return False
@@ -147,7 +147,7 @@ async def run_operation(pipe: Pipeline, stage: StageSpec, run: RunOptions, pool:
         result.new_accepted, result.new_rejected = ctx.accepted, ctx.rejected
         result.complete = True
         finish_stage(pipe, stage, store, None, acc, result, run, started,
-                     extra={"stats": ctx.stats_extra, "manifest": ctx.manifest_extra})
+                     extra={"stats": ctx.stats_extra, "manifest": {"limit": run.limit, **ctx.manifest_extra}})
     run.progress.stage_finished(stage.name, result)
     _ = time
     return result

@@ -2,3 +2,4 @@
 
 from . import basic  # noqa: F401
 from . import envelope  # noqa: F401
+from . import daydreaming  # noqa: F401

@@ -1,0 +1,181 @@
+"""The example study end to end against the loopback OpenAI-compatible server: counts, copy essays
+with no teacher call, ids stable across runs, staleness after --fresh, gens export and reports."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+
+from daydreaming_helpers import copy_example, judge_reply
+from typer.testing import CliRunner
+
+from pocketguide.cli import app
+from pocketguide.loader import load_pipeline
+from pocketguide.pipeline import pipeline_status, run_pipeline
+from pocketguide.registry import EXPORTERS
+from pocketguide.reports.scores import build_score_report, score_chart, write_score_report
+from pocketguide.runner import run_stage
+from pocketguide.session import RunOptions
+from pocketguide.spec import TeacherSettings
+from pocketguide.store import StageStore
+from pocketguide.testing import Reply
+
+LOOPBACK = TeacherSettings(provider="openai", model="fake-teacher")
+
+
+def _ids(pipe, stage):
+    return sorted(r["id"] for r in StageStore(pipe.data_dir, stage).all_records())
+
+
+def _by_stage(server):
+    kinds = {"draft": 0, "essay": 0, "evaluation": 0}
+    for p in server.prompts():
+        kinds["evaluation" if "SCORE: <number" in p else "essay" if "Rewrite them" in p else "draft"] += 1
+    return kinds
+
+
+def test_end_to_end_counts_and_copy_essays(tmp_path, fake_openai):
+    server = fake_openai(judge_reply)
+    pipe = load_pipeline(copy_example(tmp_path))
+    result = run_pipeline(pipe, options=RunOptions(limit=2, teacher=LOOPBACK))
+    assert result.ok, result.stopped
+    counts = {r.stage: (r.accepted, r.rejected) for r in result.stages}
+    # 2 combos × 2 draft templates × 1 model; × 2 essay templates (1 llm + 1 copy, the copy is not
+    # multiplied by models); × 3 rubrics × 2 judges × 2 replicates
+    assert counts == {"combos": (2, 0), "draft": (4, 0), "essay": (8, 0), "evaluation": (96, 0), "report": (96, 0)}
+    # copy essays made no teacher call: 4 drafts + 4 llm essays + 96 evaluations
+    assert _by_stage(server) == {"draft": 4, "essay": 4, "evaluation": 96}
+    assert len(server.requests) == 104
+    essays = list(StageStore(pipe.data_dir, "essay").accepted())
+    drafts = {r["id"]: r for r in StageStore(pipe.data_dir, "draft").accepted()}
+    for e in essays:
+        if e["template"] == "copy_draft":
+            assert e["parsed"] == drafts[e["parent_ids"][0]]["parsed"] and e["teacher"] is None
+            assert "model" not in e["variant"]
+        else:
+            assert e["variant"]["model"] == "smollm2-135m" and e["id"].startswith("essay_")
+    # the judge model from the cohort is the model sent, per variant
+    assert {r["model"] for r in server.requests if "SCORE: <number" in r["messages"][-1]["content"]} == \
+        {"smollm2-135m", "judge-b"}
+    scores = [r["parsed"] for r in StageStore(pipe.data_dir, "evaluation").accepted()]
+    assert all(3 <= s <= 9 for s in scores) and len(set(scores)) > 1
+    report_dir = pipe.data_dir / "report"
+    pivot = (report_dir / "pivot.csv").read_text().splitlines()
+    assert len(pivot) == 1 + 2 * 3  # header + judges × rubrics
+    assert (report_dir / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_is_idempotent_and_fresh_draft_makes_downstream_stale(tmp_path, fake_openai):
+    server = fake_openai(judge_reply)
+    path = copy_example(tmp_path)
+    pipe = load_pipeline(path)
+    opts = RunOptions(limit=1, teacher=LOOPBACK)
+    run_pipeline(pipe, options=opts)
+    first = {s: _ids(pipe, s) for s in ("draft", "essay", "evaluation")}
+    n = len(server.requests)
+    run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    assert len(server.requests) == n, "a rerun with nothing changed calls no teacher"
+    assert all(not s.stale for s in pipeline_status(pipe))
+
+    run_stage("draft", pipe, options=RunOptions(fresh=True, teacher=LOOPBACK))
+    states = {s.name: s for s in pipeline_status(pipe)}
+    assert not states["draft"].stale
+    assert states["essay"].stale and states["essay"].stale_inputs == ["draft"]
+    assert states["evaluation"].stale and states["report"].stale
+    status = CliRunner().invoke(app, ["--pipeline", str(path), "status"], env={"COLUMNS": "200"})
+    assert status.exit_code == 0 and status.output.count("stale") >= 3 and "draft changed" in status.output
+
+    n = len(server.requests)
+    result = run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    by = {r.stage: r for r in result.stages}
+    assert by["essay"].superseded == 4 and by["evaluation"].superseded == 48
+    assert len(server.requests) - n == 2 + 48  # llm essays + every evaluation, redone
+    assert {s: _ids(pipe, s) for s in first} == first, "same cohort → same ids"
+    assert all(not s.stale for s in pipeline_status(pipe))
+
+
+def test_gens_export_and_report_command(tmp_path, fake_openai):
+    fake_openai(judge_reply)
+    path = copy_example(tmp_path)
+    pipe = load_pipeline(path)
+    run_pipeline(pipe, options=RunOptions(limit=1, teacher=LOOPBACK))
+    out = EXPORTERS["gens"](pipe, pipe.stage("evaluation"), StageStore(pipe.data_dir, "evaluation"), tmp_path / "g")
+    folders = sorted(out.iterdir())
+    assert len(folders) == 48
+    meta = json.loads((folders[0] / "metadata.json").read_text())
+    assert meta["stage"] == "evaluation" and meta["cohort"] == "pilot" and meta["mode"] == "llm"
+    assert meta["model"] in ("smollm2-135m", "judge-b") and meta["replicate"] in (0, 1)
+    assert meta["parser"]["name"] == "in_last_line" and meta["usage"]["completion_tokens"] > 0
+    assert meta["parent_id"].startswith("essay_") and meta["error"] is None
+    assert (folders[0] / "prompt.txt").read_text().startswith("Rate the")
+    assert float((folders[0] / "parsed.txt").read_text()) >= 0
+
+    res = CliRunner().invoke(app, ["--pipeline", str(path), "export", "essay", "--format", "gens",
+                                   "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    copy = [d for d in (tmp_path / "g" / "essay").iterdir()
+            if json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
+    assert len(copy) == 2 and json.loads((copy[0] / "metadata.json").read_text())["usage"] is None
+
+    res = CliRunner().invoke(app, ["--pipeline", str(path), "report", "--out", str(tmp_path / "rep"), "--top", "3"])
+    assert res.exit_code == 0, res.output
+    assert "mean score by model × template" in res.output and "top 3 essay records" in res.output
+    header = (tmp_path / "rep" / "scores.csv").read_text().splitlines()[0].split(",")
+    for col in ("evaluation_model", "evaluation_template", "essay_template", "essay_model", "draft_template",
+                "combos_id", "concept_ids", "score"):
+        assert col in header
+    assert (tmp_path / "rep" / "summary_by_draft_template.csv").exists()
+
+
+def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypatch):
+    """A poor model: one-line drafts for one template, and judges that ramble, overflow or overshoot."""
+
+    calls = itertools.count()
+
+    def poor(req):  # runs on the server's threads; next() on a count is atomic under the GIL
+        prompt = req["messages"][-1]["content"]
+        if "SCORE: <number" in prompt:
+            kind = next(calls) % 4 if req.get("model") == "judge-b" else 0
+            text = ["Nice.\nSCORE: 10", "I cannot decide.\nIt is an essay.", "SCORE: 12", "Very long..."][kind]
+            return Reply(text=text, finish_reason="length" if kind == 3 else "stop")
+        if "numbered notes" in prompt:
+            return Reply(text="Only one line.")
+        return judge_reply(req)
+
+    fake_openai(poor)
+    pipe = load_pipeline(copy_example(tmp_path))
+    run_pipeline(pipe, options=RunOptions(limit=1, teacher=LOOPBACK))
+    drafts = list(StageStore(pipe.data_dir, "draft").rejected())
+    assert len(drafts) == 1 and drafts[0]["reasons"] == ["gate:min_lines:too_few_lines"]
+    evals = list(StageStore(pipe.data_dir, "evaluation").all_records())
+    assert len(evals) == 2 * 12  # 1 surviving draft → 2 essays → 12 evaluations each
+    reasons = {r["reasons"][0] if r["reasons"] else r["parsed"] for r in evals}
+    assert 10.0 in reasons, "a perfect 10 is accepted (the range is inclusive)"
+    assert reasons == {10.0, "no_score_last_lines", "out_of_range", "truncated"}
+    truncated = [r for r in evals if r["reasons"] == ["truncated"]]
+    assert all(r["raw"] == "Very long..." for r in truncated)
+    report = (pipe.data_dir / "report" / "pivot.csv").read_text()
+    assert "smollm2-135m" in report and ",10.0,10.0," in report
+    rep = build_score_report(pipe, "evaluation", lambda n: StageStore(pipe.data_dir, n))
+    assert len(rep.rows) == 24 and len(rep.scored) == sum(1 for r in evals if r["status"] == "accepted")
+    unscored = [r for r in rep.rows if r["score"] is None]
+    assert unscored and all(r["reasons"] and r["status"] == "rejected" for r in unscored)
+    assert all(p["n_perfect"] == p["count"] for p in rep.pivot), "every accepted score here is a perfect 10"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    assert score_chart(rep) is None
+    files = write_score_report(rep, tmp_path / "nochart")
+    assert "chart" not in files and (tmp_path / "nochart" / "pivot.csv").exists()
+
+
+def test_raising_the_limit_only_adds_the_new_combination(tmp_path, fake_openai):
+    server = fake_openai(judge_reply)
+    path = copy_example(tmp_path)
+    run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    n = len(server.requests)
+    result = run_pipeline(load_pipeline(path), options=RunOptions(limit=2, teacher=LOOPBACK))
+    by = {r.stage: r for r in result.stages}
+    assert by["combos"].accepted == 2
+    # the first combination's line is byte-identical, so nothing downstream of it is redone
+    assert all(by[s].superseded == 0 for s in ("draft", "essay", "evaluation"))
+    assert len(server.requests) - n == 2 + 2 + 48
