@@ -38,7 +38,7 @@ def _by_stage(server):
 def test_end_to_end_counts_and_copy_essays(tmp_path, fake_openai):
     server = fake_openai(judge_reply)
     pipe = load_pipeline(copy_example(tmp_path))
-    result = run_pipeline(pipe, options=RunOptions(limit=2, teacher=LOOPBACK))
+    result = run_pipeline(pipe, options=RunOptions(cache=False, limit=2, teacher=LOOPBACK))
     assert result.ok, result.stopped
     counts = {r.stage: (r.accepted, r.rejected) for r in result.stages}
     # 2 combos × 2 draft templates × 1 model; × 2 essay templates (1 llm + 1 copy, the copy is not
@@ -70,15 +70,15 @@ def test_rerun_is_idempotent_and_fresh_draft_makes_downstream_stale(tmp_path, fa
     server = fake_openai(judge_reply)
     path = copy_example(tmp_path)
     pipe = load_pipeline(path)
-    opts = RunOptions(limit=1, teacher=LOOPBACK)
+    opts = RunOptions(cache=False, limit=1, teacher=LOOPBACK)
     run_pipeline(pipe, options=opts)
     first = {s: _ids(pipe, s) for s in ("draft", "essay", "evaluation")}
     n = len(server.requests)
-    run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    run_pipeline(load_pipeline(path), options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     assert len(server.requests) == n, "a rerun with nothing changed calls no teacher"
     assert all(not s.stale for s in pipeline_status(pipe))
 
-    run_stage("draft", pipe, options=RunOptions(fresh=True, teacher=LOOPBACK))
+    run_stage("draft", pipe, options=RunOptions(cache=False, fresh=True, teacher=LOOPBACK))
     states = {s.name: s for s in pipeline_status(pipe)}
     assert not states["draft"].stale
     assert states["essay"].stale and states["essay"].stale_inputs == ["draft"]
@@ -87,7 +87,7 @@ def test_rerun_is_idempotent_and_fresh_draft_makes_downstream_stale(tmp_path, fa
     assert status.exit_code == 0 and status.output.count("stale") >= 3 and "draft changed" in status.output
 
     n = len(server.requests)
-    result = run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    result = run_pipeline(load_pipeline(path), options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     by = {r.stage: r for r in result.stages}
     assert by["essay"].superseded == 4 and by["evaluation"].superseded == 48
     assert len(server.requests) - n == 2 + 48  # llm essays + every evaluation, redone
@@ -99,7 +99,7 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     fake_openai(judge_reply)
     path = copy_example(tmp_path)
     pipe = load_pipeline(path)
-    run_pipeline(pipe, options=RunOptions(limit=1, teacher=LOOPBACK))
+    run_pipeline(pipe, options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     out = EXPORTERS["gens"](pipe, pipe.stage("evaluation"), StageStore(pipe.data_dir, "evaluation"), tmp_path / "g")
     folders = sorted(out.iterdir())
     assert len(folders) == 48
@@ -145,7 +145,7 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypat
 
     fake_openai(poor)
     pipe = load_pipeline(copy_example(tmp_path))
-    run_pipeline(pipe, options=RunOptions(limit=1, teacher=LOOPBACK))
+    run_pipeline(pipe, options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     drafts = list(StageStore(pipe.data_dir, "draft").rejected())
     assert len(drafts) == 1 and drafts[0]["reasons"] == ["gate:min_lines:too_few_lines"]
     evals = list(StageStore(pipe.data_dir, "evaluation").all_records())
@@ -171,9 +171,9 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypat
 def test_raising_the_limit_only_adds_the_new_combination(tmp_path, fake_openai):
     server = fake_openai(judge_reply)
     path = copy_example(tmp_path)
-    run_pipeline(load_pipeline(path), options=RunOptions(limit=1, teacher=LOOPBACK))
+    run_pipeline(load_pipeline(path), options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     n = len(server.requests)
-    result = run_pipeline(load_pipeline(path), options=RunOptions(limit=2, teacher=LOOPBACK))
+    result = run_pipeline(load_pipeline(path), options=RunOptions(cache=False, limit=2, teacher=LOOPBACK))
     by = {r.stage: r for r in result.stages}
     assert by["combos"].accepted == 2
     # the first combination's line is byte-identical, so nothing downstream of it is redone

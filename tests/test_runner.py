@@ -165,24 +165,31 @@ def test_route_chooses_mode_per_record(pipeline_dir):
 
 
 VARIANTS = """
+    pipeline: {teacher: {provider: openai, model: m}}
     stages:
       - name: fan
         source: in.jsonl
-        mode: copy
+        mode: llm
         id_prefix: fan
         variants:
-          templates: [{id: a, file: a.j2}, {id: b, file: b.j2}]
+          templates: [{id: a, file: a.j2}, {id: b, file: b.j2}, {id: c, file: c.j2, mode: copy}]
           models: [m1, m2]
           replicates: 2
 """
 
 
-def test_variant_ids_are_stable_and_unique(pipeline_dir):
-    path = pipeline_dir(VARIANTS, {"a.j2": "A {{ variant.model }}", "b.j2": "B {{ variant.replicate }}"},
+def test_variant_ids_are_stable_and_unique(pipeline_dir, fake_openai):
+    server = fake_openai()
+    path = pipeline_dir(VARIANTS, {"a.j2": "A {{ variant.model }}", "b.j2": "B {{ variant.replicate }}",
+                                   "c.j2": "C {{ id }}"},
                         {"in.jsonl": '{"id": "p1"}\n{"id": "p2"}\n'})
     run_stage("fan", path)
     first = ids(path.parent / "data/runs/fan/records.jsonl")
-    assert len(first) == 16 == len(set(first)) and all(i.startswith("fan_") for i in first)
+    # llm templates: 2 inputs × 2 templates × 2 models × 2 replicates; a copy template does not depend on
+    # the model or the replicate, so it makes one child per input
+    assert len(first) == 16 + 2 == len(set(first)) and all(i.startswith("fan_") for i in first)
+    assert len(server.requests) == 16
+    assert sorted({r["model"] for r in server.requests}) == ["m1", "m2"]
     run_stage("fan", path, fresh=True)
     assert sorted(ids(path.parent / "data/runs/fan/records.jsonl")) == sorted(first)
 
