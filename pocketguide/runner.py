@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import registry
-from .errors import BudgetExceeded, CircuitOpen, ParseError, StageError, TeacherError, TemplateError
-from .generators import Generated, MissingInput
+from .errors import BudgetExceeded, CircuitOpen, StageError, TeacherError
+from .generators import MissingInput
 from .inputs import Joined, Upstream, fingerprint, join_index, read_source, read_stage, require_upstream
 from .loader import Pipeline, load_pipeline
 from .manifest import finish_stage, scan_existing
-from .records import ACCEPTED, REJECTED, child_id, lookup, new_record
-from .runtime import GateInput, ParseContext, StageRuntime, TemplateChoice, build_runtime
+from .records import ACCEPTED, child_id
+from .runtime import StageRuntime, build_runtime
+from .steps import Item, Prepared, _reject, finish, prepare
 from .session import RunOptions, TeacherPool, resolved_teacher
 from .spec import StageSpec
 from .store import StageStore
@@ -44,15 +45,6 @@ class StageResult:
     superseded: int = 0  # old records redone because their inputs changed
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Item:
-    id: str
-    upstream: Upstream
-    variant: dict[str, Any] | None
-    choice: TemplateChoice | None
-    fp: str
 
 
 def store_root(pipe: Pipeline, dry_run: bool) -> Path:
@@ -121,136 +113,7 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
             yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
 
 
-# --- one record -------------------------------------------------------------------------------
-
-def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[str, Any], str | None]:
-    stage = rt.stage
-    rec = item.upstream.record
-    ctx: dict[str, Any] = {"id": item.id, "input": rec, "variant": item.variant or {}, "vars": stage.vars,
-                           "stage": stage.name, "record": rec, "schema": rt.schema}
-    if stage.inputs:
-        ctx[stage.inputs[0]] = rec
-    else:
-        ctx["source"] = rec.get("parsed")
-    for j in joined:
-        hit = j.find(rec)
-        if hit is None:
-            return ctx, j.stage
-        ctx[j.stage] = hit.record
-    return ctx, None
-
-
-def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> dict[str, Any]:
-    record["status"] = REJECTED
-    record["reasons"].append(reason)
-    if error and not record.get("error"):
-        record["error"] = error
-    return record
-
-
-class Prepared:
-    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format")
-
-    def __init__(self, record, choice, mode, context, prompt, rt, response_format=None):
-        self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
-        self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
-        self.response_format = response_format
-
-
-def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
-    """Build the record and render its prompt. Returns a finished (rejected) record on failure."""
-    up = item.upstream.record
-    parent = up.get("id")
-    record = new_record(id=item.id, stage=rt.stage.name, parent_ids=[parent] if rt.stage.inputs else [],
-                        ancestors=([parent] + list(up.get("ancestors") or [])) if rt.stage.inputs else [],
-                        data=dict(up.get("data") or {}), variant=item.variant)
-    record["input_fp"] = item.fp
-    if item.upstream.problem:
-        record["raw"] = up.get("raw")
-        # the problem text starts with its reason code ("malformed_input: …", "duplicate_id: …")
-        return _reject(record, item.upstream.problem.split(":", 1)[0], item.upstream.problem)
-    ctx, missing = _context(rt, item, joined)
-    if missing:
-        return _reject(record, f"missing_input:{missing}", f"no accepted '{missing}' record for id {parent}")
-    choice = item.choice
-    mode = choice.mode if choice else (rt.stage.mode or "copy")
-    if rt.stage.route:
-        value = lookup(ctx, rt.stage.route.on, None)
-        key = str(value).lower() if isinstance(value, bool) else str(value)
-        case = rt.stage.route.cases.get(key, rt.stage.route.default)
-        record["route"] = {"on": rt.stage.route.on, "value": value, "mode": case.mode}
-        if case.mode == "skip":
-            return _reject(record, case.reason or f"route_skip:{key}")
-        mode = case.mode
-        choice = rt.route_choices.get(key, choice)
-    record["mode"] = mode
-    if choice and choice.id != "default":
-        record["template"] = choice.id
-    prompt = None
-    if choice and choice.renderer:
-        try:
-            prompt = choice.renderer.render(ctx)
-        except TemplateError as exc:
-            return _reject(record, "template_error", str(exc))
-        record["prompt"] = prompt
-    try:
-        fmt = rt.response_format_for_record(record) if mode == "llm" else None
-    except (OSError, ValueError) as exc:
-        return _reject(record, "response_schema_missing", f"{type(exc).__name__}: {exc} — add the schema file "
-                                                          f"or fix response_schema")
-    return Prepared(record, choice, mode, ctx, prompt, rt, fmt)
-
-
-def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
-    """Parse → validate → gates. Every path ends accepted or rejected with reason codes."""
-    record = p.record
-    record["raw"] = gen.raw
-    record["teacher"] = gen.teacher
-    if gen.dry_run:
-        record["dry_run"] = True
-        record["status"] = ACCEPTED
-        return record
-    if gen.finish_reason == "length" and not rt.stage.allow_truncated:
-        return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
-    pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None)
-    try:
-        parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
-    except ParseError as exc:
-        record["parse_notes"] = pctx.notes or None
-        return _reject(record, exc.code, str(exc))
-    except Exception as exc:  # a parser bug must not end the run
-        return _reject(record, "parse_failed", f"{type(exc).__name__}: {exc}")
-    record["parsed"] = parsed
-    if pctx.notes:
-        record["parse_notes"] = pctx.notes
-    if rt.validator is not None:
-        err = next(iter(rt.validator.iter_errors(parsed)), None)
-        record["validation"] = {"ok": err is None}
-        if err is not None:
-            path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
-            record["validation"].update(path=path, message=err.message[:300])
-            return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
-    gi = GateInput(parsed, gen.raw, record, rt.settings)
-    for name, fn, opts in rt.gates:
-        try:
-            res = fn(gi, opts)
-        except Exception as exc:
-            res_d = {"name": name, "passed": False, "reason": "error", "details": {"error": f"{type(exc).__name__}: {exc}"}}
-        else:
-            res_d = {"name": name, "passed": bool(res.passed), "reason": res.reason, "details": res.details}
-        record["gates"].append(res_d)
-        if not res_d["passed"]:
-            record["reasons"].append(f"gate:{name}:{res_d['reason'] or 'failed'}")
-    record["status"] = REJECTED if record["reasons"] else ACCEPTED
-    return record
-
-
-def generate_sync(p: Prepared) -> Generated:
-    return registry.GENERATORS[p.mode]().generate(p)
-
-
-# --- the loop ---------------------------------------------------------------------------------
-
+# --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any):
         self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
