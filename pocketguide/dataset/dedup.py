@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Any, Hashable
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 
 class UnionFind:
@@ -64,6 +63,8 @@ class NearDupIndex:
     def __init__(self, threshold: float, group_threshold: float, num_perm: int, seed: int):
         self.threshold, self.group_threshold = threshold, min(group_threshold, threshold)
         self.num_perm, self.seed = num_perm, seed
+        from datasketch import MinHash, MinHashLSH  # imported here: datasketch pulls in scipy (≈1 s)
+
         self.lsh = MinHashLSH(threshold=self.group_threshold, num_perm=num_perm)
         # signatures in one growing uint32 matrix (row per document): 51 MB at 100k records and no
         # 100k small array objects for the allocator and cache to chase
@@ -79,7 +80,7 @@ class NearDupIndex:
         mh.update_batch(shingles)
         self._add(i, mh)
 
-    def _add(self, i: int, mh: MinHash) -> None:
+    def _add(self, i: int, mh: Any) -> None:
         res = self.result
         res.dup.add(i)
         res.group.add(i)
