@@ -238,6 +238,9 @@ def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "-
     console_out.print(f"wrote {path}")
 
 
+from . import cli_training  # noqa: E402,F401
+
+
 def entrypoint() -> None:
     app()
 
