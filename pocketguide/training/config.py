@@ -62,7 +62,8 @@ class TrainConfig(BaseModel):
     save_every: int = Field(10, ge=1, description="resumable checkpoint every N steps (and at the end)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA with bf16 when present, "
                                                                        "else CPU fp32")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: cores not already busy, "
+                                                         "from the load average; oversubscribed OpenMP is 5–10× slower)")
     # data
     input: str | None = Field(None, description="input stage with the SFT records (default: the first input)")
     train_split: str = Field("train", description="data.split value used for training")

@@ -14,7 +14,7 @@ from .. import __version__
 from ..store import StageStore, file_sha256
 from .config import TrainConfig
 from .data import BadRecord, Example, encode
-from .model import TrainingError, load_base, offline, pick_device, prepare_base, require_extra
+from .model import TrainingError, cpu_threads, load_base, offline, pick_device, prepare_base, require_extra
 from .report import gains, markdown, summarize
 from .trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
 
@@ -24,8 +24,7 @@ def _setup(pipe: Any, cfg: TrainConfig) -> tuple[Any, Any, Any, Any]:
     require_extra()
     import torch
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cpu_threads(cfg.threads))
     cache = model_cache(pipe, cfg)
     base = prepare_base(pipe.resolve(cfg.base_model) if cfg.base_model else None, cache)
     device, dtype = pick_device(cfg.device)
