@@ -187,8 +187,11 @@ def evaluate_stage(pipe: Any, stage_name: str, cfg: TrainConfig, message: Callab
         raise TrainingError(f"stage '{stage_name}' has no adapter yet — run `pocketguide train` first")
     if not cfg.eval.suite:
         raise TrainingError("options.eval.suite is null — name the eval suite stage to evaluate on")
+    from peft import PeftModel
+
     base, model, tok, device = _setup(pipe, cfg)
-    model = add_lora(model, cfg)
+    saved = store.dir / (BEST if (store.dir / BEST).exists() else FINAL)
+    model = PeftModel.from_pretrained(model, str(saved))  # the adapter's own LoRA shape, whatever the YAML says now
     records = list(input_store(pipe, cfg.eval.suite, False).accepted())
     report = evaluate_model(pipe, cfg, records, model, tok, device, base, store.dir, message=message)
     write_report(store.write_json, store.write_bytes, report)
