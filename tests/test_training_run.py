@@ -8,7 +8,7 @@ import json
 
 import pytest
 from jsonschema import Draft202012Validator
-from training_helpers import ENVELOPE, PAYLOADS, base_cache_dir, options, write_project
+from training_helpers import CITIES, ENVELOPE, GATE, PAYLOADS, base_cache_dir, options, write_project
 
 from pocketguide.errors import StageError
 from pocketguide.loader import load_pipeline
@@ -122,6 +122,9 @@ def test_the_eval_report_recomputes_from_its_own_rows(trained):
             assert got["envelope_valid_rate"] == round(env_ok / 4, 4)
             assert got["payload_valid_rate"] == round(pay_ok / 4, 4)
             assert got["mean_latency_s"] == round(sum(r["latency_s"] for r in sel) / 4, 3)
+            summaries = [json.loads(r["output"]).get("summary") for r in sel if r["parsed"]]
+            ok = sum(1 for x in summaries if isinstance(x, str) and any(c in x for c in CITIES))
+            assert got["gate_pass_rates"] == ({GATE: round(ok / 4, 4)} if parsed else {})  # unknown gate skipped
             for t, sub in got["by_payload_type"].items():
                 assert sub["n"] == sum(1 for r in sel if r["payload_type"] == t)
     # a schema-constrained answer that finished within the cap is valid by construction

@@ -15,6 +15,22 @@ PAYLOADS = {
     "steps": {"type": "object", "additionalProperties": False, "required": ["steps"],
               "properties": {"steps": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},
 }
+GATE = "tiny_summary_mentions_city"
+
+
+def _register_gate() -> None:
+    """A test-only gate (unique name) so the report's gate pass rates have something to count."""
+    from pocketguide.registry import GATES, gate
+    from pocketguide.runtime import GateResult
+
+    if GATE not in GATES:
+        @gate(GATE)
+        def _mentions_city(item, opts):
+            s = item.parsed.get("summary") if isinstance(item.parsed, dict) else None
+            return GateResult(isinstance(s, str) and any(c in s for c in CITIES), "no_city")
+
+
+_register_gate()
 CITIES = ["Lisbon", "Kyoto", "Oslo", "Lima", "Rome", "Hanoi", "Quito", "Riga"]
 
 
@@ -80,7 +96,7 @@ def options(cache: Path, **over) -> dict:
             "lr": 5e-3, "warmup_steps": 0, "max_steps": 6, "batch_size": 2, "max_seq_length": 96,
             "eval_every": 3, "save_every": 2,
             "eval": {"envelope_schema": "schemas/envelope.json", "payload_schemas": "schemas/payload.{type}.json",
-                     "max_new_tokens": 24, "batch_size": 4}}
+                     "max_new_tokens": 24, "batch_size": 4, "gates": [GATE, "no_such_gate"]}}
     opts.update(over)
     return opts
 

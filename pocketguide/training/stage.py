@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -137,6 +138,11 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suite_records: list[dict[str, An
     from .evaluate import Generator, Schemas, evaluate, suite_items
 
     ecfg = cfg.eval
+    modes, notes = list(ecfg.modes), []
+    if "constrained" in modes and importlib.util.find_spec("xgrammar") is None:
+        modes.remove("constrained")  # report it, rather than lose the training run's evaluation
+        notes.append("constrained mode skipped: xgrammar is not installed — pip install --no-deps xgrammar==0.2.8 "
+                     "apache-tvm-ffi==0.1.15.post2")
     items, bad = suite_items(suite_records, ecfg.system_prompt)
     if ecfg.limit:
         items = items[:ecfg.limit]
@@ -150,15 +156,15 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suite_records: list[dict[str, An
     model.eval()
     gen = Generator(model, tok, device, ecfg.max_new_tokens)
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
-    rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, list(ecfg.modes), ecfg.batch_size,
+    rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
                     list(ecfg.gates), on_batch=message)
     summary = summarize(rows)
-    notes = [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
-    if "constrained" in ecfg.modes:
+    notes += [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
+    if "constrained" in modes:
         notes.append("constrained = xgrammar JSON-schema grammar (envelope with the expected payload type's schema), "
                      "compact whitespace")
     return {"n_examples": len(items), "max_new_tokens": ecfg.max_new_tokens, "batch_size": ecfg.batch_size,
-            "greedy": True, "models": list(ecfg.models), "modes": list(ecfg.modes), "payload_types": types,
+            "greedy": True, "models": list(ecfg.models), "modes": modes, "payload_types": types,
             "adapter": {"path": str(adapter_dir), **_adapter_meta(adapter_dir)},
             "base_model": {"path": str(base.path), "sha256": base.sha256}, "device": str(device),
             "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary), "notes": notes,
