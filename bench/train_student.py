@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pocketguide.training import synthetic  # noqa: E402
+from pocketguide.training import synthetic
 
 PIPELINE = """\
 pipeline: {{name: train-bench, data_dir: runs}}
@@ -48,7 +48,7 @@ def write_project(root: Path, n: int, seed: int, options: dict, repo: Path) -> P
     # the suite: held-out prompts of every payload type, drawn from test plus extra unseen ones
     suite = [r for r in recs if r["data"]["split"] == "test"]
     suite += [r for r in synthetic.records(8, seed=seed + 1000)][: max(0, 8 - len(suite))]
-    flat = lambda r: {"id": r["id"] if r in recs else "suite_" + r["id"], **r["data"], **r["parsed"]}  # noqa: E731
+    flat = lambda r: {"id": r["id"] if r in recs else "suite_" + r["id"], **r["data"], **r["parsed"]}
     (root / "data/sft.jsonl").write_text("".join(json.dumps(flat(r)) + "\n" for r in recs))
     (root / "data/suite.jsonl").write_text("".join(json.dumps(flat(r)) + "\n" for r in suite))
     (root / "templates/messages.j2").write_text('{{ {"messages": source.messages} | tojson }}')

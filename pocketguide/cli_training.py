@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -54,17 +54,17 @@ def _train_spec(pipe: Any, stage: str, overrides: dict[str, Any]) -> Any:
 @app.command()
 @guarded
 def train(stage: str = typer.Option("train", "--stage", help="the stage with `op: train`"),
-          max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="optimizer steps"),
-          epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01, help="passes over the train split"),
-          lr: Optional[float] = typer.Option(None, "--lr", help="peak learning rate"),
-          batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="sequences per micro-batch"),
-          grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="micro-batches per step"),
-          max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", min=16, help="token cap per record"),
-          r: Optional[int] = typer.Option(None, "--r", min=1, help="LoRA rank"),
-          alpha: Optional[int] = typer.Option(None, "--alpha", min=1, help="LoRA alpha"),
-          seed: Optional[int] = typer.Option(None, "--seed", help="data order, LoRA init, dropout"),
-          device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda"),
-          eval_limit: Optional[int] = typer.Option(None, "--eval-limit", min=1, help="evaluate at most N prompts"),
+          max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="optimizer steps"),
+          epochs: float | None = typer.Option(None, "--epochs", min=0.01, help="passes over the train split"),
+          lr: float | None = typer.Option(None, "--lr", help="peak learning rate"),
+          batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="sequences per micro-batch"),
+          grad_accum: int | None = typer.Option(None, "--grad-accum", min=1, help="micro-batches per step"),
+          max_seq_length: int | None = typer.Option(None, "--max-seq-length", min=16, help="token cap per record"),
+          r: int | None = typer.Option(None, "--r", min=1, help="LoRA rank"),
+          alpha: int | None = typer.Option(None, "--alpha", min=1, help="LoRA alpha"),
+          seed: int | None = typer.Option(None, "--seed", help="data order, LoRA init, dropout"),
+          device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
+          eval_limit: int | None = typer.Option(None, "--eval-limit", min=1, help="evaluate at most N prompts"),
           no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip the before/after evaluation"),
           fresh: bool = typer.Option(False, "--fresh", help="move old checkpoints aside and start over")) -> None:
     """Train the LoRA student (resuming from the last checkpoint), then evaluate base vs fine-tuned."""
@@ -112,15 +112,15 @@ def _show_report(stage_dir: Any) -> None:
 @app.command("eval")
 @guarded
 def eval_(stage: str = typer.Option("train", "--stage", help="the stage with `op: train`"),
-          limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="evaluate at most N prompts"),
-          modes: Optional[str] = typer.Option(None, "--modes", help="unconstrained,constrained"),
-          models: Optional[str] = typer.Option(None, "--models", help="base,tuned"),
-          max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="generation cap"),
-          adapter: Optional[str] = typer.Option(None, "--adapter", help="best or final")) -> None:
+          limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="evaluate at most N prompts"),
+          modes: str | None = typer.Option(None, "--modes", help="unconstrained,constrained"),
+          models: str | None = typer.Option(None, "--models", help="base,tuned"),
+          max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="generation cap"),
+          adapter: str | None = typer.Option(None, "--adapter", help="best or final")) -> None:
     """Evaluate the base model and the trained adapter on the eval suite; rewrite eval_report.json/.md."""
+    from .console import console
     from .training.config import TrainConfig
     from .training.stage import evaluate_stage
-    from .console import console
 
     pipe = _pipe()
     spec = _train_spec(pipe, stage, {"eval.limit": limit, "eval.max_new_tokens": max_new_tokens,

@@ -6,4 +6,4 @@ Importing this package is cheap (no torch); the heavy modules (`model`, `data`, 
 
 from .config import EvalConfig, TrainConfig
 
-__all__ = ["TrainConfig", "EvalConfig"]
+__all__ = ["EvalConfig", "TrainConfig"]

@@ -47,12 +47,12 @@ class TrainConfig(BaseModel):
     target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"],
                                       description="module names that get LoRA adapters")
     # optimisation: tokens per step = batch_size × grad_accum × ≈ max_seq_length
-    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW), linear warmup then cosine decay")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate (AdamW), linear warmup then cosine decay")
     warmup_steps: int = Field(4, ge=0, description="linear warmup steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     epochs: float | None = Field(None, gt=0, description="passes over the train split (used when max_steps is null)")
-    max_steps: int | None = Field(24, ge=1, description="optimizer steps; wins over epochs when both are set")
+    max_steps: int | None = Field(60, ge=1, description="optimizer steps; wins over epochs when both are set")
     batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_seq_length: int = Field(640, ge=16, description="prompt + target tokens; longer records are rejected "
@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="the before/after evaluation")
 
     @model_validator(mode="after")
-    def _steps_or_epochs(self) -> "TrainConfig":
+    def _steps_or_epochs(self) -> TrainConfig:
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs")
         return self

@@ -4,8 +4,9 @@ EOS appended to every target (the SFT stage's targets carry none)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 IGNORE = -100  # the label torch's cross-entropy skips
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
@@ -26,7 +27,7 @@ class Schemas:
     paths: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, envelope_path: Path, payload_pattern: Path, types: list[str]) -> "Schemas":
+    def load(cls, envelope_path: Path, payload_pattern: Path, types: list[str]) -> Schemas:
         if not envelope_path.exists():
             raise TrainingError(f"envelope schema {envelope_path} not found — set options.eval.envelope_schema")
         env = json.loads(envelope_path.read_text())

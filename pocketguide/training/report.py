@@ -52,10 +52,11 @@ def _pct(x: Any) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
-    lines = [f"# Student evaluation ({report['n_examples']} eval-suite prompts, max_new_tokens "
-             f"{report['max_new_tokens']}, greedy)", "",
-             "| model | mode | n | parsed | envelope-valid | payload-valid | schema-valid | finished | "
-             "mean latency (s) | gates |",
+    title = (f"# Student evaluation ({report['n_examples']} eval-suite prompts, max_new_tokens "
+             f"{report['max_new_tokens']}, greedy)")
+    header = ("| model | mode | n | parsed | envelope-valid | payload-valid | schema-valid | finished | "
+              "mean latency (s) | gates |")
+    lines = [title, "", header,
              "|---|---|---|---|---|---|---|---|---|---|"]
     for model, modes in s.items():
         for mode, m in modes.items():

@@ -27,8 +27,8 @@ TOPICS = {
                   "get ready for an early flight out of {city}"],
     "procedure": ["buy and top up a transit card in {city}", "exchange money safely in {city}",
                   "get from the airport to central {city} at night"],
-    "decision_tree": ["decide between a hotel and an apartment in {city}", "choose how to reach {city} from the "
-                      "nearest hub", "decide whether to rent a car in {country}"],
+    "decision_tree": ["decide between a hotel and an apartment in {city}", "choose how to reach {city} from the nearest hub",
+                      "decide whether to rent a car in {country}"],
     "itinerary": ["plan {days} days in {city}", "plan a relaxed {days}-day visit to {city}",
                   "plan {days} days in {city} on a tight budget"],
 }
@@ -84,7 +84,8 @@ def records(n: int, seed: int = 0, splits: tuple[float, float] = (0.8, 0.1)) -> 
         ptype = types[i % len(types)]
         city, country, cur = rng.choice(PLACES)
         days, who = rng.randint(1, 3), rng.choice(WHO)
-        user = rng.choice(TOPICS[ptype]).format(city=city, country=country, days=days) + f" for {who}."
+        user = (rng.choice(TOPICS[ptype]).format(city=city, country=country, days=days) + f" for {who}. "
+                f"Answer with a {ptype.replace('_', ' ')}.")  # the plan stage names the payload type too
         env = _envelope(rng, ptype, city, country, cur, days, who, _payload(rng, ptype, city, days))
         r = rng.random()
         split = "train" if r < splits[0] else "val" if r < splits[0] + splits[1] else "test"

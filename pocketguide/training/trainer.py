@@ -10,9 +10,10 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from .config import TrainConfig
@@ -181,21 +182,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
             if stop_after is not None and step >= stop_after:
                 return _result(state, total, start, step_times, tok_rates)
             t0 = time.perf_counter()
-            torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
             lr = lr_at(cfg, step, total)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            loss_sum, tokens = 0.0, 0
-            for j in range(cfg.grad_accum):
-                idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
-                b = {k: v.to(device) for k, v in collate([train_set[i] for i in idx], pad).items()}
-                loss = model(**b).loss / cfg.grad_accum
-                loss.backward()
-                loss_sum += float(loss.detach())
-                tokens += int(b["attention_mask"].sum())
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr)
             dt = time.perf_counter() - t0
             step_times.append(dt)
             tok_rates.append(tokens / dt)
@@ -221,6 +209,28 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     if start < total or not (out_dir / FINAL).exists():
         save_adapter(model, out_dir / FINAL, {**meta, "step": total})
     return _result(state, total, start, step_times, tok_rates)
+
+
+def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, train_set: list[Example],
+                    pad: int, device: Any, step: int, lr: float) -> tuple[float, int]:
+    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen)."""
+    import torch
+
+    torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    loss_sum, tokens = 0.0, 0
+    for j in range(cfg.grad_accum):
+        idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
+        b = {k: v.to(device) for k, v in collate([train_set[i] for i in idx], pad).items()}
+        loss = model(**b).loss / cfg.grad_accum
+        loss.backward()
+        loss_sum += float(loss.detach())
+        tokens += int(b["attention_mask"].sum())
+    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, tokens
 
 
 def _result(state: dict[str, Any], total: int, start: int, step_times: list[float], rates: list[float]) -> TrainResult:
