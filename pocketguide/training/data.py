@@ -1,0 +1,99 @@
+"""SFT records → token ids: chat template for the prompt, the prompt masked out of the loss,
+EOS appended to every target (the SFT stage's targets carry none)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE = -100  # the label torch's cross-entropy skips
+
+
+class BadRecord(ValueError):
+    """A record the trainer cannot use; `code` becomes its rejection reason."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class Example:
+    id: str
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def n_target(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def split_messages(parsed: Any) -> tuple[list[dict[str, str]], str]:
+    """(prompt messages, assistant target) from `{"messages": [..., {"role": "assistant", ...}]}`."""
+    msgs = parsed.get("messages") if isinstance(parsed, dict) else None
+    if not isinstance(msgs, list) or len(msgs) < 2:
+        raise BadRecord("bad_messages", "parsed.messages must be a list of at least a user and an assistant message")
+    for m in msgs:
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+            raise BadRecord("bad_messages", "every message needs a string role and a string content")
+    if msgs[-1]["role"] != "assistant" or not msgs[-1]["content"].strip():
+        raise BadRecord("no_target", "the last message must be a non-empty assistant message (the target)")
+    if not any(m["role"] == "user" for m in msgs[:-1]):
+        raise BadRecord("bad_messages", "no user message before the target")
+    return [{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"]
+
+
+def prompt_ids(tok: Any, prompt: list[dict[str, str]]) -> list[int]:
+    """The chat-templated prompt up to and including the assistant header (what generation starts from)."""
+    out = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    if isinstance(out, dict):  # some tokenizers return a BatchEncoding whatever the flag says
+        out = out["input_ids"]
+    return list(out)
+
+
+def encode(tok: Any, rid: str, parsed: Any, max_len: int) -> Example:
+    prompt, target = split_messages(parsed)
+    p = prompt_ids(tok, prompt)
+    t = list(tok(target, add_special_tokens=False)["input_ids"])
+    if t and t[-1] == tok.eos_token_id:  # never two: the SFT stage promises no EOS, but be safe
+        t = t[:-1]
+    t.append(tok.eos_token_id)
+    if len(p) + len(t) > max_len:
+        raise BadRecord("too_long", f"{len(p)} prompt + {len(t)} target tokens > max_seq_length {max_len}; "
+                                    f"raise max_seq_length or shorten the record")
+    return Example(rid, p + t, [IGNORE] * len(p) + t)
+
+
+def micro_batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
+    """The `index`-th micro-batch of an endless stream of seeded per-epoch shuffles: a pure function
+    of (seed, index), so a resumed run sees exactly the batches it would have seen."""
+    out = []
+    for k in range(index * batch_size, (index + 1) * batch_size):
+        epoch, pos = divmod(k, n)
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.append(order[pos])
+    return out
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
+    """Right-pad to the longest sequence in the batch; padding is masked in attention and loss."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,232 @@
+"""Before/after evaluation: base and base+adapter answer every eval-suite prompt (greedy, same system
+prompt and token cap), free and schema-constrained; every output is parsed, validated and gated."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from .data import BadRecord, prompt_ids, split_messages
+from .model import TrainingError
+
+RATE_KEYS = ("parsed", "envelope_valid", "payload_valid", "schema_valid", "type_match", "finished")
+
+
+@dataclass
+class Schemas:
+    """The envelope schema, one payload schema per type, and a combined schema per type for constraining."""
+
+    envelope: dict[str, Any]
+    payloads: dict[str, dict[str, Any]]
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, envelope_path: Path, payload_pattern: Path, types: list[str]) -> Schemas:
+        if not envelope_path.exists():
+            raise TrainingError(f"envelope schema {envelope_path} not found — set options.eval.envelope_schema")
+        env = json.loads(envelope_path.read_text())
+        enum = ((env.get("properties") or {}).get("payload_type") or {}).get("enum") or []
+        payloads, paths = {}, {"envelope": str(envelope_path)}
+        for t in sorted(set(enum) | set(types)):
+            p = Path(str(payload_pattern).replace("{type}", t))
+            if p.exists():
+                payloads[t] = json.loads(p.read_text())
+                paths[t] = str(p)
+        missing = sorted(set(types) - set(payloads))
+        if missing:
+            raise TrainingError(f"no payload schema for {', '.join(missing)} (looked for {payload_pattern}) — "
+                                f"set options.eval.payload_schemas")
+        return cls(env, payloads, paths)
+
+    def combined(self, ptype: str) -> dict[str, Any]:
+        """The envelope with `payload_type` fixed and `payload` replaced by that type's schema (its $defs
+        hoisted to the root so local $refs still resolve)."""
+        env = json.loads(json.dumps(self.envelope))
+        pay = json.loads(json.dumps(self.payloads[ptype]))
+        for k in ("$schema", "$id", "title", "version", "description"):
+            pay.pop(k, None)
+        defs = pay.pop("$defs", None) or pay.pop("definitions", None)
+        if defs:
+            env.setdefault("$defs", {}).update(defs)
+        env["properties"]["payload"] = pay
+        env["properties"]["payload_type"] = {"type": "string", "enum": [ptype]}
+        return env
+
+
+def first_error(validator: Draft202012Validator, obj: Any) -> str | None:
+    err = next(iter(validator.iter_errors(obj)), None)
+    if err is None:
+        return None
+    path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
+    return f"{path}: {err.message[:200]}"
+
+
+class Scorer:
+    """Raw text → parse / envelope / payload verdicts (strict: the whole answer must be one JSON object)."""
+
+    def __init__(self, schemas: Schemas):
+        self.env = Draft202012Validator(schemas.envelope)
+        self.pay = {t: Draft202012Validator(s) for t, s in schemas.payloads.items()}
+
+    def __call__(self, raw: str, expected_type: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"parsed": False, "envelope_valid": False, "payload_valid": False,
+                               "schema_valid": False, "type_match": False, "error": None, "value": None}
+        try:
+            value = json.loads(raw.strip())
+        except ValueError as exc:
+            out["error"] = f"json_parse_failed: {exc}"[:200]
+            return out
+        if not isinstance(value, dict):
+            out["error"] = "json_parse_failed: not an object"
+            return out
+        out["parsed"], out["value"] = True, value
+        err = first_error(self.env, value)
+        out["envelope_valid"] = err is None
+        ptype = value.get("payload_type")
+        out["type_match"] = expected_type is None or ptype == expected_type
+        v = self.pay.get(ptype) if isinstance(ptype, str) else None
+        perr = first_error(v, value.get("payload")) if v is not None else f"no payload schema for {ptype!r}"
+        out["payload_valid"] = perr is None
+        out["schema_valid"] = out["envelope_valid"] and out["payload_valid"]
+        if err or perr:
+            out["error"] = f"envelope_schema_failed: {err}" if err else f"payload_schema_failed: {perr}"
+        return out
+
+
+@dataclass
+class SuiteItem:
+    id: str
+    payload_type: str | None
+    prompt: list[dict[str, str]]
+    reference: str
+
+
+def suite_items(records: list[dict[str, Any]], system_prompt: str | None) -> tuple[list[SuiteItem], list[tuple]]:
+    """Usable suite records, and (record, code, message) for the ones that are not."""
+    items, bad = [], []
+    for rec in records:
+        try:
+            prompt, ref = split_messages(rec.get("parsed"))
+        except BadRecord as exc:
+            bad.append((rec, exc.code, str(exc)))
+            continue
+        if system_prompt is not None:
+            prompt = [{"role": "system", "content": system_prompt}] + [m for m in prompt if m["role"] != "system"]
+        ptype = (rec.get("data") or {}).get("payload_type")
+        if ptype is None:
+            try:
+                ptype = json.loads(ref).get("payload_type")
+            except (ValueError, AttributeError):
+                ptype = None
+        items.append(SuiteItem(rec["id"], ptype, prompt, ref))
+    return items, bad
+
+
+class Generator:
+    """Greedy, left-padded batched generation; optional xgrammar constraint per payload type."""
+
+    def __init__(self, model: Any, tok: Any, device: Any, max_new_tokens: int):
+        self.model, self.tok, self.device, self.max_new = model, tok, device, max_new_tokens
+        self._compiler = None
+        self._grammars: dict[str, Any] = {}
+
+    def grammar(self, schemas: Schemas, ptype: str) -> Any:
+        if ptype not in self._grammars:
+            try:
+                import xgrammar as xgr
+            except ImportError as exc:
+                raise TrainingError("constrained evaluation needs xgrammar — pip install --no-deps xgrammar==0.2.8 "
+                                    "apache-tvm-ffi, or set options.eval.modes: [unconstrained]") from exc
+            if self._compiler is None:
+                info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.model.config.vocab_size)
+                self._compiler = xgr.GrammarCompiler(info)
+            # compact JSON: with free whitespace a small model can loop on newlines until the cap
+            self._grammars[ptype] = self._compiler.compile_json_schema(json.dumps(schemas.combined(ptype)),
+                                                                       any_whitespace=False)
+        return self._grammars[ptype]
+
+    def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None) -> list[dict[str, Any]]:
+        import torch
+
+        seqs = [prompt_ids(self.tok, p) for p in prompts]
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        kwargs: dict[str, Any] = {}
+        if grammars:
+            import xgrammar as xgr
+
+            # one processor per generate() call; one grammar per row, so a batch may mix payload types
+            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(list(grammars))]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new, do_sample=False,
+                                      pad_token_id=pad, eos_token_id=self.tok.eos_token_id, **kwargs)
+        dt = time.perf_counter() - t0
+        rows = []
+        for row in out[:, width:].tolist():
+            n = len(row)
+            finished = self.tok.eos_token_id in row
+            if finished:
+                n = row.index(self.tok.eos_token_id)
+            rows.append({"text": self.tok.decode(row[:n], skip_special_tokens=True), "new_tokens": n,
+                         "finished": finished, "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3),
+                         "batch_size": len(seqs)})
+        return rows
+
+
+def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[str, bool]:
+    """Registered quality gates on one parsed output; a gate that is not registered is skipped."""
+    from ..registry import GATES
+    from ..runtime import GateInput
+
+    out = {}
+    for name in names:
+        gdef = GATES.get(name)
+        if gdef is None:
+            continue
+        try:
+            opts = gdef.options() if gdef.options else None
+            res = gdef.fn(GateInput(parsed, raw, {"id": item.id, "parsed": parsed,
+                                                  "data": {"payload_type": item.payload_type}}, {}), opts)
+            out[name] = bool(res.passed)
+        except Exception:  # a gate that crashes on model output counts as failed, never ends the eval
+            out[name] = False
+    return out
+
+
+def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[SuiteItem], schemas: Schemas,
+             modes: list[str], batch_size: int, gates: list[str],
+             on_batch: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
+    `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one)."""
+    scorer = Scorer(schemas)
+    rows = []
+    for model_name, activate in models.items():
+        with activate():
+            for mode in modes:
+                done = 0
+                for i in range(0, len(items), batch_size):
+                    batch = items[i:i + batch_size]
+                    grammars = None
+                    if mode == "constrained":
+                        grammars = [gen.grammar(schemas, it.payload_type) for it in batch]
+                    outs = gen.run([it.prompt for it in batch], grammars)
+                    for it, o in zip(batch, outs):
+                        s = scorer(o["text"], it.payload_type)
+                        g = run_gates(s["value"], o["text"], it, gates) if s["parsed"] else {}
+                        rows.append({"model": model_name, "mode": mode, "id": it.id, "payload_type": it.payload_type,
+                                     "output": o["text"], **{k: s[k] for k in RATE_KEYS if k in s},
+                                     "finished": o["finished"], "error": s["error"], "gates": g,
+                                     "latency_s": o["latency_s"], "new_tokens": o["new_tokens"]})
+                    done += len(batch)
+                    if on_batch:
+                        on_batch(f"eval {model_name}/{mode}: {done}/{len(items)}")
+    return rows
