@@ -97,7 +97,11 @@ MAX_REQ = typer.Option(None, "--max-requests", min=0, help="stop cleanly once th
 def _report(results, stopped=None) -> None:
     from .console import out, summary_table
 
+    from .console import notes
+
     out.print(summary_table(results))
+    for line in notes(results):
+        out.print(line, markup=False, highlight=False)
     if any(r.dry_run for r in results):
         out.print("[yellow]DRY RUN: no teacher was called; output is under the data dir's dry-run/ folder[/]")
     if stopped:

@@ -78,8 +78,14 @@ def summary_table(results: list[Any]) -> Table:
         reasons = r.stats.get("rejection_reasons") or {}
         top = ", ".join(f"{k}×{v}" for k, v in list(reasons.items())[:3])
         state = "stopped: " + r.stopped if r.stopped else ("complete" if r.complete else f"{r.pending} pending")
+        if getattr(r, "note", None):
+            state = r.note
         if r.dry_run:
             state += " (dry run)"
         t.add_row(r.stage, str(r.new_accepted), str(r.new_rejected), str(r.skipped_done), str(r.accepted),
                   str(r.rejected), top, f"{r.elapsed_s:.1f}s", state)
     return t
+
+
+def notes(results: list[Any]) -> list[str]:
+    return [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]

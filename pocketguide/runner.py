@@ -43,6 +43,7 @@ class StageResult:
     dry_run: bool = False
     stopped: str | None = None  # why the stage ended early (budget, circuit breaker)
     superseded: int = 0  # old records redone because their inputs changed
+    note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 

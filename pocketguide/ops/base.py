@@ -31,6 +31,7 @@ class OpContext:
         self.manifest_extra: dict[str, Any] = {}
         self.accepted = 0
         self.rejected = 0
+        self.note: str | None = None  # shown in the run summary (e.g. "skipped: no training data")
 
     @property
     def dir(self) -> Path:
@@ -125,6 +126,7 @@ async def run_operation(pipe: Pipeline, stage: StageSpec, run: RunOptions, pool:
         result.accepted, result.rejected = stats.get("accepted", 0), stats.get("rejected", 0)
         result.complete, result.stats = True, stats
         result.skipped_done = result.accepted + result.rejected
+        result.note = (store.manifest() or {}).get("note")
         run.progress.message(f"{stage.name}: up to date (inputs unchanged), nothing to do")
         run.progress.stage_finished(stage.name, result)
         return result
@@ -145,6 +147,9 @@ async def run_operation(pipe: Pipeline, stage: StageSpec, run: RunOptions, pool:
             raise StageError(f"operation '{stage.op}' of stage '{stage.name}' failed: {type(exc).__name__}: {exc} "
                              f"— rerun with --verbose for the traceback") from exc
         result.new_accepted, result.new_rejected = ctx.accepted, ctx.rejected
+        result.note = ctx.note
+        if ctx.note:
+            ctx.manifest_extra.setdefault("note", ctx.note)
         result.complete = True
         finish_stage(pipe, stage, store, None, acc, result, run, started,
                      extra={"stats": ctx.stats_extra, "manifest": {"limit": run.limit, **ctx.manifest_extra}})

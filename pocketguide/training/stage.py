@@ -63,9 +63,6 @@ def _examples(ctx: Any, cfg: TrainConfig, tok: Any) -> tuple[list[Example], list
             out["data"].update(prompt_tokens=len(ex.input_ids) - ex.n_target, target_tokens=ex.n_target)
         out["data"]["train_role"] = role
         ctx.accept(out)
-    if not train_set:
-        raise TrainingError(f"no usable training records (data.split == '{cfg.train_split}') in stage "
-                            f"'{cfg.input or ctx.stage.inputs[0]}' — check the sft stage's output and its rejections")
     return train_set, val_set
 
 
@@ -78,8 +75,25 @@ def data_sha256(examples: list[Example]) -> str:
 
 def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -> None:
     """What `op: train` does. `stop_after` (tests only) ends training early, as a crash would."""
+    source = cfg.input or ctx.stage.inputs[0]
+    if not any((r.get("data") or {}).get("split") == cfg.train_split for r in ctx.records(source)):
+        # an empty dataset is an outcome to report, not a crash: the stage ends with no adapter
+        reason = (f"no training records (data.split == '{cfg.train_split}') in stage '{source}': every upstream "
+                  f"record was rejected — see `pocketguide status` and the rejected.jsonl files; a stronger "
+                  f"teacher (--teacher/--base-url, or a bigger GGUF via POCKETGUIDE_MODEL) gives data to learn from")
+        ctx.note = f"skipped: {reason}"
+        ctx.stats_extra["training"] = {"skipped": reason, "n_train": 0}
+        ctx.manifest_extra["training"] = {"skipped": reason}
+        return
     base, model, tok, device = _setup(ctx.pipe, cfg)
     train_set, val_set = _examples(ctx, cfg, tok)
+    if not train_set:
+        reason = (f"no usable training records in stage '{source}' (all were rejected here: too long for "
+                  f"max_seq_length, or malformed) — see {ctx.stage.name}/rejected.jsonl")
+        ctx.note = f"skipped: {reason}"
+        ctx.stats_extra["training"] = {"skipped": reason, "n_train": 0}
+        ctx.manifest_extra["training"] = {"skipped": reason}
+        return
     data_sha = data_sha256(train_set + val_set)
     fp = fingerprint(cfg, base.sha256, data_sha)
     meta = {"config": cfg.model_dump(mode="json"), "base_model": {"path": str(base.path), "source": base.source,
@@ -108,9 +122,14 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
         "base_model": meta["base_model"], "data_sha256": {"examples": data_sha, "inputs": inputs},
         "metrics": summary, "config": meta["config"], "adapters": {"best": BEST, "final": FINAL},
         "fingerprint": fp}
-    if cfg.eval.suite:
-        report = evaluate_model(ctx.pipe, cfg, list(ctx.records(_suite_input(ctx, cfg))), model, tok, device, base,
-                                ctx.dir, message=ctx.message)
+    suite = list(ctx.records(_suite_input(ctx, cfg))) if cfg.eval.suite else []
+    if cfg.eval.suite and not suite:
+        note = f"evaluation skipped: the eval suite '{cfg.eval.suite}' is empty (no test-split records)"
+        ctx.note = note
+        ctx.stats_extra["eval"] = {"skipped": note}
+        ctx.manifest_extra["eval"] = {"skipped": note}
+    if suite:
+        report = evaluate_model(ctx.pipe, cfg, suite, model, tok, device, base, ctx.dir, message=ctx.message)
         write_report(ctx.write_json, ctx.write_bytes, report)
         ctx.stats_extra["eval"] = {"gain_points": report["gain_points"],
                                    "summary": {m: {k: {x: y for x, y in v.items() if x != "by_payload_type"}
