@@ -139,11 +139,9 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
         gating_mode: Optional[str] = GATING) -> None:
     """Run one stage (resuming where it stopped)."""
-    import asyncio
 
     from .console import RichProgress
-    from .runner import arun_stage
-    from .session import TeacherPool
+    from .runner import run_stage
 
     pipe = _pipe()
     spec = pipe.stage(stage)
@@ -151,16 +149,9 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
                     cache=not no_cache,
                     max_cost=max_cost, max_requests=max_requests)
 
-    async def go():
-        pool = TeacherPool()
-        try:
-            return await arun_stage(pipe, spec, opts, pool)
-        finally:
-            await pool.aclose()
-
     with RichProgress() as progress:
         opts.progress = progress
-        result = asyncio.run(go())
+        result = run_stage(spec, pipe, options=opts)
     _report([result], result.stopped)
     if result.stopped:
         raise typer.Exit(3)

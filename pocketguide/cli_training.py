@@ -68,11 +68,9 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
           no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip the before/after evaluation"),
           fresh: bool = typer.Option(False, "--fresh", help="move old checkpoints aside and start over")) -> None:
     """Train the LoRA student (resuming from the last checkpoint), then evaluate base vs fine-tuned."""
-    import asyncio
-
     from .console import out, summary_table
-    from .runner import arun_stage
-    from .session import RunOptions, TeacherPool
+    from .runner import run_stage
+    from .session import RunOptions
 
     pipe = _pipe()
     spec = _train_spec(pipe, stage, {
@@ -83,16 +81,9 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
         spec.options["eval"]["suite"] = None
     opts = RunOptions(fresh=fresh)
 
-    async def go():
-        pool = TeacherPool()
-        try:
-            return await arun_stage(pipe, spec, opts, pool)
-        finally:
-            await pool.aclose()
-
     with TrainProgress() as progress:
         opts.progress = progress
-        result = asyncio.run(go())
+        result = run_stage(spec, pipe, options=opts)
     out.print(summary_table([result]))
     _show_report(result.output_dir)
 

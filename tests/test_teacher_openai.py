@@ -108,7 +108,7 @@ def test_arbitrary_teacher_text_never_corrupts_output(pipeline_dir, fake_openai)
 
     answers: list[str] = []
     examples = iter(range(10**6))  # a fresh project per example: no resume or cache across examples
-    server = fake_openai(lambda req: Reply(text=answers[int(req["messages"][-1]["content"])]))
+    fake_openai(lambda req: Reply(text=answers[int(req["messages"][-1]["content"])]))
 
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
     @given(texts=st.lists(st.text(alphabet=st.characters(blacklist_categories=()), max_size=2000)
