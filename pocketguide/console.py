@@ -72,14 +72,18 @@ class RichProgress:
 
 def summary_table(results: list[Any]) -> Table:
     t = Table(title="run summary")
-    for col in ("stage", "new ✓", "new ✗", "skipped", "total ✓", "total ✗", "top rejection reasons", "time", "state"):
-        t.add_column(col, justify="right" if col not in ("stage", "top rejection reasons", "state") else "left")
+    t.add_column("stage", no_wrap=True)
+    for col in ("new ✓", "new ✗", "skipped", "✓", "✗"):
+        t.add_column(col, justify="right")
+    t.add_column("top rejection reasons", overflow="fold")
+    t.add_column("time", justify="right", no_wrap=True)
+    t.add_column("state", overflow="fold")
     for r in results:
         reasons = r.stats.get("rejection_reasons") or {}
         top = ", ".join(f"{k}×{v}" for k, v in list(reasons.items())[:3])
         state = "stopped: " + r.stopped if r.stopped else ("complete" if r.complete else f"{r.pending} pending")
         if getattr(r, "note", None):
-            state = r.note
+            state = r.note.split(":", 1)[0] + " (see below)"
         if r.dry_run:
             state += " (dry run)"
         t.add_row(r.stage, str(r.new_accepted), str(r.new_rejected), str(r.skipped_done), str(r.accepted),
