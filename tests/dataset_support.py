@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pocketguide.dataset.synthetic import make_record, perturb, source_line
+from pocketguide.pipelines.pocketguide.synthetic import make_record, perturb, source_line
 
 # the same blocks as docs/dataset.md, after a stand-in `dataset` stage
 STAGES = """\

@@ -7,12 +7,11 @@ import json
 
 import jsonschema
 import pytest
+from dataset_support import ENVELOPE_SCHEMA, read_jsonl, synthetic, write_project
 
 from pocketguide import run_pipeline
-from pocketguide.dataset.sft_format import ENVELOPE_ORDER, canonical_target
-from pocketguide.errors import StageError
-
-from dataset_support import ENVELOPE_SCHEMA, read_jsonl, synthetic, write_project
+from pocketguide.engine.errors import StageError
+from pocketguide.ops.sft_format import ENVELOPE_ORDER, canonical_target
 
 
 @pytest.fixture(scope="module")

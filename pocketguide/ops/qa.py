@@ -10,15 +10,24 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import (action_count, content_hash, list_items, normalize, prompt_of, response_text,
-                               shingles)
-from ..dataset.dedup import NearDupIndex
-from ..errors import StageError
-from ..registry import operation
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.registry import operation
+from pocketguide.ops.content import (
+    action_count,
+    content_hash,
+    list_items,
+    normalize,
+    prompt_of,
+    response_text,
+    shingles,
+)
+
+if TYPE_CHECKING:  # numpy and datasketch (the dataset extra) load when the stage runs
+    from pocketguide.ops.dedup import NearDupIndex
 
 DEFAULT_OVERCLAIMS = ["guaranteed", "guarantee", "definitely", "certainly", "100%", "for sure",
                       "without a doubt", "no need to verify", "no need to check", "no need to worry",
@@ -102,7 +111,9 @@ def _bucket(record: dict[str, Any]) -> tuple[str, str, str]:
     return (str(d.get("payload_type") or env.get("payload_type")), str(d.get("category")), str(d.get("difficulty")))
 
 
-def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], NearDupIndex]:
+def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], "NearDupIndex"]:
+    from pocketguide.ops.dedup import NearDupIndex
+
     filters = Filters(opts)
     index = NearDupIndex(opts.threshold, opts.group_threshold, opts.num_perm, opts.seed)
     seen: dict[str, int] = {}
@@ -132,7 +143,7 @@ def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], NearDupIndex]:
     return facts, index
 
 
-def _mark_near_duplicates(facts: list[Fact], index: NearDupIndex) -> None:
+def _mark_near_duplicates(facts: list[Fact], index: "NearDupIndex") -> None:
     res = index.result
     for i in res.dup.parent:
         keeper = res.dup.find(i)
@@ -169,7 +180,7 @@ def _balance(facts: list[Fact], opts: QAOptions) -> dict[str, Any]:
     return {"cap": cap, "capped_buckets": capped}
 
 
-@operation("qa", options=QAOptions)
+@operation("qa", options=QAOptions, requires=("numpy", "datasketch"), extra="dataset")
 def qa(ctx: Any, opts: QAOptions) -> None:
     """Drop exact and near duplicates, vague, overclaiming and out-of-bounds records; cap big buckets."""
     facts, index = _first_pass(ctx, opts)
@@ -192,7 +203,7 @@ def qa(ctx: Any, opts: QAOptions) -> None:
     ctx.stats_extra["qa"] = _stats(facts, index, balance, opts)
 
 
-def _stats(facts: list[Fact], index: NearDupIndex, balance: dict[str, Any], opts: QAOptions) -> dict[str, Any]:
+def _stats(facts: list[Fact], index: "NearDupIndex", balance: dict[str, Any], opts: QAOptions) -> dict[str, Any]:
     res = index.result
     dup_sets = [g for g in res.dup.groups().values() if len(g) > 1]
     groups = res.group.groups()

@@ -14,10 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import prompt_of
-from ..dataset.sft_format import (DEFAULT_SYSTEM, ENVELOPE_ORDER, EOS_POLICY, SchemaCheck, canonical_target,
-                                  special_tokens_in)
-from ..registry import operation
+from pocketguide.engine.registry import operation
+from pocketguide.ops.content import prompt_of
+from pocketguide.ops.sft_format import (
+    DEFAULT_SYSTEM,
+    ENVELOPE_ORDER,
+    EOS_POLICY,
+    SchemaCheck,
+    canonical_target,
+    special_tokens_in,
+)
 
 SPLITS = ("train", "val", "test")
 

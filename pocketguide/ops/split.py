@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..dataset.content import prompt_key, prompt_of
-from ..dataset.stratify import Row, assign, split_report
-from ..errors import StageError
-from ..registry import operation
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.registry import operation
+from pocketguide.ops.content import prompt_key, prompt_of
+from pocketguide.ops.stratify import Row, assign, split_report
 
 FACETS = ("payload_type", "category", "difficulty")
 
