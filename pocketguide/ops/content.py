@@ -78,19 +78,32 @@ def shingles(text: str, size: int, normalized: bool = False) -> list[bytes]:
 
 
 def list_items(payload: Any) -> list[Any]:
-    """The payload's main list entries (groups' items, days' items, steps, nodes), flattened."""
-    if not isinstance(payload, dict):
-        return []
+    """The payload's list entries, found by its structure, not by key names: every element of every
+    array, except elements that hold a list of objects themselves, whose entries count instead (a
+    checklist's items, not its groups; an itinerary's day items, not its days; a tree's nodes)."""
     out: list[Any] = []
-    for group in payload.get("groups") or []:
-        if isinstance(group, dict):
-            out.extend(group.get("items") or [])
-    for day in payload.get("trip_days") or []:
-        if isinstance(day, dict):
-            out.extend(day.get("items") or [])
-    out.extend(payload.get("steps") or [])
-    out.extend(payload.get("nodes") or [])
+    _leaf_entries(payload, out)
     return out
+
+
+def _leaf_entries(value: Any, out: list[Any]) -> None:
+    if isinstance(value, dict):
+        for v in value.values():
+            _leaf_entries(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            if _holds_array(v):
+                _leaf_entries(v, out)
+            else:
+                out.append(v)
+
+
+def _holds_array(value: Any) -> bool:
+    """True for a list, or an object with a list of containers somewhere inside (a list of strings,
+    such as a node's options, leaves its object an entry)."""
+    if isinstance(value, list):
+        return any(isinstance(v, (dict, list)) for v in value)
+    return isinstance(value, dict) and any(_holds_array(v) for v in value.values())
 
 
 def action_count(envelope: dict[str, Any], min_words: int) -> int:

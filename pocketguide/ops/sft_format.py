@@ -1,4 +1,4 @@
-"""SFT record format: chat `messages`, canonical envelope JSON targets, schema loading.
+"""SFT record format: chat `messages`, canonical JSON targets, schema loading.
 
 End of sequence: targets hold NO end-of-sequence token. The trainer appends the tokenizer's
 `eos_token` after the assistant target (and learns it); a target that already contains a known
@@ -16,19 +16,10 @@ from jsonschema.validators import validator_for
 from pocketguide.engine.errors import StageError
 from pocketguide.engine.store import file_sha256
 
-# short envelope fields first, the long payload last: the model commits to the summary and
-# caveats before it writes the body, and a truncated target still holds a whole head
-ENVELOPE_ORDER = ["summary", "assumptions", "uncertainty_notes", "next_steps", "verification_steps",
-                  "payload_type", "metadata", "payload"]
 SPECIAL_TOKENS = ["</s>", "<s>", "<|endoftext|>", "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>",
                   "<eos>", "<|end_of_text|>"]
 EOS_POLICY = ("targets contain no end-of-sequence token; the trainer appends tokenizer.eos_token after the "
               "assistant message and trains on it")
-DEFAULT_SYSTEM = ("You are PocketGuide, a careful travel assistant. Answer with exactly one JSON object and "
-                  "nothing else. Keys, in order: summary, assumptions, uncertainty_notes, next_steps, "
-                  "verification_steps, payload_type (itinerary, checklist, decision_tree or procedure), "
-                  "payload. Say what to verify for anything time-sensitive (visas, fees, opening hours).")
-
 
 def _ordered(value: Any) -> Any:
     """Nested objects get sorted keys: one stable byte form for equal content."""
@@ -39,9 +30,9 @@ def _ordered(value: Any) -> Any:
     return value
 
 
-def canonical_target(envelope: dict[str, Any], order: list[str] = ENVELOPE_ORDER) -> str:
-    """The envelope as one JSON text: top-level keys in `order` (unknown keys before the last
-    ordered key, sorted), nested keys sorted, non-ASCII kept."""
+def canonical_target(envelope: dict[str, Any], order: list[str]) -> str:
+    """The target as one JSON text: top-level keys in `order` (unknown keys before the last ordered key,
+    sorted; all sorted when `order` is empty), nested keys sorted, non-ASCII kept."""
     head = [k for k in order[:-1] if k in envelope]
     tail = [k for k in order[-1:] if k in envelope]
     extra = sorted(k for k in envelope if k not in order)

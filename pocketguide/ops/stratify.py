@@ -15,16 +15,16 @@ class Row:
     """The few facts the split needs about one record."""
 
     id: str
-    stratum: str  # payload_type/difficulty
+    stratum: str  # the stratify_by values joined, e.g. checklist/easy
     cluster: str  # near-duplicate cluster id (its own id when it has none)
     prompt: str  # normalized-prompt key
-    facets: dict[str, str]
+    facets: dict[str, str]  # reported facets; the stratify_by ones first
+    margins: tuple[str, ...] = ("payload_type", "difficulty")  # the stratify_by facets
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """What the split balances: the stratum and both of its margins (payload type, difficulty)."""
-        return (self.stratum, "payload_type=" + self.facets.get("payload_type", ""),
-                "difficulty=" + self.facets.get("difficulty", ""))
+        """What the split balances: the stratum and each of its margins (e.g. payload type, difficulty)."""
+        return (self.stratum, *(f"{m}={self.facets.get(m, '')}" for m in self.margins))
 
 
 def leakage_groups(rows: list[Row]) -> list[list[int]]:
@@ -49,7 +49,7 @@ def assign(rows: list[Row], ratios: dict[str, float], seed: int) -> list[str]:
 
     Groups go largest first (they are the hard ones to place), ties in seeded-random order. Each
     group goes to the split furthest below target, relative to the target (a fair-share scheduler),
-    summed over the group's strata, their margins (payload type, difficulty) and the split's overall
+    summed over the group's strata, their margins (each stratify_by facet) and the split's overall
     size: large strata converge on the ratios, and a stratum of three records puts one in each split
     instead of all three in train, so val and test see every type."""
     names = list(ratios)
@@ -83,7 +83,7 @@ def _need(split: str, keys: Counter[str], g: int, ratios: dict[str, float], size
 
 
 def split_report(rows: list[Row], splits: list[str], names: list[str]) -> dict[str, Any]:
-    """Per split: counts by facet, share deviation from the whole, groups spanning splits."""
+    """Per split: counts by facet, share deviation (over the margins) from the whole, groups spanning splits."""
     whole = {f: Counter(r.facets[f] for r in rows) for f in (rows[0].facets if rows else {})}
     n = len(rows)
     per: dict[str, Any] = {}
@@ -92,7 +92,7 @@ def split_report(rows: list[Row], splits: list[str], names: list[str]) -> dict[s
         idx = [i for i, s in enumerate(splits) if s == name]
         counts = {f: dict(sorted(Counter(rows[i].facets[f] for i in idx).items())) for f in whole}
         dev = 0.0
-        for f in ("payload_type", "difficulty"):
+        for f in (rows[0].margins if rows else ()):
             if f not in whole or not idx:
                 continue
             for value, total in whole[f].items():
