@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
 class Pipeline:
     spec: PipelineSpec
     path: Path
-    extras: dict[str, Any] = field(default_factory=dict)  # what load hooks attach (e.g. the loaded cohort)
+    extras: dict[str, Any] = dc_field(default_factory=dict)  # what load hooks attach (e.g. the loaded cohort)
 
     @property
     def root(self) -> Path:

@@ -21,6 +21,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
+from pocketguide.engine.errors import PocketguideError
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "pocketguide.plugins"
@@ -38,7 +40,7 @@ _loaded: dict[str, ModuleType] = {}  # plugin name or resolved file path -> modu
 _builtins_done = False
 
 
-class PluginLoadError(Exception):
+class PluginLoadError(PocketguideError):
     """A plugin could not be imported; the loader turns it into a `plugins[i]: …` problem."""
 
 

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from pocketguide.ops.dedup import UnionFind
+from pocketguide.ops.unionfind import UnionFind
 
 
 @dataclass

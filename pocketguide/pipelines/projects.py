@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from importlib.resources import files
 from pathlib import Path
@@ -27,7 +28,7 @@ def project_files(name: str) -> Path:
 def init_project(name: str, dest: Path, force: bool = False) -> list[Path]:
     """Copy a bundled project into `dest`; refuses to overwrite files unless `force`. Returns what it wrote."""
     src = project_files(name)
-    planned = [p for p in sorted(src.rglob("*")) if p.is_file() and not _skipped(p.relative_to(src))]
+    planned = [p for p in _files(src) if not _skipped(p.relative_to(src))]
     clashes = [dest / p.relative_to(src) for p in planned if (dest / p.relative_to(src)).exists()]
     if clashes and not force:
         raise PocketguideError(f"{len(clashes)} file(s) already exist in {dest} (e.g. {clashes[0]}) — pick an "
@@ -39,6 +40,11 @@ def init_project(name: str, dest: Path, force: bool = False) -> list[Path]:
         shutil.copyfile(p, target)  # follows a checkout's symlinks: the copy holds real files
         written.append(target)
     return written
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under root, through symlinked folders (a checkout links the project's real folders)."""
+    return sorted(Path(d) / f for d, _, names in os.walk(root, followlinks=True) for f in names)
 
 
 def _skipped(rel: Path) -> bool:
