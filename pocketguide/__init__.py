@@ -3,7 +3,7 @@
 The public API: `run_stage`, `run_pipeline`, `load_pipeline`, `pipeline_status`, and the decorators a
 plugin uses to register parsers, gates, operations, generators and teacher providers."""
 
-from pocketguide.engine.errors import PocketguideError, StagesConfigError
+from pocketguide.engine.errors import ParseError, PocketguideError, RecordRejected, StagesConfigError
 from pocketguide.engine.registry import gate, generator, load_hook, operation, parser, provider
 from pocketguide.engine.version import __version__
 
@@ -27,5 +27,5 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "PocketguideError", "StagesConfigError", "gate", "generator", "load_hook", "operation",
+__all__ = ["__version__", "ParseError", "PocketguideError", "RecordRejected", "StagesConfigError", "gate", "generator", "load_hook", "operation",
            "parser", "provider", *_LAZY]
