@@ -21,12 +21,28 @@ STATS = "stats.json"
 MANIFEST = "manifest.json"
 
 
+class UnstorableValue(ValueError):
+    """A record holds a value no line could carry and be read back (nested past the readers' limit,
+    a number beyond 1e308); the runner keeps the record without it."""
+
+
 def dumps_line(obj: Any) -> bytes:
-    """One JSON line. orjson for speed; text it cannot encode (lone surrogates) goes through json."""
+    """One JSON line. orjson for speed; what it cannot encode (lone surrogates, integers past 64 bits,
+    nesting past 255) goes through json, and that line must read back with orjson (the reader) or
+    UnstorableValue is raised: a line written but skipped on reading would be redone on every resume."""
     try:
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        return (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode("ascii")
+        pass
+    try:
+        text = json.dumps(obj, ensure_ascii=False, default=str, allow_nan=False)
+        # a lone surrogate (half of a UTF-16 pair) is no valid UTF-8 and orjson refuses its \ud800 escape:
+        # it becomes U+FFFD, so the line reads back instead of being skipped as corrupt on resume
+        line = (text.encode("utf-16", "surrogatepass").decode("utf-16", "replace") + "\n").encode()
+        orjson.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise UnstorableValue(f"the record cannot be written as a JSON line: {str(exc)[:200]}") from None
+    return line
 
 
 def loads(line: bytes | str) -> Any:

@@ -13,11 +13,29 @@ from pocketguide.engine.registry import parser
 
 TEXT_STAGES = ("draft", "essay")  # essay-extracting parsers serve LLM essays too
 
-_ESSAY_OPEN = re.compile(r"<essay\b[^>]*>", re.IGNORECASE)
+# Attribute runs are bounded ({0,500}): an unbounded [^>]* rescans to the end of the text from every
+# unclosed `<essay ` and makes `"<essay " * 100_000` take minutes.
+_ESSAY_OPEN = re.compile(r"<essay(?:\s[^<>]{0,500})?>", re.IGNORECASE)  # not <essay-idea>
 _ESSAY_CLOSE = re.compile(r"</essay\s*>", re.IGNORECASE)
-_THINKING = re.compile(r"<thinking\b[^>]*>.*?</thinking\s*>", re.IGNORECASE | re.DOTALL)
-_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.IGNORECASE | re.DOTALL)
-_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?(\d+)""", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<thinking(?:\s[^<>]{0,500})?>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</thinking\s*>", re.IGNORECASE)
+_IDEA = re.compile(r"<essay-idea\b([^<>]{0,500})>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)",
+                   re.IGNORECASE | re.DOTALL)
+_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?0*(\d+)""", re.IGNORECASE)
+
+
+def drop_blocks(raw: str, opener: re.Pattern, closer: re.Pattern) -> str:
+    """Text with every closed opener…closer block removed, in one left-to-right pass (an unclosed opener
+    and what follows it are kept)."""
+    out, pos = [], 0
+    while (start := opener.search(raw, pos)) is not None:
+        end = closer.search(raw, start.end())
+        if end is None:
+            break
+        out.append(raw[pos:start.start()])
+        pos = end.end()
+    out.append(raw[pos:])
+    return "".join(out)
 
 
 def _register(name: str, stages: tuple[str, ...] = TEXT_STAGES, options: type[BaseModel] | None = None):
@@ -55,7 +73,7 @@ def essay_block(raw: str, ctx: Any) -> str:
 @_register("essay_block_lenient")
 def essay_block_lenient(raw: str, ctx: Any) -> str:
     """`<thinking>` blocks dropped, then the first `<essay>` block, else the whole remaining text."""
-    cleaned = _THINKING.sub("", raw)
+    cleaned = drop_blocks(raw, _THINK_OPEN, _THINK_CLOSE)
     text = _essay_block(cleaned)
     if text:
         ctx.notes["parse_mode"] = "essay_block"
@@ -73,7 +91,9 @@ def essay_idea_last(raw: str, ctx: Any) -> str:
     blocks = []
     for order, m in enumerate(_IDEA.finditer(raw)):
         stage = _IDEA_STAGE.search(m.group(1))
-        blocks.append((int(stage.group(1)) if stage else None, order, m.group(2).strip()))
+        # (digit count, digits) orders stage numbers of any length without int(), which refuses 4,300+ digits
+        number = (len(stage.group(1)), stage.group(1)) if stage else None
+        blocks.append((number, order, m.group(2).strip()))
     blocks = [b for b in blocks if b[2]]
     if not blocks:
         code = "empty_response" if not raw.strip() else "no_essay_idea"
@@ -81,7 +101,7 @@ def essay_idea_last(raw: str, ctx: Any) -> str:
     numbered = [b for b in blocks if b[0] is not None]
     # highest stage wins; among equal stages the later block (a revision) wins
     best = max(numbered, key=lambda b: (b[0], b[1])) if numbered else blocks[-1]
-    ctx.notes["parse_mode"] = f"stage_{best[0]}" if best[0] is not None else "last_block"
+    ctx.notes["parse_mode"] = f"stage_{best[0][1][:20]}" if best[0] is not None else "last_block"
     return best[2]
 
 
@@ -130,8 +150,15 @@ def _value(m: re.Match, top: float) -> float:
 
 
 def _last_lines(raw: str, n: int) -> list[str]:
-    lines = [re.sub(r"[*#]", "", line).strip() for line in raw.splitlines()]
-    return [line for line in lines if line][-n:]
+    """The last n non-empty lines, markdown `*` and `#` removed (cleaning only those: a reply may be 10 MB)."""
+    out: list[str] = []
+    for line in reversed(raw.splitlines()):
+        line = line.replace("*", "").replace("#", "").strip()
+        if line:
+            out.append(line)
+            if len(out) == n:
+                break
+    return out[::-1]
 
 
 @parser("in_last_line", stage="evaluation", options=ScoreRange)
