@@ -126,7 +126,7 @@ def test_a_plugins_errors_in_prepare_generate_parse_and_gates_fail_one_record_ea
     assert got["r1"] == (["generator_error"], "KeyError: 'prepare blew up'")
     assert got["r2"] == (["generator_error"], "ZeroDivisionError: division by zero")
     assert got["r3"] == (["parse_failed"], "ValueError: the parser has a bug")
-    assert got["r4"][0] == ["record_unwritable"] and "Recursion" in got["r4"][1]
+    assert got["r4"][0] == ["record_unwritable"] and "recursion" in got["r4"][1]
     assert got["r5"] == ([f"gate:{_gate_name(rejected)}:error"], "RuntimeError: the gate has a bug")
     assert run_stage("a", path).skipped_done == N  # the rerun reads every line it wrote
 
