@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +20,23 @@ RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 STATS = "stats.json"
 MANIFEST = "manifest.json"
+# what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
+# files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
+RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
+                  "exports", "reports", "gens", "_models")
+_MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
+MAX_STAGE_NAME = 100
+
+
+def stage_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a stage folder under data_dir, or None."""
+    if name.casefold() in {r.casefold() for r in RESERVED_NAMES}:
+        return f"'{name}' is a name the store uses under data_dir ({', '.join(RESERVED_NAMES)}) — rename the stage"
+    if _MOVED_ASIDE.search(name):
+        return f"'{name}' looks like a folder --fresh sets aside (<stage>.old-<stamp>) — rename the stage"
+    if len(name) > MAX_STAGE_NAME:
+        return f"the name is {len(name)} characters long; at most {MAX_STAGE_NAME} — shorten it"
+    return None
 
 
 class UnstorableValue(ValueError):
