@@ -101,8 +101,8 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     pipe = load_pipeline(path)
     run_pipeline(pipe, options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     out = EXPORTERS["gens"](pipe, pipe.stage("evaluation"), StageStore(pipe.data_dir, "evaluation"), tmp_path / "g")
-    folders = sorted(out.iterdir())
-    assert len(folders) == 48
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 48 and len(json.loads((out / "names.json").read_text())) == 48
     meta = json.loads((folders[0] / "metadata.json").read_text())
     assert meta["stage"] == "evaluation" and meta["cohort"] == "pilot" and meta["mode"] == "llm"
     assert meta["model"] in ("smollm2-135m", "judge-b") and meta["replicate"] in (0, 1)
@@ -115,7 +115,7 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
                                    "--out", str(tmp_path / "g")])
     assert res.exit_code == 0, res.output
     copy = [d for d in (tmp_path / "g" / "essay").iterdir()
-            if json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
+            if d.is_dir() and json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
     assert len(copy) == 2 and json.loads((copy[0] / "metadata.json").read_text())["usage"] is None
 
     res = CliRunner().invoke(app, ["--pipeline", str(path), "report", "--out", str(tmp_path / "rep"), "--top", "3"])
