@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from pocketguide.engine import redact
 from pocketguide.engine.errors import StoreError
 
 RECORDS = "records.jsonl"
@@ -45,6 +46,21 @@ class UnstorableValue(ValueError):
 
 
 def dumps_line(obj: Any) -> bytes:
+    """One JSON line, with every form of every registered secret removed (engine/redact.py)."""
+    line = _dumps_line(obj)
+    if not redact.active():
+        return line
+    clean = redact.scrub_bytes(line)
+    if clean is line or clean == line:
+        return line
+    try:  # a secret that looked like part of a number would break the line: scrub the strings instead
+        orjson.loads(clean)
+        return clean
+    except orjson.JSONDecodeError:
+        return _dumps_line(redact.scrub_obj(obj))
+
+
+def _dumps_line(obj: Any) -> bytes:
     """One JSON line. orjson for speed; what it cannot encode (lone surrogates, integers past 64 bits,
     nesting past 255) goes through json, and that line must read back with orjson (the reader) or
     UnstorableValue is raised: a line written but skipped on reading would be redone on every resume."""
@@ -86,7 +102,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+    """`obj` as indented JSON, written atomically, every registered secret removed."""
+    if redact.active():
+        obj = redact.scrub_obj(obj)
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8", "replace"))
 
 
 def read_json(path: Path) -> Any:
