@@ -106,7 +106,7 @@ hostile = st.one_of(deep, huge_number, soup, unicode, json_like, mutated_envelop
 def test_every_registered_parser_is_fuzzed():
     names = {name for _, name, _, _ in PARSERS}
     assert {"identity", "json", "stripped", "envelope_strict", "envelope_lenient", "json_object_lenient",
-            "essay_block", "essay_block_lenient", "essay_idea_last", "in_last_line"} <= names
+            "essay_block", "essay_block_lenient", "essay_idea_last", "in_last_line", "judge_score"} <= names
 
 
 def _check(raw: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
+from pocketguide.pipelines.daydreaming.judge import answer_text, final_score
 
 TEXT_STAGES = ("draft", "essay")  # essay-extracting parsers serve LLM essays too
 
@@ -107,90 +108,54 @@ def essay_idea_last(raw: str, ctx: Any) -> str:
 
 # --- evaluation scores ------------------------------------------------------------------------
 
-class ScoreRange(BaseModel):
-    """Options of `in_last_line`: the accepted score range, both ends INCLUDED."""
+class ScoreBounds(BaseModel):
+    """Options of `judge_score`: the accepted score range, both ends INCLUDED (max_score is also the scale
+    a fraction must use: `7/10` on 0–10)."""
 
     model_config = ConfigDict(extra="forbid")
     min_score: float = Field(0, description="lowest accepted score (inclusive)")
-    max_score: float = Field(10, description="highest accepted score (inclusive)")
-    last_lines: int = Field(3, ge=1, description="how many non-empty lines from the end to search")
+    max_score: float = Field(10, description="highest accepted score (inclusive), and the judge's scale")
 
     @model_validator(mode="after")
-    def _ordered(self) -> ScoreRange:
+    def _ordered(self) -> "ScoreBounds":
         if self.min_score >= self.max_score:
             raise ValueError(f"min_score {self.min_score} must be below max_score {self.max_score}")
         return self
 
 
-_NUM = r"[-+]?\d+(?:[.,]\d+)?"
-_FRACTION = rf"({_NUM})(?:\s*/\s*({_NUM}))?"
-_NOT_ANOTHER_NUMBER = r"(?!\s*[,;]?\s*[-+]?\d)"
-_PATTERNS = [  # (method, regex) in order of preference
-    ("SCORE", re.compile(rf"\bSCORE\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}")),
-    ("labelled", re.compile(rf"\b(?:final\s+score|total\s+score|score)\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}",
-                            re.IGNORECASE)),
-]
-_THREE = re.compile(rf"\bscore\s*:\s*({_NUM})[\s,;]+({_NUM})[\s,;]+({_NUM})\s*\.?\s*$", re.IGNORECASE)
+class ScoreRange(ScoreBounds):
+    """Options of `in_last_line`: the score range, and how many non-empty lines from the end to read."""
+
+    last_lines: int = Field(3, ge=1, description="how many non-empty lines from the end to search")
 
 
-def _num(text: str) -> float:
-    return float(text.replace(",", "."))
-
-
-def _value(m: re.Match, top: float) -> float:
-    """`7`, `7.5`, or a fraction `7/10` (out of the range's top: as is; out of 5 or 100: rescaled)."""
-    value = _num(m.group(1))
-    if m.group(2) is not None:
-        denominator = _num(m.group(2))
-        if denominator <= 0:
-            raise ParseError("no_score_last_lines", f"score fraction with denominator {m.group(2)}")
-        if denominator != top:
-            value = value / denominator * top
+def _scored(raw: str, ctx: Any, opts: ScoreBounds) -> float:
+    value, found = final_score(raw, opts.min_score, opts.max_score)
+    ctx.notes.update(parse_mode=found.kind, score_line=found.text[:200])
     return value
 
 
-def _last_lines(raw: str, n: int) -> list[str]:
-    """The last n non-empty lines, markdown `*` and `#` removed (cleaning only those: a reply may be 10 MB)."""
-    out: list[str] = []
-    for line in reversed(raw.splitlines()):
-        line = line.replace("*", "").replace("#", "").strip()
-        if line:
-            out.append(line)
-            if len(out) == n:
-                break
-    return out[::-1]
+@parser("judge_score", stage="evaluation", options=ScoreBounds)
+def judge_score(raw: str, ctx: Any) -> float:
+    """The judge's one unambiguous final score anywhere in its reply (judge.py: headings, bold, `x/10`,
+    `x out of 10`, JSON, `<think>` ignored, sub-scores and rubric ranges never taken); else a rejection:
+    empty_response, no_final_score, ambiguous_score, out_of_range."""
+    return _scored(raw, ctx, ctx.options or ScoreBounds())
 
 
 @parser("in_last_line", stage="evaluation", options=ScoreRange)
 def in_last_line(raw: str, ctx: Any) -> float:
-    """The judge's score from the last non-empty lines: `SCORE: n`, else `Score:`/`Final score:`/`Total
-    score: n`, else `Score: a b c` averaged. Markdown `*` and `#` are ignored; the range is inclusive."""
+    """judge_score's rules on the last `last_lines` non-empty lines only (after <think> blocks are dropped);
+    nothing there is `no_score_last_lines`."""
     opts: ScoreRange = ctx.options or ScoreRange()
     if not raw or not raw.strip():
         raise ParseError("empty_response", "the judge's response is empty")
-    lines = _last_lines(raw, opts.last_lines)
-    found = None
-    for method, pattern in _PATTERNS:
-        for line in reversed(lines):  # the nearest the end wins within one pattern
-            m = pattern.search(line)
-            if m:
-                found = (method, line, _value(m, opts.max_score))
-                break
-        if found:
-            break
-    if found is None:
-        for line in reversed(lines):
-            m = _THREE.search(line)
-            if m:
-                found = ("average", line, sum(_num(g) for g in m.groups()) / 3)
-                break
-    if found is None:
-        tail = " | ".join(lines)[:200]
-        raise ParseError("no_score_last_lines", f"no score in the last {opts.last_lines} non-empty lines: {tail!r}")
-    method, line, value = found
-    ctx.notes.update(parse_mode=method, score_line=line[:200])
-    value = round(value, 4)
-    if not opts.min_score <= value <= opts.max_score:
-        raise ParseError("out_of_range", f"score {value} is outside {opts.min_score}–{opts.max_score} "
-                                         f"(inclusive) in line {line[:120]!r}")
-    return value
+    lines = [line for line in answer_text(raw).splitlines() if line.strip()][-opts.last_lines:]
+    try:
+        return _scored("\n".join(lines), ctx, opts)
+    except ParseError as exc:
+        if exc.code in ("no_final_score", "empty_response"):
+            tail = " | ".join(line.strip() for line in lines)[:200]
+            raise ParseError("no_score_last_lines", f"no score in the last {opts.last_lines} non-empty lines: "
+                                                    f"{tail!r}") from None
+        raise
