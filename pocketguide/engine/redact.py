@@ -152,7 +152,11 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _REGISTRY.text is not None:
-            record.msg = scrub(record.getMessage())
+            try:
+                message = record.getMessage()
+            except Exception:  # arguments that do not fit the format: show both, scrubbed
+                message = f"{record.msg} {record.args}"
+            record.msg = scrub(message)
             record.args = None
             if record.exc_info and record.exc_info[1] is not None:
                 record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))

@@ -57,7 +57,17 @@ _VERB = re.compile(r"\b(?:rate|rating|rated|give|giving|gave|score|scoring|score
                    r"earn\w*|merit\w*|worth|say|put|land\w*|settle\w*|revis\w*|lower\w*|rais\w*)\b[^.\n]{0,60}?"
                    rf"{_NUM}\s*(?:/|out\s+of)\s*{_NUM}", re.IGNORECASE)
 _CRITERION = re.compile(r"^(?:[-•+]\s+|\d{1,2}[.)]\s+)?[A-Za-z][\w &/()-]{0,40}:|^\|")  # `- Novelty: 6/10`, a table
-_MARKUP = re.compile(r"[*`]+|^\s*(?:#{1,6}|>+)\s*|\$")
+_DIGIT = re.compile(r"\d")
+_LINE_MARKUP = str.maketrans("", "", "*`$")  # bold, code, LaTeX math: removed anywhere in a line
+
+
+def _plain(line: str) -> str:
+    """A line without markdown emphasis, code ticks, math dollars and heading/quote marks."""
+    return line.translate(_LINE_MARKUP).strip().lstrip("#>").strip()
+
+
+# which patterns can match at all: a cheap substring test first (a judge reply may be 10 MB of prose)
+_GUARDS = {"final": ("final", "overall", "total", "my "), "label": ("score", "rating", "grade", "mark")}
 _THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.IGNORECASE)
 
@@ -103,9 +113,17 @@ def _value(m: re.Match, first: int, top: float, final: bool) -> float | None:
 
 
 def _scan_line(text: str, i: int, top: float) -> list[Candidate]:
-    out = []
-    on_scale = {mm.group(1) for mm in _MENTION.finditer(text) if _number(mm.group(2)) == top}
-    for kind, pattern in (("final", _FINAL_LINE), ("final", _CAPS_LINE), ("label", _LABEL_LINE)):
+    out: list[Candidate] = []
+    low = text.lower()
+    if not _DIGIT.search(text):
+        return out
+    mentions = _MENTION.finditer(text) if ("/" in text or "out of" in low) else ()
+    on_scale = {mm.group(1) for mm in mentions if _number(mm.group(2)) == top}
+    patterns = [(kind, p) for kind, p, ok in (
+        ("final", _FINAL_LINE, any(g in low for g in _GUARDS["final"])),
+        ("final", _CAPS_LINE, "SCORE" in text),
+        ("label", _LABEL_LINE, any(g in low for g in _GUARDS["label"]))) if ok]
+    for kind, pattern in patterns:
         for m in pattern.finditer(text):
             if _RUBRIC_AFTER.match(text, m.end()):
                 continue
@@ -116,12 +134,12 @@ def _scan_line(text: str, i: int, top: float) -> list[Candidate]:
             v = _value(m, 1, top, kind == "final")
             if v is not None:
                 out.append(Candidate(kind, v, i, text))
-    for m in _MARKED.finditer(text):
+    for m in (_MARKED.finditer(text) if ("[" in text or "boxed" in text) else ()):
         num = next(g for g in m.groups()[:3] if g is not None)
         den = m.group(4)
         value = _number(num) if den is None else _number(num) / max(_number(den), 1e-9) * top
         out.append(Candidate("final", value, i, text))
-    for m in _JSON_KEY.finditer(text):
+    for m in (_JSON_KEY.finditer(text) if '"' in text else ()):
         final = m.group(1).lower() not in ("score", "rating")
         v = _value(m, 2, top, final)
         if v is not None:
@@ -149,7 +167,7 @@ def _heading_value(head: re.Match, line: str, i: int, top: float) -> Candidate |
 
 
 def candidates(text: str, top: float) -> list[Candidate]:
-    lines = [_MARKUP.sub("", line).strip() for line in text.splitlines()]
+    lines = [_plain(line) for line in text.splitlines()]
     found: list[Candidate] = []
     nonempty = [i for i, line in enumerate(lines) if line]
     for pos, i in enumerate(nonempty):
