@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path):
     """No real keys or endpoints leak in; every test runs in its own folder."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "POCKETGUIDE_MODEL", "OPENROUTER_API_KEY"):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "POCKETGUIDE_MODEL", "OPENROUTER_API_KEY", "DD_COHORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 
 import pytest
@@ -29,6 +31,22 @@ def _edit_cohort(path, **changes):
     cohort.write_text(yaml.safe_dump(data))
 
 
+def _set_model(path, model, **flags):
+    """Add or change a row of the example's models catalog."""
+    catalog = path.parent / "catalogs" / "models.csv"
+    rows = list(csv.DictReader(io.StringIO(catalog.read_text())))
+    row = next((r for r in rows if r["id"] == model), None)
+    if row is None:
+        row = {"id": model, "for_generation": "true", "for_evaluation": "true", "active": "true", "description": ""}
+        rows.append(row)
+    row.update({k: str(v).lower() for k, v in flags.items()})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    catalog.write_text(out.getvalue())
+
+
 def _dry_counts(path):
     pipe = load_pipeline(path)
     result = run_pipeline(pipe, dry_run=True)
@@ -51,9 +69,10 @@ def test_child_id_is_a_documented_hash():
 
 def test_expansion_counts_of_the_pilot_cohort(tmp_path):
     pipe, counts = _dry_counts(copy_example(tmp_path))
-    # 2 combos × 2 draft templates × 1 model = 4 drafts; × (1 llm essay × 1 model + 1 copy) = 8 essays;
-    # × 3 rubrics × 2 judges × 2 replicates = 96 evaluations
+    # 2 combos × 2 active draft templates × 1 model = 4 drafts; × (1 llm essay × 1 model + 1 copy) = 8 essays;
+    # × 3 rubrics × 2 judges × 2 replicates = 96 evaluations; the membership table lists all 108
     assert counts["combos"] == 2 and counts["draft"] == 4 and counts["essay"] == 8 and counts["evaluation"] == 96
+    assert counts["membership"] == 4 + 8 + 96
     for stage, prefix in (("draft", "draft_"), ("essay", "essay_"), ("evaluation", "eval_")):
         ids = _ids(pipe, stage)
         assert len(set(ids)) == len(ids) and all(i.startswith(prefix) for i in ids)
@@ -61,6 +80,7 @@ def test_expansion_counts_of_the_pilot_cohort(tmp_path):
 
 def test_copy_templates_ignore_model_and_replicate_axes(tmp_path):
     path = copy_example(tmp_path)
+    _set_model(path, "judge-b", for_generation=True)
     _edit_cohort(path, stages__essay__models=["smollm2-135m", "judge-b"], stages__essay__replicates=3)
     pipe, counts = _dry_counts(path)
     # per draft: 1 llm essay template × 2 models × 3 replicates + 1 copy = 7
@@ -87,7 +107,8 @@ def test_essay_model_is_part_of_the_essay_id(tmp_path):
     path = copy_example(tmp_path)
     pipe, _ = _dry_counts(path)
     before = set(_ids(pipe, "essay"))
-    _edit_cohort(path, models=["smollm2-135m", "judge-b", "other"], stages__essay__models=["other"])
+    _set_model(path, "other")
+    _edit_cohort(path, stages__essay__models=["other"])
     pipe, _ = _dry_counts(path)
     after = set(_ids(pipe, "essay"))
     llm_before = {i for i in before if i not in after}
@@ -147,14 +168,15 @@ def test_cohort_problems_are_found_at_load_time(tmp_path, changes, expected):
 def test_catalog_problems_are_found_at_load_time(tmp_path):
     path = copy_example(tmp_path)
     catalog = path.parent / "catalogs" / "evaluation.csv"
-    catalog.write_text(catalog.read_text() + "novelty,llm,in_last_line,again\nstyle,llm,in_last_lines,typo\n"
-                                              "vibes,human,identity,bad generator\n")
+    catalog.write_text(catalog.read_text() + "novelty,true,llm,in_last_line,,again,\n"
+                                              "style,true,llm,in_last_lines,,typo,\n"
+                                              "vibes,true,human,identity,,bad generator,\n")
     _edit_cohort(path, stages__evaluation__templates=["novelty", "style"])
     with pytest.raises(StagesConfigError) as exc:
         load_pipeline(path)
     text = str(exc.value)
-    assert "evaluation.catalog[3].template_id: 'novelty' is listed twice" in text
-    assert "evaluation.catalog[5].generator: unknown generator mode 'human' — known: copy, llm." in text
+    assert "evaluation.catalog[4].template_id: 'novelty' is listed twice" in text
+    assert "evaluation.catalog[6].generator: unknown generator mode 'human' — known: copy, llm." in text
     assert "evaluation.variants.templates[1].parser: unknown parser 'in_last_lines'" in text
     assert "Did you mean 'in_last_line'?" in text
 
@@ -178,7 +200,7 @@ def test_yaml_catalog_and_variants_conflict(pipeline_dir):
             variants: {templates: [t.j2]}
         """, templates={"a/t.j2": "{{ source.text }}", "t.j2": "{{ source.text }}"},
         files={"in.jsonl": '{"id": "x", "text": "one"}\n',
-               "cat.yaml": "templates:\n  - {template_id: t, generator: copy, parser: stripped}\n",
+               "cat.yaml": "templates:\n  - {template_id: t, active: true, generator: copy, parser: stripped}\n",
                "cohort.yaml": "id: c\nstages:\n  a: {templates: [t]}\n"})
     with pytest.raises(StagesConfigError, match=r"a.variants: set both here and by the cohort — keep one"):
         load_pipeline(path)

@@ -43,7 +43,8 @@ def test_end_to_end_counts_and_copy_essays(tmp_path, fake_openai):
     counts = {r.stage: (r.accepted, r.rejected) for r in result.stages}
     # 2 combos × 2 draft templates × 1 model; × 2 essay templates (1 llm + 1 copy, the copy is not
     # multiplied by models); × 3 rubrics × 2 judges × 2 replicates
-    assert counts == {"combos": (2, 0), "draft": (4, 0), "essay": (8, 0), "evaluation": (96, 0), "report": (96, 0)}
+    assert counts == {"combos": (2, 0), "membership": (108, 0), "draft": (4, 0), "essay": (8, 0), "evaluation": (96, 0),
+                      "report": (96, 0)}
     # copy essays made no teacher call: 4 drafts + 4 llm essays + 96 evaluations
     assert _by_stage(server) == {"draft": 4, "essay": 4, "evaluation": 96}
     assert len(server.requests) == 104

@@ -12,15 +12,19 @@ from pocketguide.engine.errors import PocketguideError
 
 app = typer.Typer(help="pocketguide: declarative synthetic-training-data pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-STATE: dict = {"pipeline": Path("stages.yaml"), "verbose": False, "data_dir": None}
+STATE: dict = {"pipeline": Path("stages.yaml"), "verbose": False, "data_dir": None, "cohort": None}
 
 
 @app.callback()
 def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", help="the stages.yaml to use"),
          data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where run outputs go for this "
                                                  "command (default: pipeline.data_dir in stages.yaml)"),
+         cohort: Optional[str] = typer.Option(None, "--cohort", help="cohort id or file for this command (cohort "
+                                              "studies; default: $DD_COHORT, else pipeline.cohort)"),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="full tracebacks and debug logs")) -> None:
     STATE["pipeline"], STATE["verbose"], STATE["data_dir"] = pipeline, verbose, data_dir
+    # a file is taken relative to where the user typed it; an id is looked up in the pipeline's cohorts folder
+    STATE["cohort"] = str(Path(cohort).resolve()) if cohort and Path(cohort).is_file() else cohort
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     setup_log_safety()
 
@@ -80,7 +84,7 @@ def guarded(fn):
 def _pipe():
     from pocketguide.engine.loader import load_pipeline
 
-    pipe = load_pipeline(STATE["pipeline"])
+    pipe = load_pipeline(STATE["pipeline"], settings={"cohort": STATE["cohort"]} if STATE["cohort"] else None)
     if STATE["data_dir"] is not None:  # relative to where the user typed it, not to stages.yaml
         pipe.data_dir_override = Path(STATE["data_dir"]).resolve()
     return pipe

@@ -27,6 +27,7 @@ class Pipeline:
     path: Path
     extras: dict[str, Any] = dc_field(default_factory=dict)  # what load hooks attach (e.g. the loaded cohort)
     data_dir_override: Path | None = None  # --data-dir: this run's outputs go here instead of pipeline.data_dir
+    settings: dict[str, Any] = dc_field(default_factory=dict)  # what the command line hands load hooks (--cohort)
 
     @property
     def root(self) -> Path:
@@ -110,8 +111,9 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_pipeline(path: str | Path = "stages.yaml") -> Pipeline:
-    """Parse, load the pipeline's plugins, validate against the registries and templates, return the Pipeline."""
+def load_pipeline(path: str | Path = "stages.yaml", settings: dict[str, Any] | None = None) -> Pipeline:
+    """Parse, load the pipeline's plugins, validate against the registries and templates, return the Pipeline.
+    `settings` are handed to the load hooks (e.g. {"cohort": "pilot"} from --cohort)."""
     registry.load_builtins()
     path = Path(path)
     data = read_yaml(path)
@@ -122,7 +124,7 @@ def load_pipeline(path: str | Path = "stages.yaml") -> Pipeline:
     except ValidationError as exc:
         raise StagesConfigError(problems + _pydantic_problems(data, exc) + _raw_mode_problems(data),
                                 str(path)) from None
-    pipe = Pipeline(spec, path.resolve())
+    pipe = Pipeline(spec, path.resolve(), settings=dict(settings or {}))
     if not problems:
         problems += run_load_hooks(pipe)
         problems += check_pipeline(pipe)
@@ -157,9 +159,11 @@ def _raw_mode_problems(data: dict) -> list[str]:
 def _unhandled(pipe: Pipeline) -> list[tuple[str, str]]:
     """Spec fields that only a load hook gives meaning to, set in this file: (field, where)."""
     used = []
-    if pipe.spec.pipeline.cohort:
-        used.append(("pipeline.cohort", "pipeline.cohort"))
+    for name in ("cohort", "cohort_env", "models_catalog"):
+        if getattr(pipe.spec.pipeline, name):
+            used.append((f"pipeline.{name}", f"pipeline.{name}"))
     used += [("stage.catalog", f"{s.name}.catalog") for s in pipe.stages if s.catalog]
+    used += [("stage.role", f"{s.name}.role") for s in pipe.stages if s.role]
     return used
 
 
@@ -210,6 +214,9 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
     if not stage.inputs and not stage.source:
         p.append(f"{n}.inputs: a per-record stage needs inputs or a source file — add `inputs: [stage]` "
                  f"or `source: path.jsonl`")
+    if stage.members is not None and stage.inputs[0] == stage.members:
+        p.append(f"{n}.members: '{stage.members}' lists this stage's records but cannot drive it — put the stage "
+                 f"the rows' parents come from first: `inputs: [<parent stage>]`")
     if stage.source and not pipe.resolve(stage.source).exists():
         p.append(f"{n}.source: file {stage.source} not found — create it or fix the path")
     if stage.mode is None and stage.route is None and not (stage.variants and stage.variants.templates):
@@ -220,14 +227,16 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
         p.append(f"{n}.template: missing — name a template under {pipe.spec.pipeline.templates_dir}/ "
                  f"(or copy_from for copy mode)")
     provided = BUILTIN_NAMES | set(stage.inputs) | {"source"}
-    templates = [("template", stage.template)] if stage.template else []
+    templates: list[tuple[str, str, str | None]] = [("template", stage.template, None)] if stage.template else []
     if stage.variants:
-        templates += [(f"variants.templates[{i}]", t.file) for i, t in enumerate(stage.variants.templates)]
+        templates += [(f"variants.templates[{i}]", t.file or f"<inline {n}/{t.id}>", t.content)
+                      for i, t in enumerate(stage.variants.templates)]
     if stage.route:
-        templates += [(f"route.cases.{k}.template", c.template) for k, c in stage.route.cases.items() if c.template]
-    for field, name in templates:
+        templates += [(f"route.cases.{k}.template", c.template, None) for k, c in stage.route.cases.items()
+                      if c.template]
+    for field, name, inline in templates:
         try:
-            missing = undeclared_names(pipe.templates_dir, name) - provided
+            missing = undeclared_names(pipe.templates_dir, name, inline) - provided
         except TemplateError as exc:
             p.append(f"{n}.{field}: {exc} — create the file or fix the name")
             continue
@@ -346,7 +355,7 @@ def _check_operation(stage: StageSpec) -> list[str]:
         extra = odef.requires.extra or stage.op
         p.append(f"{n}.op: operation '{stage.op}' needs {', '.join(missing)} — install it with: "
                  f"python -m pip install 'pocketguide[{extra}]'")
-    for field in ("template", "mode", "parser", "route", "variants", "copy_from", "catalog"):
+    for field in ("template", "mode", "parser", "route", "variants", "copy_from", "catalog", "role", "members"):
         if getattr(stage, field) is not None:
             p.append(f"{n}.{field}: a whole-dataset stage (op: {stage.op}) does not use {field} — remove it")
     if odef.options is not None:

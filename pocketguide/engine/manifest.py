@@ -92,6 +92,7 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     store.write_json("stats.json", stats)
     templates = {str(p.relative_to(pipe.root)) if p.is_relative_to(pipe.root) else str(p): file_sha256(p)
                  for p in (rt.template_files() if rt else [])}
+    templates.update(rt.inline_templates() if rt else {})
     manifest = {
         "stage": stage.name,
         "run_id": uuid.uuid4().hex,

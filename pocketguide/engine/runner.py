@@ -26,6 +26,7 @@ from pocketguide.engine.inputs import (
 )
 from pocketguide.engine.loader import Pipeline, load_pipeline
 from pocketguide.engine.manifest import finish_stage, scan_existing
+from pocketguide.engine.members import member_index
 from pocketguide.engine.operations import run_operation
 from pocketguide.engine.records import ACCEPTED, child_id
 from pocketguide.engine.runtime import StageRuntime, build_runtime
@@ -82,6 +83,9 @@ def _variants(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
     """The fan-out of one input. A `copy` template makes no teacher call, so the model and replicate
     axes do not apply to it: it yields one child, not one identical copy per model and replicate."""
     stage = rt.stage
+    if rt.members is not None:
+        yield from _member_items(rt, up, fp)
+        return
     v = stage.variants
     if v is None:
         yield Item(up.record["id"], up, None, rt.default_choice, fp)
@@ -99,6 +103,20 @@ def _variants(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
                 variant["replicate"] = rep
             rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
             yield Item(rid, up, variant, choice, fp)
+
+
+def _member_items(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
+    """The rows the membership table lists for this input: their ids, templates, models and replicates."""
+    for row in rt.members.of(up.record["id"]):  # type: ignore[union-attr]
+        tid = row.variant.get("template")
+        choice = rt.choices.get(tid) if tid is not None else rt.default_choice
+        if choice is None:
+            bad = Upstream(up.record, up.fp, problem=f"unknown_template: the membership table "
+                                                     f"'{rt.members.table}' names template '{tid}', which stage "  # type: ignore[union-attr]
+                                                     f"'{rt.stage.name}' does not have — rebuild the table")
+            yield Item(row.id, bad, row.variant, None, fp)
+            continue
+        yield Item(row.id, up, row.variant, choice, fp)
 
 
 def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
@@ -273,7 +291,8 @@ def _teacher_failed(record: dict[str, Any]) -> bool:
     return any(str(r).startswith("teacher_error:") for r in record.get("reasons") or [])
 
 
-def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int) -> int | None:
+def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int,
+                    members: Any = None) -> int | None:
     """New records this run will make, for the progress bar (counting lines is cheap)."""
     if stage.inputs:
         path = input_store(pipe, stage.inputs[0], options.dry_run).records_path
@@ -286,6 +305,9 @@ def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done:
         return None
     v = stage.variants
     fan = 1
+    if members is not None:  # the table says how many (rows whose parent was rejected included)
+        total = max(0, members.count - done)
+        return total if options.limit is None else min(total, options.limit)
     if v:  # copy templates yield one child each (see _variants)
         per_llm = max(1, len(v.models)) * v.replicates
         modes = [t.mode or stage.mode for t in v.templates] or [stage.mode]
@@ -312,9 +334,13 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
     settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, options.teacher)
     rt = build_runtime(pipe, stage, settings, options.dry_run, options.settings)
     generators = {mode: registry.GENERATORS[mode](rt, run) for mode in sorted(rt.modes)}
-    joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:]]
+    joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:] if name != stage.members]
     for js in joined_stores:
         require_upstream(js, stage.name, js.stage, options.dry_run)
+    if stage.members:
+        table = input_store(pipe, stage.members, options.dry_run)
+        require_upstream(table, stage.name, stage.members, options.dry_run)
+        rt.members = member_index(table, stage.name)
     driving = _driving(pipe, stage, options.dry_run)
     joined = [join_index(js) for js in joined_stores]
     with store:
@@ -323,7 +349,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         concurrency = min(x for x in (run.concurrency, *(g.max_concurrency for g in generators.values())) if x)
         pending = [0]
         loop = _Loop(rt, store, acc, result, options.progress, generators)
-        total = _estimate_total(pipe, stage, options, len(done))
+        total = _estimate_total(pipe, stage, options, len(done), rt.members)
         options.progress.stage_started(stage.name, total, len(done))
         taken = _take(_items(rt, driving, joined), done, options.limit, result, pending,
                       bool(options.settings.get("limit_total")))

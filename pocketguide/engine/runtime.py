@@ -84,6 +84,7 @@ class StageRuntime:
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
+    members: Any = None  # engine/members.Members when the stage has `members:` (its rows, by parent id)
 
     @property
     def modes(self) -> set[str]:
@@ -100,9 +101,14 @@ class StageRuntime:
     def template_files(self) -> list[Path]:
         files = []
         for c in [self.default_choice, *self.choices.values(), *self.route_choices.values()]:
-            if c and c.renderer:
+            if c and c.renderer and c.renderer.path is not None:
                 files.append(c.renderer.path)
         return files
+
+    def inline_templates(self) -> dict[str, str]:
+        """`inline:<stage>/<template id>` → sha256 of each inline template's text (for the manifest)."""
+        return {f"inline:{self.stage.name}/{c.id}": c.renderer.sha256 for c in self.choices.values()
+                if c.renderer is not None and c.renderer.path is None}
 
 
 def parser_options(stage: StageSpec, parser: str | None, options: dict[str, Any] | None) -> Any:
@@ -114,11 +120,16 @@ def parser_options(stage: StageSpec, parser: str | None, options: dict[str, Any]
 
 
 def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: str | None,
-            parser: str | None, options: dict[str, Any] | None = None) -> TemplateChoice:
+            parser: str | None, options: dict[str, Any] | None = None, content: str | None = None) -> TemplateChoice:
     name = parser or stage.parser or "identity"
+    renderer = None
+    if content is not None:
+        renderer = Renderer(pipe.templates_dir, f"<inline {stage.name}/{tid}>", source=content)
+    elif file:
+        renderer = Renderer(pipe.templates_dir, file)
     return TemplateChoice(
         id=tid,
-        renderer=Renderer(pipe.templates_dir, file) if file else None,
+        renderer=renderer,
         mode=mode or stage.mode or DEFAULT_MODE,
         parser_name=name,
         parser=registry.get_parser(stage.name, name),
@@ -137,7 +148,7 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         rt.default_choice = _choice(pipe, stage, "default", stage.template, stage.mode, stage.parser)
     if stage.variants:
         for t in stage.variants.templates:
-            rt.choices[t.id] = _choice(pipe, stage, t.id, t.file, t.mode, t.parser, t.parser_options)
+            rt.choices[t.id] = _choice(pipe, stage, t.id, t.file, t.mode, t.parser, t.parser_options, t.content)
     if stage.route:
         for key, case in stage.route.cases.items():
             if case.template:

@@ -157,14 +157,21 @@ class GateSpec(Strict):
 
 
 class TemplateVariant(Strict):
-    """One entry of a variant template catalog: which file, which generator, which parser."""
+    """One entry of a variant template catalog: which file (or inline text), which generator, which parser."""
 
     id: str
-    file: str
+    file: str | None = Field(None, description="template file under the templates folder")
+    content: str | None = Field(None, description="the template's text inline, instead of a file")
     mode: str | None = Field(None, description="a registered generator mode (llm, copy, …)")
     parser: str | None = None
     parser_options: dict[str, Any] | None = Field(None, description="options for this template's parser")
     description: str = ""
+
+    @model_validator(mode="after")
+    def _file_or_content(self) -> "TemplateVariant":
+        if (self.file is None) == (self.content is None):
+            raise ValueError(f"template '{self.id}': give either a file or inline content (not both, not neither)")
+        return self
 
 
 class Variants(Strict):
@@ -232,8 +239,16 @@ class StageSpec(Strict):
     parser: str | None = None
     parser_options: dict[str, Any] = Field(default_factory=dict, description="options passed to the parser "
                                            "(validated against the parser's options model)")
-    catalog: str | None = Field(None, description="template catalog (CSV or YAML: template_id, generator, "
-                                "parser, description[, file]) that cohort axes and variants pick from")
+    catalog: str | None = Field(None, description="template catalog (CSV or YAML: template_id, active, generator, "
+                                "parser, description[, file | content]) that cohort axes and variants pick from")
+    role: Literal["generation", "evaluation"] | None = Field(
+        None, description="what a catalog stage's templates and models are for: evaluation = judges (every template "
+                          "names a parser; models marked for_evaluation), generation (default) = models marked "
+                          "for_generation")
+    members: str | None = Field(
+        None, description="a whole-dataset stage whose records list this stage's records (membership rows: "
+                          "data.stage, data.parent_id, data.variant); the stage makes exactly those ids (it is read "
+                          "like an input, so it is added to inputs)")
     schema_: str | None = Field(None, alias="schema")
     response_schema: str | None = Field(
         None, description="JSON Schema sent to the teacher as response_format (default: schema), e.g. a smaller "
@@ -256,6 +271,13 @@ class StageSpec(Strict):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
 
+    @model_validator(mode="after")
+    def _members_are_read(self) -> "StageSpec":
+        # the membership table is read like an input (order, staleness, --fresh downstream), never joined by id
+        if self.members is not None and self.members not in self.inputs:
+            self.inputs.append(self.members)
+        return self
+
     @property
     def is_operation(self) -> bool:
         return self.op is not None
@@ -267,7 +289,12 @@ class PipelineDefaults(Strict):
     templates_dir: str = "templates"
     concurrency: int = Field(16, ge=1)
     teacher: TeacherSettings = TeacherSettings()
-    cohort: str | None = Field(None, description="cohort file whose axes fill the stages' variants (see cohort.py)")
+    cohort: str | None = Field(None, description="cohort file whose axes fill the stages' variants (see cohort.py); "
+                               "the environment variable named by cohort_env overrides it")
+    cohort_env: str | None = Field(None, description="environment variable that picks the cohort (a cohort id or "
+                                   "file); default DD_COHORT")
+    models_catalog: str | None = Field(None, description="models catalog (CSV or YAML: id, for_generation, "
+                                       "for_evaluation[, active, description]) that cohort axes pick models from")
 
 
 class PipelineSpec(Strict):

@@ -43,11 +43,13 @@ def template_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def undeclared_names(templates_dir: Path, name: str) -> set[str]:
-    """Top-level variables a template (and what it includes) reads from its context."""
+def undeclared_names(templates_dir: Path, name: str, source: str | None = None) -> set[str]:
+    """Top-level variables a template (and what it includes) reads from its context; `source` is an inline
+    template's text (`name` then only labels it)."""
     env = environment(str(templates_dir))
     try:
-        source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+        if source is None:
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
         ast = env.parse(source)
     except jinja2.TemplateNotFound as exc:
         raise TemplateError(f"template '{name}' not found under {templates_dir}") from exc
@@ -61,18 +63,24 @@ def undeclared_names(templates_dir: Path, name: str) -> set[str]:
 
 
 class Renderer:
-    """Compiles one template once and renders it per record."""
+    """Compiles one template once and renders it per record. `source` is an inline template's text (it may
+    include files of the templates folder); `name` then labels it in errors and `path` is None."""
 
-    def __init__(self, templates_dir: Path, name: str):
+    def __init__(self, templates_dir: Path, name: str, source: str | None = None):
         self.name = name
-        self.path = templates_dir / name
+        self.path: Path | None = templates_dir / name if source is None else None
+        self.source = source
         try:
-            self._template = environment(str(templates_dir)).get_template(name)
+            env = environment(str(templates_dir))
+            self._template = env.get_template(name) if source is None else env.from_string(source)
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"template '{name}' not found under {templates_dir}") from exc
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template '{name}' line {exc.lineno}: {exc.message}") from exc
         self._globals = dict(self._template.globals)
+        text = source.encode() if source is not None else self.path.read_bytes()  # type: ignore[union-attr]
+        self.sha1 = hashlib.sha1(text).hexdigest()  # which template text made a record (gens metadata)
+        self.sha256 = hashlib.sha256(text).hexdigest()
 
     def render(self, context: dict[str, Any]) -> str:
         # new_context(shared=True) skips Jinja's per-call ChainMap of globals (≈2.5× faster on short

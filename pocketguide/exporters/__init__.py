@@ -1,6 +1,7 @@
 """Generic built-in export formats. Importing this package registers them."""
 
 from pocketguide.exporters import (
+    csvfile,  # noqa: F401
     hf,  # noqa: F401
     jsonl,  # noqa: F401
     parquet,  # noqa: F401

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
+from pocketguide.pipelines.daydreaming.criteria import criteria_scores
 from pocketguide.pipelines.daydreaming.judge import answer_text, final_score
 
 TEXT_STAGES = ("draft", "essay")  # essay-extracting parsers serve LLM essays too
@@ -159,3 +160,27 @@ def in_last_line(raw: str, ctx: Any) -> float:
             raise ParseError("no_score_last_lines", f"no score in the last {opts.last_lines} non-empty lines: "
                                                     f"{tail!r}") from None
         raise
+
+
+class CriteriaOptions(ScoreBounds):
+    """Options of `complex`: which criteria (absent: any `Name: x/criterion_max` line), their scale, and
+    min_score/max_score for the normalised `score` (the stage's scale, as for judge_score)."""
+
+    criteria: list[str] | None = Field(None, description="criterion names the judge must score (case and spacing "
+                                                         "ignored); absent: every line with a value on the scale")
+    criterion_max: float = Field(10, gt=0, description="top of each criterion's scale (a value over another "
+                                                       "explicit scale is rescaled)")
+    min_criteria: int = Field(2, ge=1, description="without `criteria`: fewer criterion lines is no_criteria")
+
+
+@parser("complex", stage="evaluation", options=CriteriaOptions)
+def complex_scores(raw: str, ctx: Any) -> dict[str, Any]:
+    """A multi-criterion judge reply (criteria.py): {criteria: {name: score}, total, max_total, score,
+    stated_total}; rejections: empty_response, missing_criteria, no_criteria, ambiguous_score, out_of_range,
+    total_mismatch."""
+    opts: CriteriaOptions = ctx.options or CriteriaOptions()
+    result = criteria_scores(raw, opts.criteria, opts.criterion_max, opts.max_score, opts.min_criteria)
+    if not opts.min_score <= result["score"] <= opts.max_score:
+        raise ParseError("out_of_range", f"score {result['score']:g} is outside {opts.min_score:g}–{opts.max_score:g}")
+    ctx.notes.update(parse_mode="criteria", criteria=len(result["criteria"]))
+    return result
