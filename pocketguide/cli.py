@@ -95,13 +95,11 @@ MAX_REQ = typer.Option(None, "--max-requests", min=0, help="stop cleanly once th
 
 
 def _report(results, stopped=None) -> None:
-    from .console import out, summary_table
-
-    from .console import notes
+    from .console import out, summary_notes, summary_table
 
     out.print(summary_table(results))
-    for line in notes(results):
-        out.print(line, markup=False, highlight=False)
+    for line in summary_notes(results):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if any(r.dry_run for r in results):
         out.print("[yellow]DRY RUN: no teacher was called; output is under the data dir's dry-run/ folder[/]")
     if stopped:

@@ -71,24 +71,43 @@ class RichProgress:
 
 
 def summary_table(results: list[Any]) -> Table:
+    """Counts only, so it fits 80 columns; the reasons and notes are printed below it (summary_notes)."""
     t = Table(title="run summary")
-    t.add_column("stage", no_wrap=True)
-    for col in ("new ✓", "new ✗", "skipped", "✓", "✗"):
-        t.add_column(col, justify="right")
-    t.add_column("top rejection reasons", overflow="fold")
+    t.add_column("stage", overflow="fold")
+    for col in ("new ✓", "new ✗", "skip", "✓", "✗"):
+        t.add_column(col, justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
     t.add_column("state", overflow="fold")
     for r in results:
-        reasons = r.stats.get("rejection_reasons") or {}
-        top = ", ".join(f"{k}×{v}" for k, v in list(reasons.items())[:3])
-        state = "stopped: " + r.stopped if r.stopped else ("complete" if r.complete else f"{r.pending} pending")
-        if getattr(r, "note", None):
-            state = r.note.split(":", 1)[0] + " (see below)"
-        if r.dry_run:
-            state += " (dry run)"
         t.add_row(r.stage, str(r.new_accepted), str(r.new_rejected), str(r.skipped_done), str(r.accepted),
-                  str(r.rejected), top, f"{r.elapsed_s:.1f}s", state)
+                  str(r.rejected), f"{r.elapsed_s:.1f}s", _state(r))
     return t
+
+
+def _state(r: Any) -> str:
+    if r.stopped:
+        state = "stopped"
+    elif getattr(r, "note", None):
+        state = r.note.split(":", 1)[0]  # e.g. "skipped"; the whole note is printed below the table
+    else:
+        state = "complete" if r.complete else f"{r.pending} pending"
+    return state + (" (dry)" if r.dry_run else "")
+
+
+def summary_notes(results: list[Any], top: int = 3) -> list[str]:
+    """Below the table, one line each, never cut: the top rejection reasons per stage, then every note."""
+    lines = []
+    for r in results:
+        reasons = list((r.stats.get("rejection_reasons") or {}).items())
+        for code, n in reasons[:top]:
+            lines.append(f"  {r.stage}: {code} × {n}")
+        if len(reasons) > top:
+            rest = sum(n for _, n in reasons[top:])
+            lines.append(f"  {r.stage}: … {len(reasons) - top} more reasons ({rest} in all); `pocketguide report` "
+                         f"lists them")
+    if lines:
+        lines.insert(0, "top rejection reasons:")
+    return lines + notes(results)
 
 
 def notes(results: list[Any]) -> list[str]:

@@ -3,7 +3,7 @@ Options are `pocketguide.training.TrainConfig`; torch and friends load only when
 
 from __future__ import annotations
 
-from ..registry import operation
+from ..registry import operation, report_section
 from ..training.config import TrainConfig
 
 
@@ -13,3 +13,11 @@ def train_op(ctx, cfg: TrainConfig) -> None:
     from ..training.stage import run_train_stage
 
     run_train_stage(ctx, cfg)
+
+
+@report_section("train")
+def train_report_section(pipe, spec, store_of):
+    """Loss curve, base vs fine-tuned and side-by-side generations in `pocketguide report`."""
+    from ..training.view import training_section
+
+    return training_section(pipe, spec, store_of)
