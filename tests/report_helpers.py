@@ -66,12 +66,17 @@ def reply(req: dict) -> Reply:
     return Reply(text=json.dumps({"answer": "Take the night bus; check the timetable first.", "tone": "calm"}))
 
 
-def make_run(root: Path, questions: list[dict] | None = None) -> Path:
-    """Write the pipeline under root, run it against a loopback server; returns stages.yaml."""
+def write_project(root: Path, questions: list[dict] | None = None) -> Path:
+    """The pipeline, its templates and source file under root; returns stages.yaml."""
     lines = "\n".join(json.dumps(q) for q in (questions or QUESTIONS)) + "\n"
-    path = write_pipeline(root, STAGES, templates={"q.j2": "{{ source.question }}",
+    return write_pipeline(root, STAGES, templates={"q.j2": "{{ source.question }}",
                                                    "a.j2": "Answer as JSON: {{ questions.parsed }}"},
                           files={"data/questions.jsonl": lines})
+
+
+def make_run(root: Path, questions: list[dict] | None = None) -> Path:
+    """Write the pipeline under root and run it against a loopback server; returns stages.yaml."""
+    path = write_project(root, questions)
     rerun(path)
     return path
 

@@ -131,6 +131,7 @@ def test_stage_sample_keeps_the_lowest_ranked_roots_in_file_order():
     assert [r["id"] for r in kept] == sorted((r["id"] for r in kept), key=lambda x: int(x[1:]))
     assert quotas({"a": 10, "b": 30}, 100) == {"a": 10, "b": 30}
     assert quotas({"a": 10, "b": 30, "c": 0}, 20) == {"a": 5, "b": 15, "c": 0}
+    assert quotas({"a": 6, "b": 5}, 4) == {"a": 2, "b": 2}
 
 
 def test_long_text_is_cut_and_says_so():

@@ -57,7 +57,11 @@ def quotas(lines_per_stage: dict[str, int], max_records: int) -> dict[str, int]:
     total = sum(lines_per_stage.values())
     if total <= max_records:
         return dict(lines_per_stage)
-    return {s: max(1 if n else 0, n * max_records // total) for s, n in lines_per_stage.items()}
+    exact = {s: n * max_records / total for s, n in lines_per_stage.items()}
+    out = {s: int(x) for s, x in exact.items()}
+    for s in sorted(exact, key=lambda s: exact[s] - out[s], reverse=True)[:max_records - sum(out.values())]:
+        out[s] += 1  # largest remainders: the quotas add up to max_records exactly
+    return out
 
 
 def trim(value: Any, max_chars: int) -> Any:
@@ -85,8 +89,9 @@ def to_json(value: Any) -> str:
 
 
 def preview(record: dict[str, Any]) -> str:
-    """One line for the list: the error, else the raw output, else the parsed value."""
-    for value in (record.get("error"), record.get("raw"), record.get("parsed")):
+    """One line for the list: the error, else the raw output, the parsed value, the prompt or the data."""
+    for value in (record.get("error"), record.get("raw"), record.get("parsed"), record.get("prompt"),
+                  record.get("data")):
         if value not in (None, "", [], {}):
             text = value if isinstance(value, str) else to_json(value)
             return " ".join(text.split())[:PREVIEW_CHARS]

@@ -108,7 +108,7 @@ def _stage(pipe: Any, spec: Any, index: int, store: StageStore, state: Any, quot
 
 
 def _kind(spec: Any) -> str:
-    return (spec.mode or "") + (" +route" if spec.route else "") + (" +variants" if spec.variants else "")
+    return " ".join(x for x in (spec.mode, "+route" if spec.route else "", "+variants" if spec.variants else "") if x)
 
 
 def _state(state: Any) -> str:

@@ -148,28 +148,31 @@
   }
 
   function rejectionsSection() {
-    const out = h("section", { id: "rejections" }, h("h2", { text: "Why records were rejected" }));
+    const out = h("section", { id: "rejections" }, h("h2", { text: "Why records were rejected" }),
+      h("p", { class: "muted", text: "Per stage: reason codes, then pass rates by every facet the stage declares (and the axes it fans out on or routes by), then its gates. Stages that rejected nothing are folded." }));
     for (const st of STAGES) {
       const reasons = Object.entries(st.reasons || {});
       const facets = Object.entries(st.facet_rates || {});
       const gates = Object.entries(st.gates || {});
       if (!reasons.length && !facets.length && !gates.length) continue;
-      const card = h("div", { class: "card", "data-stage": st.name }, h("h3", { text: `${st.name}: ${fmt(st.rejected)} rejected of ${fmt(st.accepted + st.rejected)}` }));
+      const charts = h("div", { class: "grid" });
       if (reasons.length) {
-        card.append(h("div", { class: "muted", text: "reason codes (a record can have several)" }),
-          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad" })), null, { label: 300 }));
+        charts.append(h("div", {}, h("div", { class: "muted", text: "reason codes (a record can have several)" }),
+          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad" })), null, { label: 250, width: 520 })));
       }
       for (const [facet, values] of facets) {
         const items = Object.entries(values).sort((a, b) => b[1].accepted + b[1].rejected - (a[1].accepted + a[1].rejected));
-        const shown = items.slice(0, 30).map(([v, c]) => ({ label: v, value: c.pass_rate, cls: "ok", text: `${pct(c.pass_rate)}  (✓ ${c.accepted} ✗ ${c.rejected})` }));
-        card.append(h("div", { class: "muted", text: `pass rate by ${facet}` + (items.length > 30 ? ` (30 largest of ${items.length} values)` : "") }), barChart(shown, 1));
+        const shown = items.slice(0, 30).map(([v, c]) => ({ label: v, value: c.pass_rate, cls: "ok", text: `${pct(c.pass_rate)} (✓${c.accepted} ✗${c.rejected})` }));
+        charts.append(h("div", {}, h("div", { class: "muted", text: `pass rate by ${facet}` + (items.length > 30 ? ` (30 largest of ${items.length} values)` : "") }),
+          barChart(shown, 1, { label: 150, width: 460 })));
       }
       if (gates.length) {
-        card.append(h("div", { class: "muted", text: "gates" }), table(["gate", "passed", "failed", "pass rate"], gates.map(([g, c]) => [g, c.passed, c.failed, pct(c.pass_rate)]), (i) => i > 0));
+        charts.append(h("div", {}, h("div", { class: "muted", text: "gates" }), table(["gate", "passed", "failed", "pass rate"], gates.map(([g, c]) => [g, c.passed, c.failed, pct(c.pass_rate)]), (i) => i > 0)));
       }
-      out.append(card);
+      const title = `${st.name}: ${fmt(st.rejected)} rejected of ${fmt(st.accepted + st.rejected)}`;
+      out.append(h("div", { class: "card", "data-stage": st.name }, st.rejected ? [h("h3", { text: title }), charts] : fold(title + " (facets and gates)", charts)));
     }
-    if (out.childNodes.length === 1) out.append(h("p", { class: "muted", text: "No stage rejected anything and no facets or gates were declared." }));
+    if (out.childNodes.length === 2) out.append(h("p", { class: "muted", text: "No stage rejected anything and no facets or gates were declared." }));
     return out;
   }
 
@@ -211,19 +214,23 @@
   }
 
   function manifestSection() {
-    const out = h("section", { id: "manifest" }, h("h2", { text: "Manifests: what made each stage" }));
+    const out = h("section", { id: "manifest" }, h("h2", { text: "Manifests: what made each stage" }),
+      table(["stage", "kind", "finished", "run id", "spec sha256", "complete", "limit", "pocketguide"], STAGES.map((st) => {
+        const m = st.manifest || {};
+        return [st.name, st.kind, m.finished_at, m.run_id, h("code", { title: m.spec_sha256 || "", text: short(m.spec_sha256) || "–" }), m.complete === undefined ? "not run" : String(m.complete), m.limit, m.pocketguide_version];
+      })));
     for (const st of STAGES) {
       const m = st.manifest;
-      const card = h("div", { class: "card" }, h("h3", { text: `${st.name} (${st.kind})` }), st.description ? h("div", { class: "muted", text: st.description }) : null);
-      if (!m) card.append(h("p", { class: "muted", text: "no manifest: the stage has not finished a run" }));
+      const body = h("div", {}, st.description ? h("div", { class: "muted", text: st.description }) : null);
+      if (!m) body.append(h("p", { class: "muted", text: "no manifest: the stage has not finished a run" }));
       else {
-        card.append(kv({ "run id": m.run_id, finished: m.finished_at, complete: String(m.complete), stopped: m.stopped, "dry run": m.dry_run ? "yes" : null, limit: m.limit, "pocketguide": m.pocketguide_version, "spec sha256": m.spec_sha256, "teacher settings": m.teacher_settings }));
+        body.append(kv({ stopped: m.stopped, "dry run": m.dry_run ? "yes" : null, "teacher settings": m.teacher_settings, counts: m.counts }));
         const hashes = [];
         for (const group of ["templates", "schema", "inputs", "outputs"]) for (const [k, v] of Object.entries(m[group] || {})) hashes.push([group, k, h("code", { title: v || "", text: v ? short(v) : "–" })]);
-        if (hashes.length) card.append(table(["what", "file", "sha256"], hashes));
+        if (hashes.length) body.append(table(["what", "file", "sha256"], hashes));
       }
-      if (Object.keys(st.stats_extra || {}).length) card.append(fold("more stats (stats.json)", pre(json(st.stats_extra))));
-      out.append(card);
+      if (Object.keys(st.stats_extra || {}).length) body.append(fold("more stats (stats.json)", pre(json(st.stats_extra))));
+      out.append(fold(`${st.name}: template, schema, input and output hashes, teacher settings`, body));
     }
     return out;
   }
@@ -296,6 +303,8 @@
       if (re && !(re.test(r[1]) || re.test(r[8]))) continue;
       matches.push(i);
     }
+    const rank = { rejected: 0, accepted: 1, superseded: 2 };
+    matches.sort((a, b) => rank[ROWS[a][2]] - rank[ROWS[b][2]] || a - b); // rejections first, then stage order
     writeHash();
     renderList();
   }
