@@ -48,8 +48,10 @@ def _score_tables(pipe: Any, name: str, out_dir: Path, top: int, max_score: floa
         out.print(_table(f"by {key}", rows, [key, "count", "mean", "min", "max", "n_perfect"]))
     if rep.top:
         parent = rep.chain[-2]
-        cols = [f"{parent}_id"] + [c for c in (f"{parent}_template", f"{parent}_model", "concept_ids") if c in rep.top[0]]
-        out.print(_table(f"top {len(rep.top)} {parent} records by mean score", rep.top, cols + ["count", "mean", "min", "max"]))
+        cols = [f"{parent}_id"] + [c for c in (f"{parent}_template", f"{parent}_model", "concept_ids")
+                                   if c in rep.top[0]]
+        out.print(_table(f"top {len(rep.top)} {parent} records by mean score", rep.top,
+                         cols + ["count", "mean", "min", "max"]))
     out.print(f"{len(rep.scored)} scored, {len(rep.rows) - len(rep.scored)} without a score (rejected); score tables:")
     for path in files.values():
         out.print(f"  {path}", soft_wrap=True)

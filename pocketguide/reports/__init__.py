@@ -1,1 +1,1 @@
-"""Reports built from finished stages (score aggregation)."""
+"""Reading finished stages: the HTML run report (collect → html) and score aggregation (scores)."""

@@ -72,8 +72,8 @@ def facets_of(spec: Any) -> list[str]:
     """The stage's declared facets, plus the axes it fans out on or routes by (model, template, mode)."""
     facets = list(spec.facets or [])
     v = spec.variants
-    implicit = [("variant.template", bool(v and len(v.templates) > 1)), ("variant.model", bool(v and len(v.models) > 1)),
-                ("mode", bool(spec.route))]
+    implicit = [("variant.template", bool(v and len(v.templates) > 1)),
+                ("variant.model", bool(v and len(v.models) > 1)), ("mode", bool(spec.route))]
     return facets + [f for f, wanted in implicit if wanted and f not in facets]
 
 
