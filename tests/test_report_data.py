@@ -14,7 +14,7 @@ from pocketguide.reports.browse import StageSample, quotas, trim
 from pocketguide.reports.collect import build_report_data
 from pocketguide.reports.html import embed_json, render_page
 from pocketguide.reports.sections import run_section
-from pocketguide.reports.tally import TeacherTally, counters
+from pocketguide.reports.tally import TeacherTally, counters, headline
 from pocketguide.store import StageStore, file_sha256
 
 
@@ -79,6 +79,9 @@ def test_counters_are_read_generically_from_stats_and_manifest():
         "stats.pauses": 3, "stats.paused_s.gpt": 2.5, "manifest.flow.gpt.calls": 12,
         "manifest.flow.gpt.rate_limited": 2, "manifest.flow.gpt.circuit.recent_errors": 1,
         "manifest.cache.hits": 4, "manifest.budget.requests_sent": 12}
+    found = headline({**counters(stats, manifest), "records.retries": 2, "manifest.flow.b.status_429": 1,
+                      "manifest.flow.gpt.limits_per_minute.requests": 60})
+    assert found == {"pauses": 3, "paused_s": 2.5, "rate_limited": 3, "retries": 2}
 
 
 def test_browser_rows_carry_every_record_with_its_trace_links(run):

@@ -18,7 +18,7 @@ from ..stats import StatsAccumulator
 from ..store import StageStore, iter_jsonl
 from .browse import StageSample, browser_row, quotas
 from .sections import run_section
-from .tally import TeacherTally, counters
+from .tally import TeacherTally, counters, headline
 
 DEFAULT_MAX_RECORDS = 20_000  # records the browser carries; a bigger run is sampled by lineage
 DEFAULT_MAX_CHARS = 4_000  # per text field in the browser
@@ -91,7 +91,8 @@ def _stage(pipe: Any, spec: Any, index: int, store: StageStore, state: Any, quot
             acc.add(rec)
             tally.add(rec)
     stats, manifest = store.stats() or {}, store.manifest()
-    counted = acc.to_dict()
+    counted, teacher, numbers = acc.to_dict(), tally.figures(), counters(stats, manifest)
+    from_records = {f"records.{k}": v for k, v in (teacher or {}).get("other", {}).items()}
     summary = {
         "name": spec.name, "index": index, "kind": f"op:{spec.op}" if spec.op else _kind(spec),
         "description": spec.description, "inputs": list(spec.inputs), "source": spec.source, "facets": facets,
@@ -100,7 +101,8 @@ def _stage(pipe: Any, spec: Any, index: int, store: StageStore, state: Any, quot
         "pending": ((manifest or {}).get("counts") or {}).get("pending", 0),
         "acceptance_rate": counted["acceptance_rate"], "reasons": counted["rejection_reasons"],
         "facet_rates": counted["facets"], "gates": counted["gates"], "modes": counted["modes"],
-        "teacher": tally.figures(), "counters": counters(stats, manifest),
+        "teacher": teacher, "counters": numbers,
+        "teacher_headline": headline({**numbers, **from_records}),
         "stats_extra": {k: v for k, v in stats.items() if k not in _ACC_KEYS},
         "note": (manifest or {}).get("note"), "manifest": manifest_facts(manifest),
     }

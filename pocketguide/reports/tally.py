@@ -116,3 +116,26 @@ def counters(stats: dict[str, Any] | None, manifest: dict[str, Any] | None) -> d
     out.update(numeric_leaves(teacher_stats, "stats"))
     out.update(numeric_leaves((manifest or {}).get("teacher") or {}, "manifest"))
     return out
+
+
+def _headline_kind(path: str) -> str | None:
+    """The nearest segment that names a headline figure (a per-model breakdown may come after it)."""
+    for part in reversed(path.lower().split(".")):
+        if "pause" in part:
+            return "paused_s" if part.endswith("_s") or "seconds" in part else "pauses"
+        if part in ("rate_limited", "throttled") or "429" in part:
+            return "rate_limited"
+        if part.startswith("retries") or part.startswith("retried"):
+            return "retries"
+    return None
+
+
+def headline(numbers: dict[str, float]) -> dict[str, float]:
+    """The figures a reader looks for first (429s, retries, pauses, seconds paused), summed from every
+    counter whose name says so, wherever a version of pocketguide records it."""
+    out: dict[str, float] = {}
+    for path, value in numbers.items():
+        kind = _headline_kind(path)
+        if kind:
+            out[kind] = round(out.get(kind, 0) + value, 3)
+    return out

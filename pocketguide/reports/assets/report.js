@@ -183,9 +183,12 @@
       out.append(h("p", { class: "muted", text: "No stage called a teacher." }));
       return out;
     }
-    const cols = ["stage", "records", "requests", "cache hits", "failed attempts", "429s", "fallbacks", "prompt tokens", "completion tokens", "cost USD", "latency p50 s", "p95 s"];
-    out.append(h("p", { class: "muted", text: "From each record's provenance (failed attempts and 429s count models that failed after their retries); every counter the stage's stats and manifest carry is listed under it." }),
-      table(cols, withT.map((st) => { const t = st.teacher; return [st.name, t.records, t.requests, t.cache_hits, t.failed_attempts, t.rate_limited_429, t.fallbacks, t.prompt_tokens, t.completion_tokens, t.cost_usd, t.latency_p50_s, t.latency_p95_s]; }), (i) => i > 0));
+    const cols = ["stage", "records", "requests", "cache hits", "retries", "429s", "pauses", "paused s", "failed attempts", "fallbacks", "prompt tokens", "completion tokens", "cost USD", "latency p50 s", "p95 s"];
+    out.append(h("p", { class: "muted", text: "Records, requests, cache hits, tokens, cost and latency come from each record's provenance; failed attempts count the tries of models that gave up (after their retries), fallbacks the records answered by a later model of the chain. Retries, 429s and pauses are summed from every counter the stage's stats.json and manifest carry under such a name (the manifest's counters cover the whole command that finished the stage). Every counter is listed below." }),
+      table(cols, withT.map((st) => {
+        const t = st.teacher, k = st.teacher_headline || {};
+        return [st.name, t.records, t.requests, t.cache_hits, k.retries, k.rate_limited, k.pauses, k.paused_s, t.failed_attempts, t.fallbacks, t.prompt_tokens, t.completion_tokens, t.cost_usd, t.latency_p50_s, t.latency_p95_s];
+      }), (i) => i > 0));
     for (const st of withT) {
       const t = st.teacher;
       const more = Object.assign({}, t.other, st.counters);
