@@ -27,10 +27,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def chromium(tmp_path: Path, *args: str) -> str:
+    """Run headless Chromium once; fails on a script error or a blocked (CSP) action in the page."""
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
-    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                           *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "Content Security Policy" in line], console
     return done.stdout
 
 

@@ -257,7 +257,9 @@
     state.open = p.get("open");
     return true;
   }
+  let interactive = false; // the address changes only when the reader changes the view
   function writeHash() {
+    if (!interactive) return;
     const p = new URLSearchParams();
     for (const k of ["stage", "status", "reason", "q"]) if (state[k]) p.set(k, state[k]);
     for (const [k, v] of Object.entries(state.facets)) if (v) p.set("f." + k, v);
@@ -422,6 +424,7 @@
   apply();
   renderDetail();
   if (fromHash) document.getElementById(state.open ? "record-detail" : "records").scrollIntoView();
+  interactive = true;
   void document.body.offsetHeight; // style and layout done: the page is ready to read
   document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
 })();
