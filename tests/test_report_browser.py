@@ -66,6 +66,8 @@ def test_the_page_renders_the_run_and_no_planted_script_runs(page, tmp_path):
         want = {"accepted": str(len(list(store.accepted()))), "rejected": str(len(list(store.rejected())))}
         assert {k: funnel_rows(dom)[stage][k] for k in want} == want
     assert funnel_rows(dom)["answers"]["in"] == "5"
+    # each reason bar links to its records
+    assert '<a href="#browse:stage=answers&amp;reason=parse_failed">' in dom
     # the filter from the address applies, and the opened rejected record shows its reason and raw output
     assert "showing 1–3 of 3 matching records" in dom
     detail = dom.split('id="record-detail"', 1)[1]

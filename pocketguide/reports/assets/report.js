@@ -75,10 +75,11 @@
           s("line", { x1: b, x2: b, y1: m - 5, y2: m + 5, class: "whisker" }));
       }
       g.append(s("text", { x: o.label + Math.max(w, it.hi !== undefined && it.hi !== null ? (plot * it.hi) / top : 0) + 6, y: y + 14, text: it.text || fmt(it.value) }));
-      svg.append(g);
+      svg.append(it.link ? s("a", { href: it.link }, g) : g);
     });
     return svg;
   }
+  const browseLink = (params) => "#browse:" + new URLSearchParams(params).toString();
 
   function funnelChart() {
     const W = 880, L = 130, R = 230, row = 30, plot = W - L - R;
@@ -149,7 +150,7 @@
 
   function rejectionsSection() {
     const out = h("section", { id: "rejections" }, h("h2", { text: "Why records were rejected" }),
-      h("p", { class: "muted", text: "Per stage: reason codes, then pass rates by every facet the stage declares (and the axes it fans out on or routes by), then its gates. Stages that rejected nothing are folded." }));
+      h("p", { class: "muted", text: "Per stage: reason codes, then pass rates by every facet the stage declares (and the axes it fans out on or routes by), then its gates. Click a bar to list its records. Stages that rejected nothing are folded." }));
     for (const st of STAGES) {
       const reasons = Object.entries(st.reasons || {});
       const facets = Object.entries(st.facet_rates || {});
@@ -158,11 +159,11 @@
       const charts = h("div", { class: "grid" });
       if (reasons.length) {
         charts.append(h("div", {}, h("div", { class: "muted", text: "reason codes (a record can have several)" }),
-          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad" })), null, { label: 250, width: 520 })));
+          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad", link: browseLink({ stage: st.name, reason: k }) })), null, { label: 250, width: 520 })));
       }
       for (const [facet, values] of facets) {
         const items = Object.entries(values).sort((a, b) => b[1].accepted + b[1].rejected - (a[1].accepted + a[1].rejected));
-        const shown = items.slice(0, 30).map(([v, c]) => ({ label: v, value: c.pass_rate, cls: "ok", text: `${pct(c.pass_rate)} (✓${c.accepted} ✗${c.rejected})` }));
+        const shown = items.slice(0, 30).map(([v, c]) => ({ label: v, value: c.pass_rate, cls: "ok", text: `${pct(c.pass_rate)} (✓${c.accepted} ✗${c.rejected})`, link: browseLink({ stage: st.name, ["f." + facet]: v }) }));
         charts.append(h("div", {}, h("div", { class: "muted", text: `pass rate by ${facet}` + (items.length > 30 ? ` (30 largest of ${items.length} values)` : "") }),
           barChart(shown, 1, { label: 150, width: 460 })));
       }
@@ -425,6 +426,13 @@
   renderDetail();
   if (fromHash) document.getElementById(state.open ? "record-detail" : "records").scrollIntoView();
   interactive = true;
+  window.addEventListener("hashchange", () => { // a chart's link, or the reader's back button
+    if (!parseHash()) return;
+    buildFilters();
+    apply();
+    renderDetail();
+    document.getElementById(state.open ? "record-detail" : "records").scrollIntoView();
+  });
   void document.body.offsetHeight; // style and layout done: the page is ready to read
   document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
 })();
