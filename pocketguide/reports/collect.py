@@ -110,7 +110,9 @@ def _stage(pipe: Any, spec: Any, index: int, store: StageStore, state: Any, quot
 
 
 def _kind(spec: Any) -> str:
-    return " ".join(x for x in (spec.mode, "+route" if spec.route else "", "+variants" if spec.variants else "") if x)
+    parts = [spec.mode or ("routed" if spec.route else ""), "+route" if spec.route and spec.mode else "",
+             "+variants" if spec.variants else ""]
+    return " ".join(x for x in parts if x)
 
 
 def _state(state: Any) -> str:

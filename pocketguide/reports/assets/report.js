@@ -66,7 +66,8 @@
     items.forEach((it, n) => {
       const y = n * o.row + 3;
       const g = s("g", {}, s("title", { text: `${it.label}: ${it.text || fmt(it.value)}` }));
-      g.append(s("text", { x: o.label - 6, y: y + 14, "text-anchor": "end", text: it.label.length > 30 ? it.label.slice(0, 29) + "…" : it.label }));
+      const room = Math.floor((o.label - 10) / 6.6); // characters that fit left of the bars; the tooltip has all
+      g.append(s("text", { x: o.label - 6, y: y + 14, "text-anchor": "end", text: it.label.length > room ? it.label.slice(0, room - 1) + "…" : it.label }));
       const w = Math.max(0, (plot * (it.value || 0)) / top);
       g.append(s("rect", { x: o.label, y: y + 2, width: w, height: o.row - 6, class: it.cls || "bar" }));
       if (it.lo !== undefined && it.hi !== undefined && it.lo !== null) {
@@ -159,7 +160,7 @@
       const charts = h("div", { class: "grid" });
       if (reasons.length) {
         charts.append(h("div", {}, h("div", { class: "muted", text: "reason codes (a record can have several)" }),
-          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad", link: browseLink({ stage: st.name, reason: k }) })), null, { label: 250, width: 520 })));
+          barChart(reasons.map(([k, v]) => ({ label: k, value: v, cls: "bad", link: browseLink({ stage: st.name, reason: k }) })), null, { label: Math.min(420, 16 + 6.6 * Math.max(...reasons.map(([k]) => k.length))), width: 640 })));
       }
       for (const [facet, values] of facets) {
         const items = Object.entries(values).sort((a, b) => b[1].accepted + b[1].rejected - (a[1].accepted + a[1].rejected));
@@ -214,7 +215,7 @@
 
   function opSections() {
     return DATA.sections.map((sec, n) => h("section", { id: "sec-" + n }, h("h2", { text: sec.title }), kv(sec.facts),
-      sec.notes.map((t) => h("div", { class: "note", text: t })), h("div", { class: "card" }, sec.blocks.map(blockView))));
+      sec.notes.map((t) => h("div", { class: "note", text: t })), sec.blocks.length ? h("div", { class: "card" }, sec.blocks.map(blockView)) : null));
   }
 
   function manifestSection() {
