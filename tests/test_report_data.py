@@ -155,6 +155,7 @@ def test_page_runs_only_its_own_script(run):
     page = render_page(build_report_data(run))
     assert page.count("<script") == 2 and page.count("</script>") == 2, "the planted </script> stayed inside the JSON"
     assert "script-src 'sha256-" in page and "default-src 'none'" in page
+    assert "sk-loopback-only" not in page, "the run's API key never reaches the page"
     shell, script = page.split('<script type="application/json"')[0], page.rsplit("<script>", 1)[1]
     assert "<link" not in shell and " src=" not in shell, "nothing is loaded from anywhere"
     assert script.replace("http://www.w3.org/2000/svg", "").count("http") == 0

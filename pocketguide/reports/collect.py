@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import __version__, registry
 from ..records import now_iso
+from ..session import redact
 from ..stats import StatsAccumulator
 from ..store import StageStore, iter_jsonl
 from .browse import StageSample, browser_row, quotas
@@ -149,7 +150,7 @@ def manifest_facts(m: dict[str, Any] | None) -> dict[str, Any] | None:
         "templates": m.get("templates") or {},
         "schema": {schema.get("path") or "schema": schema.get("sha256")} if schema else {},
         "inputs": m.get("inputs") or {}, "outputs": m.get("outputs") or {},
-        "teacher_settings": m.get("teacher_settings"), "counts": m.get("counts") or {},
+        "teacher_settings": redact(m.get("teacher_settings")), "counts": m.get("counts") or {},
     }
 
 
