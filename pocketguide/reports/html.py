@@ -39,10 +39,19 @@ def _sha256_b64(text: str) -> str:
     return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
+SCRIPTS = ("dom.js", "sections.js", "browser.js")  # one function scope, in this order
+
+
+def page_script() -> str:
+    """The page's one script: the asset files joined inside one strict-mode function."""
+    body = "".join((ASSETS / name).read_text() for name in SCRIPTS)
+    return f'"use strict";\n(function () {{\n{body}}})();\n'
+
+
 def render_page(data: dict[str, Any], *, csp: bool = True) -> str:
     """The page. `csp=False` only for tests that check the escaping holds without the policy."""
     css = (ASSETS / "report.css").read_text()
-    js = (ASSETS / "report.js").read_text()
+    js = page_script()
     policy = (f"default-src 'none'; script-src 'sha256-{_sha256_b64(js)}'; style-src 'sha256-{_sha256_b64(css)}'; "
               f"img-src data:; base-uri 'none'; form-action 'none'")
     meta = f'<meta http-equiv="Content-Security-Policy" content="{policy}">' if csp else ""
