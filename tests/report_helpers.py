@@ -9,10 +9,10 @@ from pathlib import Path
 
 from conftest import write_pipeline
 
-from pocketguide.loader import load_pipeline
-from pocketguide.pipeline import run_pipeline
-from pocketguide.session import RunOptions
-from pocketguide.spec import TeacherSettings
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.pipeline import run_pipeline
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.spec import TeacherSettings
 from pocketguide.testing import FakeOpenAI, Reply
 
 # raw output of a rejected record (not JSON): shown in the trace, must stay text

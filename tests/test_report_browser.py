@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from report_helpers import make_run
 
-from pocketguide.loader import load_pipeline
-from pocketguide.reports.collect import build_report_data
-from pocketguide.reports.html import render_page, write_page
-from pocketguide.store import StageStore
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.report.collect import build_report_data
+from pocketguide.report.html import render_page, write_page
+from pocketguide.engine.store import StageStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here (Debian: apt-get install "

@@ -8,14 +8,14 @@ import json
 import pytest
 from report_helpers import PLANTED_RAW, QUESTIONS, make_run, rerun
 
-from pocketguide.loader import load_pipeline
-from pocketguide.registry import REPORT_SECTIONS
-from pocketguide.reports.browse import StageSample, quotas, trim
-from pocketguide.reports.collect import build_report_data
-from pocketguide.reports.html import embed_json, render_page
-from pocketguide.reports.sections import run_section
-from pocketguide.reports.tally import TeacherTally, counters, headline
-from pocketguide.store import StageStore, file_sha256
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.registry import REPORT_SECTIONS
+from pocketguide.report.browse import StageSample, quotas, trim
+from pocketguide.report.collect import build_report_data
+from pocketguide.report.html import embed_json, render_page
+from pocketguide.report.collect import run_section
+from pocketguide.report.tally import TeacherTally, counters, headline
+from pocketguide.engine.store import StageStore, file_sha256
 
 
 @pytest.fixture

@@ -12,11 +12,14 @@ import httpx
 import openai
 import orjson
 
-from .. import __version__
-from ..errors import TeacherConfigError, TeacherError
-from ..spec import TeacherSettings
-from .base import TeacherRequest, TeacherResponse
-from .registry import provider
+from pocketguide.engine.errors import TeacherConfigError, TeacherError
+from pocketguide.engine.redact import Redactor
+from pocketguide.engine.spec import TeacherSettings
+
+SAMPLING = TeacherSettings.group_fields("sampling")
+from pocketguide.engine.version import __version__
+from pocketguide.teachers.base import TeacherRequest, TeacherResponse
+from pocketguide.teachers.registry import provider
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
@@ -54,18 +57,6 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
             f"No API key found for {base_url or 'api.openai.com'}: set the {env_name} environment variable "
             f"(or put it in .env), or point base_url at a local server that needs no key")
     return "sk-no-key-needed"  # local servers ignore it; the client insists on one
-
-
-class Redactor:
-    """Removes a secret's bytes from any text before it is logged, stored or raised."""
-
-    def __init__(self, *secrets: str):
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
-
-    def __call__(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, "[REDACTED]")
-        return text
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
@@ -177,12 +168,10 @@ class OpenAITeacher:
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
         body: dict[str, Any] = {"model": request.model or self.settings.model, "messages": request.messages}
-        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format"):
+        for name in (*SAMPLING, "response_format"):  # the sampling group's fields travel under their own names
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
-        if request.repeat_penalty is not None:
-            body["repeat_penalty"] = request.repeat_penalty
         body.update(self.settings.extra_body or {})
         body.update(request.extra_body)
         return body

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..reports.sections import lines, pairs, section, table
-from ..store import iter_jsonl, read_json
-from .evaluate import RATE_KEYS
-from .trainer import METRICS
+from pocketguide.engine.sections import lines, pairs, section, table
+from pocketguide.engine.store import iter_jsonl, read_json
+from pocketguide.training.evaluate import RATE_KEYS
+from pocketguide.training.trainer import METRICS
 SIDE_BY_SIDE = 4
 
 
