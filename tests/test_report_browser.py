@@ -14,9 +14,9 @@ import pytest
 from report_helpers import make_run
 
 from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.store import StageStore
 from pocketguide.report.collect import build_report_data
 from pocketguide.report.html import render_page, write_page
-from pocketguide.engine.store import StageStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed here (Debian: apt-get install "
@@ -30,7 +30,7 @@ def chromium(tmp_path: Path, *args: str) -> str:
     """Run headless Chromium once; fails on a script error or a blocked (CSP) action in the page."""
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
     done = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                           *args], capture_output=True, text=True, timeout=120)
+                           *args], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Content Security Policy" in line], console
@@ -56,7 +56,7 @@ def page(tmp_path):
 
 
 def test_the_page_renders_the_run_and_no_planted_script_runs(page, tmp_path):
-    pipe, data, path = page
+    pipe, _, path = page
     url = path.as_uri() + "#browse:status=rejected&open=answers%2Fq3"
     dom = chromium(tmp_path, "--dump-dom", url)
     assert "data-ready-ms" in body_attributes(dom), "the page's own script ran to the end"

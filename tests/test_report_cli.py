@@ -9,11 +9,11 @@ from report_helpers import make_run, reply, write_project
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pocketguide.cli.main import app
 from pocketguide.cli.console import summary_notes, summary_table
+from pocketguide.cli.main import app
 from pocketguide.engine.loader import load_pipeline
-from pocketguide.report.html import default_out_dir
 from pocketguide.engine.runner import StageResult
+from pocketguide.report.html import default_out_dir
 
 
 def test_report_command_writes_one_page_and_can_open_it(tmp_path, monkeypatch):

@@ -10,12 +10,11 @@ from report_helpers import PLANTED_RAW, QUESTIONS, make_run, rerun
 
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.registry import REPORT_SECTIONS
-from pocketguide.report.browse import StageSample, quotas, trim
-from pocketguide.report.collect import build_report_data
-from pocketguide.report.html import embed_json, render_page
-from pocketguide.report.collect import run_section
-from pocketguide.report.tally import TeacherTally, counters, headline
 from pocketguide.engine.store import StageStore, file_sha256
+from pocketguide.report.browse import StageSample, quotas, trim
+from pocketguide.report.collect import build_report_data, run_section
+from pocketguide.report.html import embed_json, render_page
+from pocketguide.report.tally import TeacherTally, counters, headline
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ def _score_tables(pipe: Any, name: str, out_dir: Path, top: int, max_score: floa
                   explicit: bool) -> dict[str, Any] | None:
     """Print the score tables and write their CSV files; returns the page section (None: nothing scored yet)."""
     from pocketguide.cli.console import out
-    from pocketguide.pipelines.daydreaming.scores import build_score_report, score_section, write_score_report
     from pocketguide.engine.inputs import input_store
+    from pocketguide.pipelines.daydreaming.scores import build_score_report, score_section, write_score_report
 
     if not explicit and not input_store(pipe, name, False).records_path.exists():
         return None  # the judge stage has not run: the page says so, no tables to print

@@ -7,8 +7,8 @@ Text fields are cut to `max_chars` (the page says so and names `pocketguide insp
 from __future__ import annotations
 
 import hashlib
-import json
 import heapq
+import json
 from dataclasses import dataclass, field
 from typing import Any
 

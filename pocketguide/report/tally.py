@@ -125,7 +125,7 @@ def _headline_kind(path: str) -> str | None:
             return "paused_s" if part.endswith("_s") or "seconds" in part else "pauses"
         if part in ("rate_limited", "throttled") or "429" in part:
             return "rate_limited"
-        if part.startswith("retries") or part.startswith("retried"):
+        if part.startswith(("retries", "retried")):
             return "retries"
     return None
 

@@ -9,6 +9,7 @@ from pocketguide.engine.sections import lines, pairs, section, table
 from pocketguide.engine.store import iter_jsonl, read_json
 from pocketguide.training.evaluate import RATE_KEYS
 from pocketguide.training.trainer import METRICS
+
 SIDE_BY_SIDE = 4
 
 
