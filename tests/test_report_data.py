@@ -161,6 +161,8 @@ def test_page_runs_only_its_own_script(run):
 
 
 def test_sections_come_from_the_registry_and_a_failing_one_becomes_a_note(run):
+    import pocketguide.pipelines.daydreaming  # noqa: F401  (a plugin: loaded by the pipelines that name it)
+
     assert {"score_report", "train"} <= set(REPORT_SECTIONS)
 
     def broken(pipe, spec, store_of):
