@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from report_helpers import make_run, reply, write_project
 from rich.console import Console
 from typer.testing import CliRunner
@@ -35,12 +36,14 @@ def test_report_command_writes_one_page_and_can_open_it(tmp_path, monkeypatch):
     assert '"sampled":true' in data
 
 
-def test_report_folder_steps_aside_for_a_stage_called_report(tmp_path):
-    path = make_run(tmp_path / "proj")
-    pipe = load_pipeline(path)
-    assert default_out_dir(pipe) == pipe.data_dir / "report"
-    pipe.stages[-1].name = "report"
-    assert default_out_dir(pipe) == pipe.data_dir / "_report"
+def test_no_stage_may_take_the_report_folder(tmp_path):
+    from pocketguide.engine.errors import StagesConfigError
+
+    path = write_project(tmp_path / "proj")
+    path.write_text(path.read_text().replace("name: answers", "name: report"))
+    with pytest.raises(StagesConfigError, match="'report' is a name the store uses under data_dir"):
+        load_pipeline(path)
+    assert default_out_dir(load_pipeline(make_run(tmp_path / "ok"))) == tmp_path / "ok" / "runs" / "report"
 
 
 def _result(stage: str, reasons: dict[str, int], **kw) -> StageResult:

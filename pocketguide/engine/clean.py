@@ -8,7 +8,7 @@ from typing import Any
 
 # files and folders the store itself writes next to the stage folders
 _RUN_FILES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
-_RUN_FOLDERS = ("dry-run", "report", "_report", "reports")  # _report: the HTML report beside a stage called report
+_RUN_FOLDERS = ("dry-run", "report", "reports")
 
 
 def clean_targets(pipe: Any, stage: str | None = None) -> list[Path]:

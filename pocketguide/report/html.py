@@ -66,9 +66,8 @@ def render_page(data: dict[str, Any], *, csp: bool = True) -> str:
 
 
 def default_out_dir(pipe: Any) -> Path:
-    """<data_dir>/report, unless a stage of the pipeline is called `report` (its folder): then _report."""
-    names = {s.name for s in pipe.stages}
-    return pipe.data_dir / (REPORT_DIR if REPORT_DIR not in names else f"_{REPORT_DIR}")
+    """<data_dir>/report (a name no stage may take: engine/store.RESERVED_NAMES)."""
+    return pipe.data_dir / REPORT_DIR
 
 
 def write_page(data: dict[str, Any], out_dir: Path) -> Path:
