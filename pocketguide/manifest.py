@@ -75,6 +75,9 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
 
     result.elapsed_s = round(time.monotonic() - started, 3)
     stats = acc.to_dict()
+    flow = getattr(rt.teacher, "flow_stats", None) if rt else None
+    if flow is not None:  # 429s, Retry-After waits, whole-model pauses and why (the run summary shows them)
+        stats["teacher"]["flow"] = flow()
     stats["run"] = {"new_accepted": result.new_accepted, "new_rejected": result.new_rejected,
                     "skipped_done": result.skipped_done, "pending": result.pending,
                     "superseded": result.superseded, "elapsed_s": result.elapsed_s, "stopped": result.stopped}

@@ -161,9 +161,11 @@ class _Loop:
 
 
 async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
-    """Feed items through at most `concurrency` teacher calls; copy items run inline."""
+    """Feed items through the teacher, at most 2 × `concurrency` records at a time; copy items run inline.
+    The teacher itself holds requests in flight to `concurrency` (its adaptive cap); the other records wait
+    for a slot or sleep before a retry (a Retry-After), so a sleeping record does not idle a slot."""
     rt = loop.rt
-    sem = asyncio.Semaphore(concurrency)
+    sem = asyncio.Semaphore(2 * concurrency)
     tasks: set[asyncio.Task] = set()
     stop: list[str] = []
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from .config import TrainConfig
-from .data import IGNORE, Example, chunks, collate, micro_batch_indices
+from .data import Example, chunks, collate, micro_batch_indices
+from .loss import target_loss
 
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
@@ -90,7 +91,8 @@ def save_adapter(model: Any, target: Path, meta: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any) -> float | None:
+def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any,
+             loss_fn: Callable[[Any, dict[str, Any]], tuple[Any, int]] = target_loss) -> float | None:
     """Mean loss per target token over the whole val split (not a mean of batch means)."""
     import torch
 
@@ -101,8 +103,8 @@ def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, devic
     with torch.no_grad():
         for group in chunks(val, batch_size):
             b = {k: v.to(device) for k, v in collate(group, pad_id).items()}
-            n = int((b["labels"][:, 1:] != IGNORE).sum())
-            total += float(model(**b).loss) * n
+            loss, n = loss_fn(model, b)
+            total += float(loss) * n
             count += n
     model.train()
     return total / max(1, count)
@@ -212,8 +214,10 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
 
 
 def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, train_set: list[Example],
-                    pad: int, device: Any, step: int, lr: float) -> tuple[float, int]:
-    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen)."""
+                    pad: int, device: Any, step: int, lr: float,
+                    loss_fn: Callable[[Any, dict[str, Any]], tuple[Any, int]] = target_loss) -> tuple[float, int]:
+    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen). The loss is per target token
+    of each micro-batch (loss.py: only target positions reach the lm_head; no full-vocabulary logits)."""
     import torch
 
     torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
@@ -223,7 +227,7 @@ def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainCon
     for j in range(cfg.grad_accum):
         idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
         b = {k: v.to(device) for k, v in collate([train_set[i] for i in idx], pad).items()}
-        loss = model(**b).loss / cfg.grad_accum
+        loss = loss_fn(model, b)[0] / cfg.grad_accum
         loss.backward()
         loss_sum += float(loss.detach())
         tokens += int(b["attention_mask"].sum())

@@ -1,0 +1,105 @@
+"""The SFT loss on target positions only, computed from the last hidden states in chunks, so the logits
+for vocabulary × sequence are never held: a chunk of target rows × vocabulary at a time (~128 MB in
+fp32), with its gradient worked out in the same pass (no logits kept for backward).
+
+`full_loss` is the old path (the model's own `.loss`: fp32 logits for every position, then a shifted
+cross-entropy); it stays for comparison — the tests check both give the same loss and gradients, and
+bench/train_student.py measures both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .data import IGNORE
+
+CHUNK_ELEMENTS = 1 << 25  # target rows × vocabulary per chunk: 32M fp32 values = 128 MB
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any]:
+    """(the decoder stack that returns hidden states, the lm_head) of a causal LM, peft-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else getattr(base, "model", None)
+    head = base.get_output_embeddings()
+    if decoder is None or head is None:
+        raise TypeError(f"{type(base).__name__} has no decoder/lm_head pair; use full_loss")
+    return decoder, head
+
+
+def _chunk_rows(vocab: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, vocab))
+
+
+def _target_ce_forward(hidden: Any, weight: Any, bias: Any, targets: Any, want_grad: bool) -> tuple[Any, Any]:
+    """Summed cross-entropy of `targets` under logits = hidden @ weight.T (+ bias), chunk by chunk, and
+    (when asked) d(sum)/d(hidden). Logits are fp32 whatever the model's dtype, as the old path did."""
+    import torch
+
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    grad = torch.empty_like(hidden) if want_grad else None
+    step = _chunk_rows(weight.shape[0])
+    for i in range(0, hidden.shape[0], step):
+        h, y = hidden[i:i + step], targets[i:i + step]
+        logits = (h @ weight.t()).float()
+        if bias is not None:
+            logits += bias.float()
+        lse = torch.logsumexp(logits, dim=-1)
+        total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
+        if want_grad:  # softmax − one-hot, in place in the chunk's logits, then back through the head
+            probs = logits.sub_(lse[:, None]).exp_()
+            probs[torch.arange(y.shape[0], device=y.device), y] -= 1.0
+            grad[i:i + step] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
+        del logits
+    return total, grad
+
+
+class _TargetCrossEntropy:
+    """torch.autograd.Function built lazily (torch is an optional extra)."""
+
+    fn: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.fn is None:
+            import torch
+
+            class TargetCrossEntropy(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx: Any, hidden: Any, weight: Any, bias: Any, targets: Any) -> Any:
+                    total, grad = _target_ce_forward(hidden, weight, bias, targets, hidden.requires_grad)
+                    ctx.save_for_backward(grad if grad is not None else torch.empty(0))
+                    return total
+
+                @staticmethod
+                def backward(ctx: Any, g: Any) -> Any:
+                    (grad,) = ctx.saved_tensors
+                    return (grad * g.to(grad.dtype) if grad.numel() else None), None, None, None
+
+            cls.fn = TargetCrossEntropy
+        return cls.fn
+
+
+def target_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """(mean loss per target token, number of target tokens) for a collated batch: the decoder runs on
+    the whole sequence, the head and the cross-entropy only where a label is not IGNORE (shifted by one,
+    as a causal LM predicts the next token). The lm_head must be frozen (LoRA leaves it so)."""
+    decoder, head = _decoder_and_head(model)
+    if head.weight.requires_grad:
+        raise ValueError("target_loss does not train the lm_head; freeze it (LoRA does) or use full_loss")
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)[0]
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    rows, targets = hidden[:, :-1][keep], labels[keep]
+    n = int(targets.shape[0])
+    if n == 0:
+        return hidden.sum() * 0.0, 0
+    total = _TargetCrossEntropy.get().apply(rows, head.weight, getattr(head, "bias", None), targets)
+    return total / n, n
+
+
+def full_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """The old path: the model's own loss over fp32 logits for every position (kept for comparison)."""
+    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+    return model(**batch).loss, n
+
+
+LOSSES = {"target": target_loss, "full": full_loss}
