@@ -28,12 +28,16 @@ class AdaptiveConcurrency:
         self.cuts = 0
         self._waiters: deque[asyncio.Future] = deque()
 
-    async def acquire(self) -> float:
+    async def acquire(self, first: bool = False) -> float:
+        """A slot, in turn; `first` (a retry: its record has waited already) goes ahead of new requests."""
         if self.in_flight < int(self.limit) and not self._waiters:
             self.in_flight += 1
             return time.monotonic()
         turn = asyncio.get_running_loop().create_future()
-        self._waiters.append(turn)
+        if first:
+            self._waiters.appendleft(turn)
+        else:
+            self._waiters.append(turn)
         try:
             await turn  # whoever frees a slot counts us in before waking us
         except asyncio.CancelledError:

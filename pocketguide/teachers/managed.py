@@ -117,32 +117,34 @@ class ManagedTeacher:
                 if state.breaker.opened:
                     raise TeacherError("circuit_open", f"{model} is failing too often on {self.endpoint} "
                                        f"(circuit breaker open)", retryable=False)
-                return await self._send(state, dataclasses.replace(request, model=model), notes)
+                return await self._send(state, dataclasses.replace(request, model=model), notes, tries[0] > 1)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _send(self, state: ModelState, request: TeacherRequest, notes: list[str]) -> TeacherResponse:
+    async def _send(self, state: ModelState, request: TeacherRequest, notes: list[str], retry: bool
+                    ) -> TeacherResponse:
         """One request, retried once without an optional parameter the endpoint refuses (remembered)."""
         try:
-            response, dropped = await self._once(state, request)
+            response, dropped = await self._once(state, request, retry)
         except TeacherError as exc:
             name = refused_parameter(exc, getattr(exc, "sent", request))
             if name is None:
                 raise
             log.warning("%s rejected %s; retrying without it", state.model, name)
             state.dropped_params.add(name)
-            response, dropped = await self._once(state, request)
+            response, dropped = await self._once(state, request, True)
         notes.extend(n for n in dropped if n not in notes)
         return response
 
-    async def _once(self, state: ModelState, request: TeacherRequest) -> tuple[TeacherResponse, list[str]]:
+    async def _once(self, state: ModelState, request: TeacherRequest, retry: bool = False
+                    ) -> tuple[TeacherResponse, list[str]]:
         """In-flight cap → rate limits (pause, buckets) → budget → the provider at once; the outcome feeds
         the cap and the limits. The limits come after the cap so a pause holds every request not yet sent,
         and a ticket's time is its request's send time (the x-ratelimit-remaining-* arithmetic relies on
         it). The budget and the parameters the endpoint refused are checked as the request leaves, so what
-        finished or was learnt meanwhile counts."""
+        finished or was learnt meanwhile counts. A retry takes the next free slot before new requests."""
         prompt_tokens = sum(len(m.get("content") or "") for m in request.messages) // CHARS_PER_TOKEN + 8
         output_tokens = state.limits.estimate_output(request.max_tokens)
-        await state.concurrency.acquire()
+        await state.concurrency.acquire(first=retry)
         ticket = None
         try:
             ticket = await state.limits.acquire(prompt_tokens, output_tokens, request.max_tokens)
