@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jsonschema import Draft202012Validator
 
-from pocketguide.spec import TeacherSettings
-from pocketguide.structured import response_format_for, system_prompt_for, worst_case_tokens
+from pocketguide.engine.spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.embedded import EmbeddedTeacher
+from pocketguide.teachers.structured import response_format_for, system_prompt_for, worst_case_tokens
 
 # an envelope like the PocketGuide one: required fields, arrays, an enum and a typed payload
 SCHEMA = {

@@ -12,8 +12,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-from pocketguide.runner import run_stage
+from pocketguide.cli.main import app
+from pocketguide.engine.runner import run_stage
 from pocketguide.testing import RateLimit, Reply
 
 

@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .limits import RateLimits
+from pocketguide.teachers.limits import RateLimits
 
 log = logging.getLogger("pocketguide.teachers")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from .data import BadRecord, prompt_ids, split_messages
-from .model import TrainingError
+from pocketguide.training.data import BadRecord, prompt_ids, split_messages
+from pocketguide.training.model import TrainingError
 
 RATE_KEYS = ("parsed", "envelope_valid", "payload_valid", "schema_valid", "type_match", "finished")
 
@@ -184,8 +184,8 @@ class Generator:
 
 def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[str, bool]:
     """Registered quality gates on one parsed output; a gate that is not registered is skipped."""
-    from ..registry import GATES
-    from ..runtime import GateInput
+    from pocketguide.engine.registry import GATES
+    from pocketguide.engine.runtime import GateInput
 
     out = {}
     for name in names:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import IGNORE
+from pocketguide.training.data import IGNORE
 
 CHUNK_ELEMENTS = 1 << 25  # target rows × vocabulary per chunk: 32M fp32 values = 128 MB
 

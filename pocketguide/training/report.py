@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evaluate import RATE_KEYS
+from pocketguide.training.evaluate import RATE_KEYS
 
 
 def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,13 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..store import StageStore, file_sha256
-from .config import TrainConfig
-from .data import BadRecord, Example, encode
-from .model import TrainingError, cpu_threads, load_base, offline, pick_device, prepare_base, require_extra
-from .report import gains, markdown, summarize
-from .trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
+from pocketguide.engine.store import StageStore, file_sha256
+from pocketguide.engine.version import __version__
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.data import BadRecord, Example, encode
+from pocketguide.training.model import (
+    TrainingError,
+    cpu_threads,
+    load_base,
+    offline,
+    pick_device,
+    prepare_base,
+    require_extra,
+)
+from pocketguide.training.report import gains, markdown, summarize
+from pocketguide.training.trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
 
 
 def _setup(pipe: Any, cfg: TrainConfig) -> tuple[Any, Any, Any, Any]:
@@ -155,7 +163,7 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
 def evaluate_model(pipe: Any, cfg: TrainConfig, suite_records: list[dict[str, Any]], model: Any, tok: Any, device: Any,
                    base: Any, stage_dir: Path, message: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`model` is a peft model; the base answers with the adapter disabled, the student with the chosen one."""
-    from .evaluate import Generator, Schemas, evaluate, suite_items
+    from pocketguide.training.evaluate import Generator, Schemas, evaluate, suite_items
 
     ecfg = cfg.eval
     modes, notes = list(ecfg.modes), []
@@ -206,7 +214,7 @@ def write_report(write_json: Callable[[str, Any], None], write_bytes: Callable[[
 def evaluate_stage(pipe: Any, stage_name: str, cfg: TrainConfig, message: Callable[[str], None] | None = None
                    ) -> dict[str, Any]:
     """`pocketguide eval`: evaluate the adapter a finished train stage saved, and rewrite its report."""
-    from ..runner import input_store
+    from pocketguide.engine.inputs import input_store
 
     store = StageStore(pipe.data_dir, stage_name)
     if not ((store.dir / BEST).exists() or (store.dir / FINAL).exists()):

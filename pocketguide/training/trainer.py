@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
-from .config import TrainConfig
-from .data import Example, chunks, collate, micro_batch_indices
-from .loss import target_loss
+from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.data import Example, chunks, collate, micro_batch_indices
+from pocketguide.training.loss import target_loss
 
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
