@@ -1,10 +1,11 @@
 """The student's training on CPU: the loss paths side by side, or a whole realistic run.
 
 Default (compare): the default student (the embedded SmolLM2-135M) with the default TrainConfig (LoRA r=16,
-batch 4) on synthetic envelope SFT records, `--steps` optimizer steps with the old loss path (the model's
-own loss: fp32 logits for vocabulary × sequence) and with the lean one (training/loss.py: target positions
-only, chunked), each in a fresh child process so each peak RSS is its own. Same data, seed and threads.
-Prints per path: peak RSS, mean step time (first step excluded: warm-up), the losses; the LAST line:
+batch 4) on synthetic envelope SFT records, `--steps` optimizer steps with the old loss path (the padded
+batch through the model's own loss: fp32 logits for vocabulary × sequence) and with the lean one
+(training/loss.py: a sequence at a time, target positions only, chunked), each in a fresh child process so
+each peak RSS is its own. Same data, seed and threads (LoRA dropout draws differ: the losses agree within
+that noise). Prints per path: peak RSS, mean step time (first step excluded: warm-up), the losses; LAST line:
     peak_rss_mb_old=… peak_rss_mb_new=… step_s_old=… step_s_new=… step_time_ratio=new/old max_loss_diff=…
 
 --pipeline: the realistic run instead — synthetic records → `train` stage → before/after eval. Prints step
@@ -82,7 +83,7 @@ def measure(path: str, steps: int, records: int, seed: int, threads: int, cache:
 
     from pocketguide.training.config import TrainConfig
     from pocketguide.training.data import encode
-    from pocketguide.training.loss import LOSSES
+    from pocketguide.training.loss import PATHS
     from pocketguide.training.model import load_base, offline, prepare_base
     from pocketguide.training.trainer import _optimizer_step, add_lora, lr_at, peak_rss_mb
 
@@ -102,7 +103,7 @@ def measure(path: str, steps: int, records: int, seed: int, threads: int, cache:
     for step in range(steps):
         t0 = time.perf_counter()
         loss, n = _optimizer_step(model, optimizer, params, cfg, train, tok.pad_token_id, torch.device("cpu"), step,
-                                  lr_at(cfg, step, steps), loss_fn=LOSSES[path])
+                                  lr_at(cfg, step, steps), backward=PATHS[path][0])
         times.append(time.perf_counter() - t0)
         losses.append(loss)
         tokens += n
@@ -118,7 +119,7 @@ def compare(args: argparse.Namespace) -> None:
 
     threads = args.threads or cpu_threads(None)  # chosen once, the same for both paths
     runs = {}
-    for loss in ("full", "target"):
+    for loss in ("full", "lean"):
         cmd = [sys.executable, __file__, "--measure", loss, "--steps", str(args.steps), "--records",
                str(args.records), "--seed", str(args.seed), "--threads", str(threads)]
         if args.model_cache:
@@ -127,12 +128,13 @@ def compare(args: argparse.Namespace) -> None:
         if out.returncode:
             raise SystemExit(f"{loss} path failed:\n{out.stderr[-3000:]}")
         runs[loss] = json.loads(out.stdout.strip().splitlines()[-1])
-    for loss, name in (("full", "old (model loss, full fp32 logits)"), ("target", "new (target rows, chunked)")):
+    for loss, name in (("full", "old (padded batch, model loss, full fp32 logits)"),
+                       ("lean", "new (a sequence at a time, target rows, chunked)")):
         r = runs[loss]
         print(f"{name}: peak RSS {r['peak_rss_mb']} MB (after loading {r['rss_after_load_mb']} MB); mean step "
               f"{r['mean_step_s']:.2f}s (steps {r['step_s']}); {r['tokens_per_step']:.0f} tokens/step at batch "
               f"{r['batch_size']}, {r['threads']} threads; losses {[round(x, 4) for x in r['losses']]}")
-    old, new = runs["full"], runs["target"]
+    old, new = runs["full"], runs["lean"]
     diff = max(abs(a - b) for a, b in zip(old["losses"], new["losses"]))
     print(f"peak_rss_mb_old={old['peak_rss_mb']} peak_rss_mb_new={new['peak_rss_mb']} "
           f"step_s_old={old['mean_step_s']:.2f} step_s_new={new['mean_step_s']:.2f} "
@@ -144,7 +146,7 @@ def main() -> None:
     ap.add_argument("--pipeline", action="store_true", help="the whole train stage with evaluation instead")
     ap.add_argument("--steps", type=int, default=6, help="compare: optimizer steps per path")
     ap.add_argument("--threads", type=int, help="compare: torch threads (default: the trainer's choice)")
-    ap.add_argument("--measure", choices=["full", "target"], help=argparse.SUPPRESS)  # the child's job
+    ap.add_argument("--measure", choices=["full", "lean"], help=argparse.SUPPRESS)  # the child's job
     ap.add_argument("--records", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/out/train_student")

@@ -1,5 +1,6 @@
-"""The lean loss (target positions only, chunked over the vocabulary, no full logits) against the old
-path (the model's own loss over every position's fp32 logits), on a tiny random Llama with LoRA."""
+"""The lean loss (a sequence at a time, target positions only, chunked over the vocabulary, no full logits)
+against the old path (the padded batch through the model's own loss over every position's fp32 logits), on
+a tiny random Llama with LoRA."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytest.importorskip("peft")
 from pocketguide.training import loss as loss_module
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.data import IGNORE, Example, collate
-from pocketguide.training.loss import full_loss, target_loss
+from pocketguide.training.loss import full_backward, full_val_sums, lean_backward, target_loss
 from pocketguide.training.trainer import _optimizer_step, add_lora, val_loss
 
 VOCAB = 300
@@ -52,16 +53,15 @@ def config(**over) -> TrainConfig:
 def test_same_loss_and_gradients_as_the_full_logits_path(monkeypatch):
     cfg = config()
     model = tiny_lora_model(cfg)
-    batch = collate(examples(3), pad_id=0)
-    old, n_old = full_loss(model, batch)
-    old.backward()
+    batch = examples(3)  # ragged: the old path pads, the lean one runs each sequence alone
+    old, tokens_old = full_backward(model, batch, 0, torch.device("cpu"), 0.5)
     grads_old = {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
     model.zero_grad(set_to_none=True)
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", VOCAB * 5)  # 5 target rows per chunk: several chunks
-    new, n_new = target_loss(model, batch)
-    new.backward()
-    assert n_new == n_old > 5
-    assert float(new.detach()) == pytest.approx(float(old.detach()), rel=1e-5)
+    new, tokens_new = lean_backward(model, batch, 0, torch.device("cpu"), 0.5)
+    assert tokens_new == tokens_old == sum(len(e.input_ids) for e in batch)
+    assert sum(e.n_target for e in batch) > 5
+    assert new == pytest.approx(old, rel=1e-5)
     for k, p in model.named_parameters():
         if p.requires_grad:
             assert torch.allclose(p.grad, grads_old[k], rtol=1e-4, atol=1e-7), k
@@ -73,17 +73,17 @@ def test_first_steps_match_the_old_path():
     second = copy.deepcopy(first)
     data = examples(3)  # one batch's worth: every step sees the same examples, so the loss must fall
     curves = []
-    for model, fn in ((first, full_loss), (second, target_loss)):
+    for model, fn in ((first, full_backward), (second, lean_backward)):
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr)
         model.train()
         curves.append([_optimizer_step(model, opt, params, cfg, data, 0, torch.device("cpu"), step, cfg.lr,
-                                       loss_fn=fn)[0] for step in range(cfg.max_steps)])
+                                       backward=fn)[0] for step in range(cfg.max_steps)])
     old, new = curves
     assert old[-1] < old[0]  # the tiny model learns, so the comparison covers changing weights
     assert new == pytest.approx(old, rel=1e-4)
     assert val_loss(second, examples(5, seed=2), 2, 0, torch.device("cpu")) == pytest.approx(
-        val_loss(second, examples(5, seed=2), 2, 0, torch.device("cpu"), loss_fn=full_loss), rel=1e-5)
+        val_loss(second, examples(5, seed=2), 2, 0, torch.device("cpu"), sums=full_val_sums), rel=1e-5)
 
 
 def test_a_batch_without_targets_has_zero_loss_and_no_nan():

@@ -82,9 +82,12 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
                  options: Any, started: float, extra: dict[str, Any] | None = None) -> None:
     result.elapsed_s = round(time.monotonic() - started, 3)
     stats = acc.to_dict()
-    flow = getattr(rt.teacher, "flow_stats", None) if rt else None
-    if flow is not None:  # 429s, Retry-After waits, whole-model pauses and why (the run summary shows them)
-        stats["teacher"]["flow"] = flow()
+    for extra_stats in (rt.generator_stats if rt else []):  # e.g. the teacher's flow: 429s, waits, pauses
+        for key, value in extra_stats.items():
+            if isinstance(value, dict) and isinstance(stats.get(key), dict):
+                stats[key].update(value)
+            else:
+                stats[key] = value
     stats["run"] = {"new_accepted": result.new_accepted, "new_rejected": result.new_rejected,
                     "skipped_done": result.skipped_done, "pending": result.pending,
                     "superseded": result.superseded, "elapsed_s": result.elapsed_s, "stopped": result.stopped}

@@ -168,11 +168,13 @@ class _Loop:
 
 
 async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
-    """Feed items through the teacher, at most 2 × `concurrency` records at a time; copy items run inline.
-    The teacher itself holds requests in flight to `concurrency` (its adaptive cap); the other records wait
-    for a slot or sleep before a retry (a Retry-After), so a sleeping record does not idle a slot."""
+    """Feed items through at most `concurrency` teacher calls; free items run inline. Generators that hold
+    their own calls to `concurrency` (caps_own_calls) get twice as many records going: the others wait for
+    a slot or sleep before a retry, so a record waiting out a Retry-After does not idle a slot."""
     rt = loop.rt
-    sem = asyncio.Semaphore(2 * concurrency)
+    paid = [g for g in loop.generators.values() if g.calls_teacher]
+    own = bool(paid) and all(getattr(g, "caps_own_calls", False) for g in paid)
+    sem = asyncio.Semaphore(2 * concurrency if own else concurrency)
     tasks: set[asyncio.Task] = set()
     stop: list[str] = []
 
@@ -301,6 +303,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         result.complete = stopped is None and pending[0] == 0
         # what made the records (the teacher's flow: limits, retries, cache), as of the end of the stage
         rt.teacher_info = next((d for g in generators.values() if (d := g.describe()) is not None), None)
+        rt.generator_stats = [s for g in generators.values() if (s := getattr(g, "stats", lambda: None)())]
         finish_stage(pipe, stage, store, rt, acc, result, options, started)
     options.progress.stage_finished(stage.name, result)
     return result

@@ -84,6 +84,7 @@ class StageRuntime:
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
+    generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
 
     @property
     def modes(self) -> set[str]:

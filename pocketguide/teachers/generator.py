@@ -22,6 +22,7 @@ class LLMGenerator(Generator):
     """Asks the stage's teacher; structured output uses the stage's response_schema (or its schema)."""
 
     calls_teacher = True
+    caps_own_calls = True  # the ManagedTeacher's adaptive in-flight cap holds requests to the concurrency
 
     def __init__(self, rt: Any, run: Any) -> None:
         super().__init__(rt, run)
@@ -83,3 +84,7 @@ class LLMGenerator(Generator):
 
     def describe(self) -> dict[str, Any] | None:
         return self.teacher.describe() if self.teacher is not None else None
+
+    def stats(self) -> dict[str, Any] | None:
+        """This stage's 429s, Retry-After waits and whole-model pauses (the run summary shows them)."""
+        return {"teacher": {"flow": self.teacher.flow_stats()}} if self.teacher is not None else None

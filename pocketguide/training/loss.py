@@ -1,10 +1,15 @@
-"""The SFT loss on target positions only, computed from the last hidden states in chunks, so the logits
-for vocabulary × sequence are never held: a chunk of target rows × vocabulary at a time (~128 MB in
-fp32), with its gradient worked out in the same pass (no logits kept for backward).
+"""The SFT loss, and how a micro-batch's loss is computed and backpropagated.
 
-`full_loss` is the old path (the model's own `.loss`: fp32 logits for every position, then a shifted
-cross-entropy); it stays for comparison — the tests check both give the same loss and gradients, and
-bench/train_student.py measures both."""
+The lean path (`lean_backward`, `lean_val_sums`): each sequence of the micro-batch goes through the model
+on its own (no padding, so attention needs no mask and runs causal-only; the activations held at once are
+one sequence's, not the padded batch's), and the loss is taken on target positions only, from the last
+hidden states in chunks — the logits for vocabulary × sequence are never held: a chunk of target rows ×
+vocabulary at a time (~128 MB in fp32), its gradient worked out in the same pass. The micro-batch's loss is
+the sum over its target tokens / their number, exactly the old path's mean: same value, same gradients.
+
+`full_backward` is the old path (the padded batch through the model's own `.loss`: fp32 logits for every
+position, then a shifted cross-entropy); it stays for comparison — the tests check both give the same loss
+and gradients, and bench/train_student.py measures both."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def _decoder_and_head(model: Any) -> tuple[Any, Any]:
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else getattr(base, "model", None)
     head = base.get_output_embeddings()
     if decoder is None or head is None:
-        raise TypeError(f"{type(base).__name__} has no decoder/lm_head pair; use full_loss")
+        raise TypeError(f"{type(base).__name__} has no decoder/lm_head pair; use full_backward")
     return decoder, head
 
 
@@ -78,28 +83,76 @@ class _TargetCrossEntropy:
         return cls.fn
 
 
-def target_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """(mean loss per target token, number of target tokens) for a collated batch: the decoder runs on
-    the whole sequence, the head and the cross-entropy only where a label is not IGNORE (shifted by one,
-    as a causal LM predicts the next token). The lm_head must be frozen (LoRA leaves it so)."""
+def target_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """(summed loss over target tokens, their number) for a collated batch: the decoder runs on the whole
+    sequence, the head and the cross-entropy only where a label is not IGNORE (shifted by one, as a causal
+    LM predicts the next token). The lm_head must be frozen (LoRA leaves it so). A batch without padding
+    passes no attention mask, so attention runs causal-only (SDPA's fused kernel, nothing T × T kept)."""
     decoder, head = _decoder_and_head(model)
     if head.weight.requires_grad:
-        raise ValueError("target_loss does not train the lm_head; freeze it (LoRA does) or use full_loss")
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)[0]
+        raise ValueError("the lean loss does not train the lm_head; freeze it (LoRA does) or use full_backward")
+    mask = batch["attention_mask"]
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=None if bool(mask.all()) else mask,
+                     use_cache=False)[0]
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     rows, targets = hidden[:, :-1][keep], labels[keep]
     n = int(targets.shape[0])
     if n == 0:
         return hidden.sum() * 0.0, 0
-    total = _TargetCrossEntropy.get().apply(rows, head.weight, getattr(head, "bias", None), targets)
-    return total / n, n
+    return _TargetCrossEntropy.get().apply(rows, head.weight, getattr(head, "bias", None), targets), n
 
 
-def full_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """The old path: the model's own loss over fp32 logits for every position (kept for comparison)."""
-    n = int((batch["labels"][:, 1:] != IGNORE).sum())
-    return model(**batch).loss, n
+def target_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """(mean loss per target token, number of target tokens) of a collated batch, the lean way."""
+    total, n = target_loss_sum(model, batch)
+    return (total / n if n else total), n
 
 
-LOSSES = {"target": target_loss, "full": full_loss}
+def _one(example: Any, pad: int, device: Any) -> dict[str, Any]:
+    from pocketguide.training.data import collate
+
+    return {k: v.to(device) for k, v in collate([example], pad).items()}
+
+
+def lean_backward(model: Any, examples: list[Any], pad: int, device: Any, scale: float) -> tuple[float, int]:
+    """Backpropagate `scale` × the micro-batch's mean loss per target token, one sequence at a time.
+    Returns (the mean loss, tokens seen)."""
+    n_total = sum(e.n_target for e in examples)
+    total = 0.0
+    for e in examples:
+        summed, _ = target_loss_sum(model, _one(e, pad, device))
+        (summed * (scale / max(1, n_total))).backward()
+        total += float(summed.detach())
+    return total / max(1, n_total), sum(len(e.input_ids) for e in examples)
+
+
+def full_backward(model: Any, examples: list[Any], pad: int, device: Any, scale: float) -> tuple[float, int]:
+    """The old path: the padded micro-batch through the model's own loss (fp32 logits everywhere)."""
+    from pocketguide.training.data import collate
+
+    b = {k: v.to(device) for k, v in collate(examples, pad).items()}
+    loss = model(**b).loss
+    (loss * scale).backward()
+    return float(loss.detach()), int(b["attention_mask"].sum())
+
+
+def lean_val_sums(model: Any, examples: list[Any], pad: int, device: Any) -> tuple[float, int]:
+    """(summed loss, target tokens) over examples, one sequence at a time; call under torch.no_grad()."""
+    total, count = 0.0, 0
+    for e in examples:
+        summed, n = target_loss_sum(model, _one(e, pad, device))
+        total, count = total + float(summed), count + n
+    return total, count
+
+
+def full_val_sums(model: Any, examples: list[Any], pad: int, device: Any) -> tuple[float, int]:
+    """The old path's validation: the padded batch's mean loss × its target tokens."""
+    from pocketguide.training.data import collate
+
+    b = {k: v.to(device) for k, v in collate(examples, pad).items()}
+    n = int((b["labels"][:, 1:] != IGNORE).sum())
+    return float(model(**b).loss) * n, n
+
+
+PATHS = {"lean": (lean_backward, lean_val_sums), "full": (full_backward, full_val_sums)}

@@ -17,8 +17,8 @@ from typing import Any
 
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from pocketguide.training.config import TrainConfig
-from pocketguide.training.data import Example, chunks, collate, micro_batch_indices
-from pocketguide.training.loss import target_loss
+from pocketguide.training.data import Example, chunks, micro_batch_indices
+from pocketguide.training.loss import lean_backward, lean_val_sums
 
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
@@ -92,7 +92,7 @@ def save_adapter(model: Any, target: Path, meta: dict[str, Any]) -> None:
 
 
 def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any,
-             loss_fn: Callable[[Any, dict[str, Any]], tuple[Any, int]] = target_loss) -> float | None:
+             sums: Callable[..., tuple[float, int]] = lean_val_sums) -> float | None:
     """Mean loss per target token over the whole val split (not a mean of batch means)."""
     import torch
 
@@ -102,9 +102,8 @@ def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, devic
     total, count = 0.0, 0
     with torch.no_grad():
         for group in chunks(val, batch_size):
-            b = {k: v.to(device) for k, v in collate(group, pad_id).items()}
-            loss, n = loss_fn(model, b)
-            total += float(loss) * n
+            s, n = sums(model, group, pad_id, device)
+            total += s
             count += n
     model.train()
     return total / max(1, count)
@@ -215,9 +214,9 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
 
 def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, train_set: list[Example],
                     pad: int, device: Any, step: int, lr: float,
-                    loss_fn: Callable[[Any, dict[str, Any]], tuple[Any, int]] = target_loss) -> tuple[float, int]:
+                    backward: Callable[..., tuple[float, int]] = lean_backward) -> tuple[float, int]:
     """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen). The loss is per target token
-    of each micro-batch (loss.py: only target positions reach the lm_head; no full-vocabulary logits)."""
+    of each micro-batch; loss.py computes it lean (a sequence at a time, target rows only, chunked)."""
     import torch
 
     torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
@@ -226,11 +225,9 @@ def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainCon
     loss_sum, tokens = 0.0, 0
     for j in range(cfg.grad_accum):
         idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
-        b = {k: v.to(device) for k, v in collate([train_set[i] for i in idx], pad).items()}
-        loss = loss_fn(model, b)[0] / cfg.grad_accum
-        loss.backward()
-        loss_sum += float(loss.detach())
-        tokens += int(b["attention_mask"].sum())
+        loss, n = backward(model, [train_set[i] for i in idx], pad, device, 1.0 / cfg.grad_accum)
+        loss_sum += loss / cfg.grad_accum
+        tokens += n
     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
