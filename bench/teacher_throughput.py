@@ -143,11 +143,12 @@ async def _bare(base_url: str, records: int, concurrency: int) -> tuple[int, int
 
 def run_bare(records: int, concurrency: int, latency: float, flags: dict, in_process: bool) -> dict:
     with server(latency, flags, in_process) as (base_url, stats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         ok, failed = asyncio.run(_bare(base_url, records, concurrency))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         seen = stats()
-    return {"elapsed": elapsed, "accepted": ok, "failed": failed, "sent": seen["requests"], "server": seen}
+    return {"elapsed": elapsed, "cpu": cpu, "accepted": ok, "failed": failed, "sent": seen["requests"],
+            "server": seen}
 
 
 def ratio(mode: str, r: dict, ideal_rps: float) -> float:
@@ -163,10 +164,10 @@ def report(mode: str, who: str, r: dict, ideal_rps: float) -> None:
               f"({s['limited'] / max(1, s['requests']):.1%})" if "limited" in s else ""
     lost = f", {r['rejected']} rejected {r['reasons']}" if who == "pocketguide" else f", {r['failed']} failed"
     print(f"{mode} {who}: {r['accepted']} accepted{lost} in {r['elapsed']:.2f}s; {r['sent']} requests "
-          f"({r['sent'] / r['elapsed']:.1f}/s){limited}; ratio {ratio(mode, r, ideal_rps):.3f}")
+          f"({r['sent'] / r['elapsed']:.1f}/s){limited}; ratio {ratio(mode, r, ideal_rps):.3f}; client CPU "
+          f"{1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request")
     if who == "pocketguide":
-        print(f"{mode} pocketguide: client CPU {1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request; "
-              f"flow {json.dumps(r['flow'])}")
+        print(f"{mode} pocketguide: flow {json.dumps(r['flow'])}")
         if "rerun_sent" in r:
             print(f"{mode} pocketguide: rerun sent {r['rerun_sent']} requests (skipped {r['rerun_skipped']} "
                   f"finished); --fresh rerun sent {r['fresh_sent']} ({r['fresh_cached']} answers from the cache)")
