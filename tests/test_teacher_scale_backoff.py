@@ -118,6 +118,8 @@ def test_the_client_settles_at_a_server_enforced_request_limit(fake_openai, pipe
     assert s["admitted"] == 100
     assert s["admitted"] / allowed >= 0.9, s
     assert s["limited"] <= 0.02 * (s["admitted"] + s["limited"]), s
+    f = flow(path)  # the summary can say what paced the stage: the limit, learnt or configured
+    assert f["limits_per_minute"]["requests"] == 1200 and f["paced_s"] > 1
 
 
 def test_the_client_settles_at_a_server_enforced_token_limit(fake_openai, pipeline_dir):

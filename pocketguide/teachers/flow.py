@@ -139,10 +139,13 @@ class ModelState:
 
 @dataclass
 class StageFlow:
-    """What one stage's requests met: 429 answers, the per-request waits the server asked for, and the
-    whole-model pauses they caused (seconds added to the pause, by reason). Goes into stats.json."""
+    """What one stage's requests met: 429 answers, the waits for the rate limits (summed per request),
+    the per-request waits the server asked for, and the whole-model pauses (seconds added to the pause,
+    by reason). Goes into stats.json."""
 
     rate_limited: int = 0
+    paced_s: float = 0.0  # summed over requests: waits for the requests/tokens-per-minute buckets
+    limits_per_minute: dict[str, float] = field(default_factory=dict)  # the limits in force at the end
     retry_after_waits: int = 0
     retry_after_wait_s: float = 0.0
     concurrency_cuts: int = 0
@@ -158,7 +161,8 @@ class StageFlow:
         entry["seconds"] += seconds
 
     def summary(self) -> dict[str, Any]:
-        return {"rate_limited": self.rate_limited, "retry_after_waits": self.retry_after_waits,
+        return {"rate_limited": self.rate_limited, "paced_s": round(self.paced_s, 3),
+                "limits_per_minute": dict(self.limits_per_minute), "retry_after_waits": self.retry_after_waits,
                 "retry_after_wait_s": round(self.retry_after_wait_s, 3), "concurrency_cuts": self.concurrency_cuts,
                 "paused_s": round(self.paused_s, 3),
                 "pauses": {k: {"pauses": int(v["pauses"]), "seconds": round(v["seconds"], 3)}

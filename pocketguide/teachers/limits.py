@@ -111,6 +111,7 @@ class Ticket:
     requests_before: int
     tokens_before: float
     tokens: float
+    paced_s: float = 0.0  # how long this request waited for the buckets (pauses apart)
 
 
 class RateLimits:
@@ -141,12 +142,14 @@ class RateLimits:
         while (wait := self.paused_until - time.monotonic()) > 0:
             await asyncio.sleep(wait)
         tokens = float(input_tokens + (max_tokens or output_tokens))
+        started = time.monotonic()
         for name, amount in (("requests", 1), ("input_tokens", input_tokens), ("output_tokens", output_tokens),
                              ("tokens", tokens)):
             bucket = self.buckets.get(name)
             if bucket is not None:
                 await bucket.take(amount)
-        ticket = Ticket(time.monotonic(), self.sent_requests, self.sent_tokens, tokens)
+        now = time.monotonic()
+        ticket = Ticket(now, self.sent_requests, self.sent_tokens, tokens, now - started)
         self.sent_requests += 1
         self.sent_tokens += tokens
         self.unanswered[ticket.requests_before] = ticket

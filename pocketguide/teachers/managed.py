@@ -148,6 +148,8 @@ class ManagedTeacher:
         ticket = None
         try:
             ticket = await state.limits.acquire(prompt_tokens, output_tokens, request.max_tokens)
+            self.flow.paced_s += ticket.paced_s
+            self.flow.limits_per_minute = state.limits.limits
             self.shared.budget.before_request()  # last, as the request leaves: what finished meanwhile counts
             req, dropped = without(request, state.dropped_params)
             state.calls += 1
