@@ -99,7 +99,8 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
             hit = j.find(up.record)
             extra.append(hit.fp.encode() if hit else b"-")
         fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
-        for item in _variants(rt, up, fp):
+        plain = rt.stage.variants is None  # one item per input: no fan-out generator per record
+        for item in ((Item(up.record["id"], up, None, rt.default_choice, fp),) if plain else _variants(rt, up, fp)):
             n = seen[item.id] = seen.get(item.id, 0) + 1
             if n == 1:
                 yield item
