@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 from pocketguide.training import loss as loss_module
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.data import IGNORE, Example, collate
-from pocketguide.training.loss import full_backward, full_val_sums, lean_backward, target_loss
+from pocketguide.training.loss import full_backward, full_val_sums, lean_backward, path_for, target_loss
 from pocketguide.training.trainer import _optimizer_step, add_lora, val_loss
 
 VOCAB = 300
@@ -92,3 +92,11 @@ def test_a_batch_without_targets_has_zero_loss_and_no_nan():
     loss, n = target_loss(model, collate([ex], pad_id=0))
     assert n == 0 and float(loss.detach()) == 0.0
     loss.backward()  # still differentiable: grad_accum sums it with the others
+
+
+def test_models_whose_logits_are_not_hidden_at_lm_head_keep_the_full_path():
+    model = tiny_lora_model(config())
+    assert path_for(model) == ("lean", None)
+    model.get_base_model().config.final_logit_softcapping = 30.0  # as Gemma 2 sets it
+    path, why = path_for(model)
+    assert path == "full" and "final_logit_softcapping" in why

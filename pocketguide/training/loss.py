@@ -156,3 +156,20 @@ def full_val_sums(model: Any, examples: list[Any], pad: int, device: Any) -> tup
 
 
 PATHS = {"lean": (lean_backward, lean_val_sums), "full": (full_backward, full_val_sums)}
+
+
+def path_for(model: Any) -> tuple[str, str | None]:
+    """("lean", None), or ("full", why) for a model whose logits are more than hidden @ lm_head (a final
+    logit soft-cap or scale, as Gemma 2 or Cohere apply) or whose lm_head is trained."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    for name in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale"):
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            return "full", f"the model's config sets {name}: its logits are not hidden @ lm_head"
+    try:
+        _, head = _decoder_and_head(model)
+    except TypeError as exc:
+        return "full", str(exc)
+    if head.weight.requires_grad:
+        return "full", "the lm_head is trained"
+    return "lean", None

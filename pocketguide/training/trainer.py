@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import resource
@@ -18,8 +19,9 @@ from typing import Any
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.data import Example, chunks, micro_batch_indices
-from pocketguide.training.loss import lean_backward, lean_val_sums
+from pocketguide.training.loss import PATHS, lean_backward, lean_val_sums, path_for
 
+logger = logging.getLogger("pocketguide.training")
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
 METRICS = "metrics.jsonl"
@@ -175,6 +177,10 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     start = state["step"]
     log = _metrics_log(out_dir, start)
     pad = tok.pad_token_id
+    path, why = path_for(model)  # the lean loss where the model allows it (loss.py)
+    if why:
+        logger.info("training with the full-logits loss: %s", why)
+    backward, sums = PATHS[path]
     model.train()
     step_times: list[float] = []
     tok_rates: list[float] = []
@@ -184,7 +190,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                 return _result(state, total, start, step_times, tok_rates)
             t0 = time.perf_counter()
             lr = lr_at(cfg, step, total)
-            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr)
+            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr,
+                                               backward)
             dt = time.perf_counter() - t0
             step_times.append(dt)
             tok_rates.append(tokens / dt)
@@ -192,7 +199,7 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                    "step_s": round(dt, 3), "tokens_per_s": round(tokens / dt, 1), "peak_rss_mb": round(peak_rss_mb())}
             done = step + 1
             if done % cfg.eval_every == 0 or done == total:
-                row["val_loss"] = val_loss(model, val_set, cfg.batch_size, pad, device)
+                row["val_loss"] = val_loss(model, val_set, cfg.batch_size, pad, device, sums)
                 better = row["val_loss"] is not None and (state["best_val"] is None or row["val_loss"] < state["best_val"])
                 if better or (row["val_loss"] is None and done == total):
                     state["best_val"], state["best_step"] = row["val_loss"], done
