@@ -35,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pocketguide.teachers.openai_compat  # noqa: E402,F401  # imports the openai SDK (~1 s) before any timing,
+import pocketguide.teachers.openai_compat  # noqa: F401  # imports the openai SDK (~1 s) before any timing,
 from pocketguide.engine.runner import run_stage  # noqa: E402  # as the bare loop does
 from pocketguide.engine.session import RunOptions  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Faults, RateLimit  # noqa: E402

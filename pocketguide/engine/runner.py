@@ -209,7 +209,6 @@ async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concu
     """Feed items through at most `concurrency` teacher calls; free items run inline. Generators that hold
     their own calls to `concurrency` (caps_own_calls) get twice as many records going: the others wait for
     a slot or sleep before a retry, so a record waiting out a Retry-After does not idle a slot."""
-    rt = loop.rt
     paid = [g for g in loop.generators.values() if g.calls_teacher]
     own = bool(paid) and all(getattr(g, "caps_own_calls", False) for g in paid)
     sem = asyncio.Semaphore(2 * concurrency if own else concurrency)
