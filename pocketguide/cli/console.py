@@ -118,4 +118,28 @@ def summary_notes(results: list[Any], top: int = 3) -> list[str]:
 
 
 def notes(results: list[Any]) -> list[str]:
-    return [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    out = [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
+    return out
+
+
+def flow_note(stats: dict[str, Any]) -> str | None:
+    """What rate limits did to a stage's requests (stats.teacher.flow), in one line; None if nothing."""
+    f = (stats.get("teacher") or {}).get("flow") or {}
+    if not (f.get("rate_limited") or f.get("paused_s") or f.get("paced_s", 0) >= 1):
+        return None
+    parts = []
+    if f.get("paced_s", 0) >= 1:
+        limits = ", ".join(f"{v:g} {k.replace('_', ' ')}/min" for k, v in (f.get("limits_per_minute") or {}).items())
+        parts.append(f"paced at {limits or 'the limits'} (requests waited {f['paced_s']:.1f}s in all)")
+    if f.get("rate_limited"):
+        parts.append(f"{f['rate_limited']} answers were 429 ({f.get('retry_after_waits', 0)} retried after the "
+                     f"server's Retry-After, {f.get('retry_after_wait_s', 0):.1f}s of waiting in all)")
+    if f.get("paused_s"):
+        why = "; ".join(f"{reason}: {p['pauses']}× {p['seconds']:.1f}s" for reason, p in f["pauses"].items())
+        parts.append(f"traffic to the model paused {f['paused_s']:.1f}s in all ({why})")
+    elif f.get("rate_limited"):
+        parts.append("no pause: the limit was not shared")
+    if f.get("concurrency_cuts"):
+        parts.append(f"in-flight cap cut {f['concurrency_cuts']}×")
+    return "rate limits: " + "; ".join(parts)

@@ -83,6 +83,12 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     result.elapsed_s = round(time.monotonic() - started, 3)
     store.flush()  # batched (free) lines first: the manifest hashes what is on disk
     stats = acc.to_dict()
+    for extra_stats in (rt.generator_stats if rt else []):  # e.g. the teacher's flow: 429s, waits, pauses
+        for key, value in extra_stats.items():
+            if isinstance(value, dict) and isinstance(stats.get(key), dict):
+                stats[key].update(value)
+            else:
+                stats[key] = value
     stats["run"] = {"new_accepted": result.new_accepted, "new_rejected": result.new_rejected,
                     "skipped_done": result.skipped_done, "pending": result.pending,
                     "superseded": result.superseded, "elapsed_s": result.elapsed_s, "stopped": result.stopped}
