@@ -176,3 +176,50 @@ def test_min_lines_gate_counts_lines_or_sentences():
     assert run(paragraph, sentences=True).details["lines"] == 4
     assert not run("Version 2.0 is out. Really", sentences=True, min_lines=3).passed
     assert run("1. One idea here.\n2. Another", sentences=True).details["lines"] == 2
+
+
+# --- `complex`: multi-criterion judge replies --------------------------------------------------------
+def criteria_ctx(**options):
+    from pocketguide.pipelines.daydreaming.parsers import CriteriaOptions
+
+    return ParseContext("evaluation", {}, None, options=CriteriaOptions(**options))
+
+
+THREE = {"criteria": ["Novelty", "coherence", "insight"]}
+COMPLEX_OK = [
+    ("markdown, bullets, suffix, stated sum", "**Novelty:** 7/10 — fresh\n- Coherence: 6\nInsight (0-10): 8\n"
+     "Total: 21/30", THREE, {"novelty": 7, "coherence": 6, "insight": 8}, 21, 7.0),
+    ("think block ignored, 3/5 rescaled", "<think>Novelty: 2</think>\nNovelty: 7\nCoherence: 6\nInsight: 3/5\n"
+     "Total: 19", THREE, {"novelty": 7, "coherence": 6, "insight": 6}, 19, 6.3333),
+    ("overall as the mean", "Novelty: 7\nCoherence: 6\nInsight: 5\nOverall: 6", THREE,
+     {"novelty": 7, "coherence": 6, "insight": 5}, 18, 6.0),
+    ("windows newlines, no total", "Novelty: 7\r\nCoherence: 6\r\nInsight: 5\r\n", THREE,
+     {"novelty": 7, "coherence": 6, "insight": 5}, 18, 6.0),
+    ("no list: only values on the scale count", "Novelty: 7/10\nNote: 3 ideas\nCoherence: 6/10\nTotal: 13/20", {},
+     {"novelty": 7, "coherence": 6}, 13, 6.5),
+]
+
+
+@pytest.mark.parametrize("name,raw,options,criteria,total,score", COMPLEX_OK, ids=[c[0] for c in COMPLEX_OK])
+def test_complex_parser_scores_each_criterion(name, raw, options, criteria, total, score):
+    out = get_parser("evaluation", "complex")(raw, criteria_ctx(**options))
+    assert out["criteria"] == pytest.approx(criteria) and out["total"] == total
+    assert out["score"] == pytest.approx(score, abs=1e-3) and out["max_total"] == 10 * len(criteria)
+
+
+COMPLEX_BAD = [
+    ("empty", "", THREE, "empty_response"),
+    ("a criterion missing", "Novelty: 7\nCoherence: 6", THREE, "missing_criteria"),
+    ("a criterion twice, two values", "Novelty: 7\nNovelty: 8\nCoherence: 6\nInsight: 5", THREE, "ambiguous_score"),
+    ("a range", "Novelty: 7-8\nCoherence: 6\nInsight: 5", THREE, "ambiguous_score"),
+    ("over the scale", "Novelty: 12\nCoherence: 6\nInsight: 5", THREE, "out_of_range"),
+    ("stated total disagrees", "Novelty: 7\nCoherence: 6\nInsight: 5\nTotal: 25/30", THREE, "total_mismatch"),
+    ("prose only, no list", "Novelty: 7/10\nNote: 3 ideas", {}, "no_criteria"),
+]
+
+
+@pytest.mark.parametrize("name,raw,options,code", COMPLEX_BAD, ids=[c[0] for c in COMPLEX_BAD])
+def test_complex_parser_rejects_what_it_cannot_read_exactly(name, raw, options, code):
+    with pytest.raises(ParseError) as exc:
+        get_parser("evaluation", "complex")(raw, criteria_ctx(**options))
+    assert exc.value.code == code
