@@ -131,7 +131,8 @@ def test_only_active_templates_enter_the_cartesian_product(tmp_path):
 
 
 @pytest.mark.parametrize("edit,expected", [
-    (lambda t: t.replace("template_id,active,", "template_id,").replace(",true,llm", ",llm").replace(",true,copy", ",copy"),
+    (lambda t: t.replace("template_id,active,", "template_id,").replace(",true,llm", ",llm")
+     .replace(",true,copy", ",copy"),
      "essay.catalog[0].active: required column is missing or empty"),
     (lambda t: t.replace("essay_from_draft,true", "essay_from_draft,maybe"),
      "essay.catalog[0].active: Input should be a valid boolean"),

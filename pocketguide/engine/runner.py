@@ -28,7 +28,7 @@ from pocketguide.engine.loader import Pipeline, load_pipeline
 from pocketguide.engine.manifest import finish_stage, scan_existing
 from pocketguide.engine.members import member_index
 from pocketguide.engine.operations import run_operation
-from pocketguide.engine.records import ACCEPTED, child_id
+from pocketguide.engine.records import ACCEPTED, child_id, now_iso
 from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
@@ -44,6 +44,7 @@ from pocketguide.engine.steps import (
     unwritable,
 )
 from pocketguide.engine.store import StageStore
+from pocketguide.engine.timings import since_ms
 
 log = logging.getLogger("pocketguide.engine.runner")
 STATS_EVERY_S = 5.0
@@ -141,6 +142,13 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
             yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
 
 
+def _timings(record: dict[str, Any]) -> dict[str, Any]:
+    timings = record.get("timings")
+    if timings is None:
+        timings = record["timings"] = {}
+    return timings
+
+
 # --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
@@ -152,6 +160,8 @@ class _Loop:
     def write(self, record: dict[str, Any]) -> None:
         teacher = record.get("teacher")
         buffered = not (teacher and not teacher.get("cached"))
+        _timings(record)["finished_at"] = now_iso()
+        t0 = time.perf_counter()
         try:
             self.store.append(record, buffered=buffered)
         except (OSError, StoreError):
@@ -159,6 +169,7 @@ class _Loop:
         except Exception as exc:  # this record cannot be stored as it is (nested too deep for JSON…)
             record = unwritable(record, exc)
             self.store.append(record, buffered=buffered)
+        self.acc.phases.add_one("write_ms", since_ms(t0))  # a line cannot hold its own write time: stats only
         self.acc.add(record)
         if record["status"] == ACCEPTED:
             self.result.new_accepted += 1
@@ -174,37 +185,47 @@ class _Loop:
             self.store.write_json("stats.json", self.acc.to_dict())
 
     async def run_one(self, p: Prepared) -> None:
+        t0 = time.perf_counter()
         try:
             gen = await self.generators[p.mode].generate(p)
-        except TeacherError as exc:
-            rec = _reject(p.record, f"teacher_error:{exc.kind}", str(exc))
-            rec["teacher"] = getattr(exc, "provenance", None)
-            self.write(rec)
+        except Exception as exc:
+            self.write(self.generation_failed(p, exc, t0))
             return
-        except RecordRejected as exc:
-            self.write(_reject(p.record, exc.code, str(exc)))
-            return
-        except Exception as exc:  # a generator's bug fails this record; record_failed re-raises stage stops
-            self.write(record_failed(p.record, "generator_error", exc))
-            return
+        _timings(p.record)["llm_ms"] = since_ms(t0)
         self.write(self.finished(p, gen))
 
     def run_sync(self, p: Prepared) -> None:
+        t0 = time.perf_counter()
         try:
             gen = self.generators[p.mode].generate(p)
-        except RecordRejected as exc:
-            self.write(_reject(p.record, exc.code, str(exc)))
-            return
         except Exception as exc:
-            self.write(record_failed(p.record, "generator_error", exc))
+            self.write(self.generation_failed(p, exc, t0))
             return
+        _timings(p.record)["llm_ms"] = since_ms(t0)
         self.write(self.finished(p, gen))
 
+    @staticmethod
+    def generation_failed(p: Prepared, exc: Exception, t0: float) -> dict[str, Any]:
+        """The record of a failed generation; record_failed re-raises what stops the stage."""
+        _timings(p.record)["llm_ms"] = since_ms(t0)
+        if isinstance(exc, TeacherError):
+            rec = _reject(p.record, f"teacher_error:{exc.kind}", str(exc))
+            rec["teacher"] = getattr(exc, "provenance", None)
+            return rec
+        if isinstance(exc, RecordRejected):
+            return _reject(p.record, exc.code, str(exc))
+        return record_failed(p.record, "generator_error", exc)  # a generator's bug fails this record
+
     def finished(self, p: Prepared, gen: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
         try:
-            return finish(self.rt, p, gen)
+            record = finish(self.rt, p, gen)
         except Exception as exc:  # finish catches each step's errors; this is the engine's own safety net
             return record_failed(p.record, "internal_error", exc)
+        if not gen.dry_run:  # parse_ms: parser and schema validation (finish's time less its gates)
+            timings = _timings(record)
+            timings["parse_ms"] = round(max(0.0, since_ms(t0) - timings.get("gate_ms", 0.0)), 3)
+        return record
 
     def prepared(self, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
         """Render the record, then the generator's own per-record preparation (e.g. its response format)."""

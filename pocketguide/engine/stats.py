@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from pocketguide.engine.records import lookup
+from pocketguide.engine.timings import PhaseTotals
 
 _MISSING = object()
 
@@ -52,6 +53,7 @@ class StatsAccumulator:
         self.models: Counter[str] = Counter()
         self.modes: Counter[str] = Counter()
         self.dry_run = 0
+        self.phases = PhaseTotals()  # per-phase time (engine/timings.py)
 
     def add(self, record: dict[str, Any]) -> None:
         status = record.get("status")
@@ -69,6 +71,9 @@ class StatsAccumulator:
             self.facet_counts[f][str(facet_value(record, f))][status or "rejected"] += 1
         for g in record.get("gates") or []:
             self.gates[g.get("name", "?")]["passed" if g.get("passed") else "failed"] += 1
+        timings = record.get("timings")
+        if timings:
+            self.phases.add(timings)
         t = record.get("teacher")
         if t:
             self.teacher_calls += 1
@@ -105,6 +110,7 @@ class StatsAccumulator:
             "gates": gates,
             "modes": dict(self.modes),
             "dry_run_records": self.dry_run,
+            "timings": self.phases.to_dict(),
             "teacher": {
                 "calls": self.teacher_calls,
                 "cached": self.cached_calls,

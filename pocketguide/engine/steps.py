@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import Joined, Upstream
 from pocketguide.engine.records import ACCEPTED, REJECTED, lookup, new_record
 from pocketguide.engine.runtime import DEFAULT_MODE, SKIP, GateInput, ParseContext, StageRuntime, TemplateChoice
+from pocketguide.engine.timings import since_ms
 
 
 @dataclass
@@ -108,7 +110,7 @@ def failed_record(rt: StageRuntime, item: Item) -> dict[str, Any]:
 def unwritable(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     """What is kept of a record the store cannot encode (a value nested deeper than JSON writers go):
     who it is, why it failed and what it cost, without the payload."""
-    keep = ("id", "stage", "parent_ids", "ancestors", "variant", "mode", "teacher", "created_at", "input_fp")
+    keep = ("id", "stage", "parent_ids", "ancestors", "variant", "mode", "teacher", "created_at", "input_fp", "timings")
     out = {k: record.get(k) for k in keep}
     out.update(status=REJECTED, reasons=[*record.get("reasons", []), "record_unwritable"], data={},
                error=error_text(exc))
@@ -117,6 +119,7 @@ def unwritable(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
 
 def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
     """Build the record and render its prompt. Returns a finished (rejected) record on failure."""
+    t0 = time.perf_counter()
     up = item.upstream.record
     parent = up.get("id")
     record = new_record(id=item.id, stage=rt.stage.name, parent_ids=[parent] if rt.stage.inputs else [],
@@ -151,6 +154,7 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
         except TemplateError as exc:  # any error of this record's values, Jinja's or Python's
             return _reject(record, "template_error", str(exc)[:MAX_ERROR_CHARS])
         record["prompt"] = prompt
+    record["timings"] = {"render_ms": since_ms(t0)}
     return Prepared(record, choice, mode, ctx, prompt, rt)
 
 
@@ -190,6 +194,7 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     if not rt.gates:
         record["status"] = REJECTED if record["reasons"] else ACCEPTED
         return record
+    t0 = time.perf_counter()
     gi = GateInput(parsed, gen.raw, record, rt.settings, rt.root)
     for name, fn, opts in rt.gates:
         try:
@@ -202,5 +207,6 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
         record["gates"].append(res_d)
         if not res_d["passed"]:
             record["reasons"].append(f"gate:{name}:{res_d['reason'] or 'failed'}")
+    record.setdefault("timings", {})["gate_ms"] = since_ms(t0)
     record["status"] = REJECTED if record["reasons"] else ACCEPTED
     return record

@@ -30,8 +30,8 @@ from pydantic import Field, ValidationError, field_validator
 
 from pocketguide.engine.registry import closest, load_hook
 from pocketguide.engine.spec import PipelineSpec, StageSpec, Strict, TemplateVariant, Variants
-from pocketguide.pipelines.daydreaming.membership import membership_problems
 from pocketguide.pipelines.daydreaming.catalogs import ID_PATTERN, CatalogEntry, ModelRow, read_catalog, read_models
+from pocketguide.pipelines.daydreaming.membership import membership_problems
 
 DEFAULT_COHORT_ENV = "DD_COHORT"
 
@@ -155,7 +155,8 @@ def _chosen_models(stage: StageSpec, axes: StageAxes, known: dict[str, ModelRow 
     for i, model in enumerate(axes.models):
         if model not in known:
             p.append(f"{n}.cohort.models[{i}]: unknown model '{model}' ({where}) — {closest(model, known)} "
-                     + ("Add it to the models catalog." if catalog else "Declare it under `models:` in the cohort file."))
+                     + ("Add it to the models catalog." if catalog
+                        else "Declare it under `models:` in the cohort file."))
             continue
         row = known[model]
         if row is not None and not row.active:
