@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from pocketguide.engine.errors import RecordRejected
-from pocketguide.engine.generators import Generated, Generator
+from pocketguide.engine.generators import Generated, Generator, GeneratorRecipe
+from pocketguide.engine.recipe import path_sha
 from pocketguide.engine.records import lookup
 from pocketguide.engine.registry import generator
 from pocketguide.teachers.base import TeacherRequest
@@ -38,6 +39,28 @@ class LLMGenerator(Generator):
             self.teacher = pool.get(s)
             caps = [c for c in (s.max_concurrency, self.teacher.max_concurrency) if c]
             self.max_concurrency = min(caps) if caps else None
+
+    @classmethod
+    def recipe(cls, rt: Any) -> GeneratorRecipe:
+        """Who answers, how it samples, what it is asked to write (the settings groups that decide the answer),
+        and the decoding schema sent — the record's own when response_schema names a field of its data."""
+        s, stage = rt.teacher_settings, rt.stage
+        parts: dict[str, Any] = {f"teacher {group}": values for group, values in s.answer_groups().items()}
+        if s.response_format != "json_schema":
+            return GeneratorRecipe(parts)  # no schema is sent: a schema change only re-validates
+        decoding = stage.response_schema or stage.schema_
+        if decoding and not SCHEMA_FIELD.search(decoding):
+            parts[f"decoding schema {decoding}"] = path_sha(rt.pipe.resolve(decoding))
+            return GeneratorRecipe(parts)
+        if not decoding:
+            return GeneratorRecipe(parts)
+        prefix = "decoding schema "
+
+        def label_of(record: dict[str, Any]) -> str:
+            data = record.get("data") or {}
+            return prefix + SCHEMA_FIELD.sub(lambda m: str(lookup(data, m.group(1), "")), decoding)
+
+        return GeneratorRecipe(parts, label_of, lambda label: path_sha(rt.pipe.resolve(label[len(prefix):])))
 
     def prepare(self, item: Any) -> None:
         item.response_format = self._format_for(item.record)
