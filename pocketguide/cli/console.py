@@ -128,7 +128,7 @@ def _change_text(label: str, c: dict[str, Any]) -> str:
         return "content of " + (", ".join(c["files"]) or "a file they read")
     if label.startswith(_CONTENT):
         return "content changed"
-    if label.startswith("code of "):
+    if label.endswith(" code"):
         return f"code changed ({(c.get('new') or {}).get('module')})"
     old, new = c.get("old"), c.get("new")
     if isinstance(old, dict) and isinstance(new, dict) and "hash" not in old and "hash" not in new:

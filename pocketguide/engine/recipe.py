@@ -194,11 +194,14 @@ def _files_part(rt: Any, previous: dict[str, Any] | None) -> tuple[dict[str, str
 
 
 def _judge_parts(r: Recipe, rt: Any, cid: str, choice: Any, common: list[str]) -> list[str]:
-    prefix = "" if cid == "default" or cid in rt.route_choices else f"variant {cid} "
-    labels = [r.add(JUDGE, f"{prefix}parser", choice.parser_name),
-              r.add(JUDGE, f"{prefix}parser options", _dump(choice.parser_options)),
-              r.add(JUDGE, f"code of parser {choice.parser_name}", code_version(choice.parser))]
-    return labels + common
+    """A variant template that names its own parser (or options) gets its own labels; the others share the
+    stage's, so a change to the stage's parser options names the records it applies to."""
+    own = next((t for t in (rt.stage.variants.templates if rt.stage.variants else []) if t.id == cid), None)
+    parser = f"variant {cid} parser" if own is not None and own.parser else "parser"
+    options = f"variant {cid} parser options" if own is not None and own.parser_options is not None else \
+        "parser options"
+    return [r.add(JUDGE, parser, choice.parser_name), r.add(JUDGE, f"{parser} code", code_version(choice.parser)),
+            r.add(JUDGE, options, _dump(choice.parser_options))] + common
 
 
 def build_recipe(rt: Any, previous: dict[str, Any] | None = None) -> Recipe:
@@ -212,7 +215,7 @@ def build_recipe(rt: Any, previous: dict[str, Any] | None = None) -> Recipe:
     common = [r.add(JUDGE, "gates", [g[0] for g in rt.gates])]
     for i, (name, fn, opts) in enumerate(rt.gates):
         key = name if [g[0] for g in rt.gates].count(name) == 1 else f"{name}#{i + 1}"
-        common += [r.add(JUDGE, f"gate {key} options", _dump(opts)), r.add(JUDGE, f"code of gate {name}",
+        common += [r.add(JUDGE, f"gate {key} options", _dump(opts)), r.add(JUDGE, f"gate {name} code",
                                                                           code_version(fn))]
     if stage.schema_:
         common.append(r.add(JUDGE, f"schema {stage.schema_}", path_sha(pipe.resolve(stage.schema_))))
