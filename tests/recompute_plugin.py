@@ -1,5 +1,6 @@
 """A plugin for tests/test_recompute.py and tests/test_crash_safety.py: a parser with options, a gate that
-reads a word list through `resolve()`, and a gate whose work takes a set time (to kill a re-judge mid-way)."""
+reads a word list through `resolve()`, a gate whose work takes a set time (to kill a re-judge mid-way) and
+a whole-dataset operation with an option."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from pydantic import BaseModel, ConfigDict
 
 from pocketguide.engine.errors import ParseError
-from pocketguide.engine.registry import gate, parser
+from pocketguide.engine.registry import gate, operation, parser
 from pocketguide.engine.runtime import GateInput, GateResult
 
 
@@ -54,3 +55,20 @@ def slow_length(item: GateInput, opts: SlowOptions) -> GateResult:
     time.sleep(opts.delay_s)
     n = len(item.raw or "")
     return GateResult(n >= opts.min_chars, None if n >= opts.min_chars else "too_short", {"chars": n})
+
+
+class CountOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_words: int = 0
+
+
+@operation("count_words", options=CountOptions)
+def count_words(ctx, opts: CountOptions) -> None:
+    """Every input record with its word count; rejected below min_words."""
+    for rec in ctx.records():
+        n = len(str(rec.get("parsed") or "").split())
+        out = ctx.derive(rec, words=n)
+        if n >= opts.min_words:
+            ctx.accept(out)
+        else:
+            ctx.reject(out, "too_few_words")

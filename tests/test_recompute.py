@@ -44,6 +44,10 @@ STAGES = """
         template: echo.j2
         mode: copy
         parser: stripped
+      - name: count
+        inputs: [echo]
+        op: count_words
+        options: {min_words: 0}
 """
 TEMPLATES = {"a.j2": '{% include "_style.j2" %}\nQ: {{ source.q }} ({{ vars.tone }})',
              "_style.j2": "Answer with one JSON object.",
@@ -199,16 +203,18 @@ def test_gate_options_rejudge_flip_verdicts_and_downstream_redoes_only_what_chan
     edit(path, "stages.yaml", "min_chars: 5", "min_chars: 40")
     states = {s.name: s for s in pipeline_status(load_pipeline(path))}
     assert states["ask"].reasons == [f"gate length options changed: {2 * N} records"]
-    assert states["ask"].redo == {"re-judge": 2 * N} and states["ask"].downstream == ["echo"]
+    assert states["ask"].redo == {"re-judge": 2 * N} and states["ask"].downstream == ["echo", "count"]
     assert states["echo"].stale and states["echo"].upstream == ["ask"]
     r = rerun(path, server, ids_of(path), 0)
     short = {k for k, v in lines(path).items() if len(json.dumps(json.loads(v)["parsed"])) < 40}
+    assert short == {k for k, v in lines(path).items() if b'"status":"rejected"' in v}
     assert short and r.rejected == len(short)
     # echo: the records that are now rejected upstream are set aside; the others read the same content
     r2 = run_stage("echo", path)
     assert (r2.superseded, r2.new_accepted, r2.skipped_done) == (len(short), 0, 2 * N - len(short))
     after = lines(path, "echo")
     assert set(after) == set(echo_before) - short and all(after[k] == echo_before[k] for k in after)
+    assert run_stage("count", path).accepted == 2 * N - len(short)  # its input changed: rerun whole
     assert not any(s.stale for s in pipeline_status(load_pipeline(path)))
 
 
@@ -230,7 +236,7 @@ def test_an_upstream_record_redoes_only_its_descendants(project):
     changed = ids_of(path, question="question 3")
     edit(path, "in.jsonl", '"question 3"', '"question 3, in winter"')
     result = run_pipeline(path)
-    ask, echo = result.stages
+    ask, echo, _ = result.stages
     assert ask.redo == {"inputs changed": 2} and echo.redo == {"inputs changed": 2}
     assert server.count() == 2 * N + 2
     after = lines(path, "echo")
@@ -244,7 +250,8 @@ def test_status_explain_and_history(project):
     edit(path, "stages.yaml", "min_chars: 5", "min_chars: 40")
     cli = CliRunner()
     out = cli.invoke(app, ["--pipeline", str(path), "status"], env={"COLUMNS": "250"}).output
-    assert "stale" in out and f"gate length options changed: {2 * N} records" in out and "then stale: echo" in out
+    assert "stale" in out and f"gate length options changed: {2 * N} records" in out
+    assert "then stale: echo, count" in out
     explain = cli.invoke(app, ["--pipeline", str(path), "status", "--explain", "ask"], env={"COLUMNS": "250"})
     assert explain.exit_code == 0, explain.output
     assert "gate length options: min_chars: 5 → 40" in explain.output and "re-judge from the stored output" in \
@@ -264,3 +271,22 @@ def test_run_all_fresh_starts_over(project):
     assert result.exit_code == 0, result.output
     assert len(list((path.parent / "runs").glob("ask.old-*"))) == 1
     assert server.count() == 2 * N  # every answer came from the response cache
+
+
+def test_whole_dataset_stage_reruns_on_its_options_not_on_the_same_content(project):
+    path, server = project
+    count_manifest = path.parent / "runs" / "count" / "manifest.json"
+    before = json.loads(count_manifest.read_text())["run_id"]
+    (path.parent / "banned.txt").write_text("forbidden\nunheard\n")  # every record re-judged, none flips
+    result = run_pipeline(path)
+    ask, echo, count = result.stages
+    assert ask.rejudged == 2 * N and server.count() == 2 * N
+    assert echo.superseded == 0 and echo.skipped_done == 2 * N  # the same content: echo's inputs did not change
+    assert count.skipped_done == 2 * N and json.loads(count_manifest.read_text())["run_id"] == before
+    edit(path, "stages.yaml", "min_words: 0", "min_words: 3")
+    state = next(s for s in pipeline_status(load_pipeline(path)) if s.name == "count")
+    assert state.stale and state.reasons == ["options changed"]
+    count = run_stage("count", path)
+    assert count.new_accepted + count.new_rejected == 2 * N and count.rejected > 0
+    assert json.loads(count_manifest.read_text())["history"][-1]["changed"] == ["options"]
+    assert not any(s.stale for s in pipeline_status(load_pipeline(path)))
