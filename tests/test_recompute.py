@@ -14,6 +14,7 @@ from pocketguide import run_pipeline, run_stage
 from pocketguide.cli.main import app
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.pipeline import pipeline_status
+from pocketguide.engine.session import RunOptions
 from pocketguide.engine.store import iter_jsonl
 from pocketguide.testing import Reply
 
@@ -98,10 +99,10 @@ def edit(path, name: str, old: str, new: str) -> None:
 
 
 def rerun(path, server, expected_redo: set[str], requests: int, stage="ask"):
-    """Rerun the stage; exactly `expected_redo` were redone, with `requests` teacher requests, and every
-    other record's line is unchanged."""
+    """Rerun the stage (response cache off: every answer not re-judged is asked for); exactly
+    `expected_redo` were redone, with `requests` teacher requests, and every other record's line is unchanged."""
     before, sent = lines(path, stage), server.count()
-    result = run_stage(stage, path)
+    result = run_stage(stage, path, options=RunOptions(cache=False))
     after = lines(path, stage)
     redone = {r["id"] for r in iter_jsonl(path.parent / "runs" / stage / "superseded.jsonl")}
     assert redone == expected_redo
@@ -147,6 +148,14 @@ def test_teacher_model_regenerates_every_record(project):
     assert stale_reasons(path) == [f"teacher endpoint changed: {2 * N} records"]
     rerun(path, server, ids_of(path), 2 * N)
     assert server.count("m2") == 2 * N
+
+
+def test_another_server_from_the_environment_regenerates_every_record(project, fake_openai):
+    path, old = project
+    server = fake_openai(answer)  # OPENAI_BASE_URL now names another server; stages.yaml is unchanged
+    assert stale_reasons(path) == [f"teacher endpoint changed: {2 * N} records"]
+    rerun(path, server, ids_of(path), 2 * N)
+    assert old.count() == 2 * N
 
 
 def test_temperature_regenerates_every_record(project):

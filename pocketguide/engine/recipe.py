@@ -100,7 +100,8 @@ class Recipe:
     _judge: dict[str, str] = field(default_factory=dict)
 
     def add(self, side: str, label: str, value: Any) -> str:
-        self.parts[label] = Part(side, value, digest([label, value]))
+        # hashed as shown: a secret-looking value (a key in extra_body) neither decides a record nor leaks
+        self.parts[label] = Part(side, value, digest([label, redact(value)]))
         return label
 
     # per record --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pocketguide.engine.records import lookup
 from pocketguide.engine.registry import generator
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.pool import TeacherPool
+from pocketguide.teachers.registry import DEFAULT_PROVIDER, PROVIDERS
 from pocketguide.teachers.structured import response_format_for, system_prompt_for
 
 SCHEMA_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")  # `{payload_type}` in a response_schema path
@@ -45,7 +46,12 @@ class LLMGenerator(Generator):
         """Who answers, how it samples, what it is asked to write (the settings groups that decide the answer),
         and the decoding schema sent — the record's own when response_schema names a field of its data."""
         s, stage = rt.teacher_settings, rt.stage
-        parts: dict[str, Any] = {f"teacher {group}": values for group, values in s.answer_groups().items()}
+        groups = s.answer_groups()
+        pdef = PROVIDERS.get(s.provider or DEFAULT_PROVIDER)
+        where = getattr(pdef.factory, "where", None) if pdef else None
+        if where is not None:  # what the settings resolve to: the env's base URL, the weights file picked
+            groups["endpoint"] = {**groups.get("endpoint", {}), "resolved": where(s)}
+        parts: dict[str, Any] = {f"teacher {group}": values for group, values in groups.items()}
         if s.response_format != "json_schema":
             return GeneratorRecipe(parts)  # no schema is sent: a schema change only re-validates
         decoding = stage.response_schema or stage.schema_
