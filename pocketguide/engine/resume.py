@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 from pocketguide.engine.errors import StoreError
 from pocketguide.engine.records import now_iso
@@ -40,7 +41,7 @@ GEN = "regenerate"  # something that decided its text changed (template, vars, t
 JUDGE = "re-judge"  # only how its text is judged changed (parser, schema, gates…): no teacher call
 LEGACY = "regenerate (made before record fingerprints)"
 
-SalvageKey = tuple[str, str, str]  # (id, input fp, gen fp)
+SalvageKey = tuple[str, str]  # (id, input fp): a record made from these inputs the current way
 
 
 def why_redo(record: dict[str, Any], current_fp: str | None, recipe: Recipe,
@@ -88,30 +89,40 @@ class ResumeScan:
 
 def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any], recipe: Recipe,
                   retry: Callable[[dict[str, Any]], bool] | None = None) -> ResumeScan:
-    """Classify what is stored against the current items and recipe; set aside what is redone."""
+    """Classify what is stored against the current items and recipe, in one pass over the stored lines
+    (each parsed once); set aside what is redone; count the stats of what stays."""
     scan = ResumeScan(acc=StatsAccumulator(stage.facets))
     history = store.dir / SUPERSEDED
     if not _has_lines(store) and not history.exists():
         return scan
     current = {it.id: it.fp for it in items}
-    aside: dict[str, str] = {}
-    for rec in store.all_records():
-        why = why_redo(rec, current.get(rec["id"]), recipe, retry)
-        if why is None:
-            scan.done[rec["id"]] = rec["input_fp"]
-        else:
-            aside[rec["id"]] = why
-    rejudge = {rid for rid, why in aside.items() if why == JUDGE}
+    flags: dict[str, list[bool]] = {}  # file → per whole line: set aside?
+    aside: list[dict[str, Any]] = []
+    rejudge: set[str] = set()
+    for name in (RECORDS, REJECTED):
+        flags[name] = marks = []
+        for line in _whole_lines(store.dir / name):
+            rec = _parsed(line)
+            why = None if rec is None else why_redo(rec, current.get(rec.get("id")), recipe, retry)
+            marks.append(why is not None)
+            if rec is None:
+                continue  # an invalid line stays where it is (readers skip it)
+            if why is None:
+                scan.done[rec["id"]] = rec["input_fp"]
+                scan.acc.add(rec)
+                continue
+            scan.redo[why] += 1
+            aside.append(rec)
+            if why == JUDGE:
+                rejudge.add(rec["id"])
     todo = {rid for rid in current if rid not in scan.done and rid not in rejudge}
     if todo and history.exists():  # a kill mid-way through a re-judge: its raw outputs wait there
-        _salvage_history(history, todo, current, scan.salvage)
+        _salvage_history(history, todo, current, recipe, scan.salvage)
     if aside:
-        for rec in set_aside(store, set(aside), rejudge):
-            if reusable(rec):
-                scan.salvage[(rec["id"], rec["input_fp"], rec["gen_fp"])] = rec
-        scan.redo = Counter(aside.values())
-    for rec in store.all_records():
-        scan.acc.add(rec)
+        set_aside(store, flags, aside)
+        for rec in aside:
+            if rec["id"] in rejudge and reusable(rec):
+                scan.salvage[(rec["id"], rec["input_fp"])] = rec
     return scan
 
 
@@ -119,41 +130,34 @@ def _has_lines(store: StageStore) -> bool:
     return any(p.exists() and p.stat().st_size > 0 for p in (store.records_path, store.rejected_path))
 
 
-def _salvage_history(path: Any, ids: set[str], current: dict[str, str],
+def _whole_lines(path: Path) -> Iterator[bytes]:
+    """Every whole line (a torn tail is repaired when the store opens; until then it is not a record)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return
+            yield line
+
+
+def _salvage_history(path: Path, ids: set[str], current: dict[str, str], recipe: Recipe,
                      out: dict[SalvageKey, dict[str, Any]]) -> None:
-    """Set-aside versions of records still to do whose inputs still match: the latest per gen fp wins."""
+    """Set-aside versions of records still to do, made from the same inputs the way the recipe makes them
+    now (a re-judge killed mid-way; a template changed and changed back): the latest wins."""
     for rec in iter_jsonl(path):
         rid = rec.get("id")
-        if rid in ids and rec.get("input_fp") == current[rid] and reusable(rec) and rec.get("gen_fp"):
+        if (rid in ids and rec.get("input_fp") == current[rid] and reusable(rec)
+                and rec.get("gen_fp") == recipe.gen_of(rec)):
             rec.pop("superseded_at", None)
-            out[(rid, rec["input_fp"], rec["gen_fp"])] = rec
+            out[(rid, rec["input_fp"])] = rec
 
 
-def set_aside(store: StageStore, ids: set[str], keep: set[str]) -> list[dict[str, Any]]:
-    """Move the records `ids` out of records.jsonl / rejected.jsonl into superseded.jsonl (appended and
-    synced first, so a kill between the two steps loses nothing); returns the moved records in `keep`."""
-    moved = bytearray()
-    kept: list[dict[str, Any]] = []
-    rest: dict[str, bytes] = {}
+def set_aside(store: StageStore, flags: dict[str, list[bool]], records: list[dict[str, Any]]) -> None:
+    """Append `records` to superseded.jsonl and sync it, then rewrite each JSONL file without the lines
+    flagged (so a kill between the two steps loses nothing; a rerun finds them set aside already)."""
     stamp = now_iso()
-    for name in (RECORDS, REJECTED):
-        path = store.dir / name
-        lines = bytearray()
-        if path.exists():
-            with open(path, "rb") as fh:
-                for line in fh:
-                    if not line.endswith(b"\n"):
-                        break  # a torn tail (repaired when the store opened)
-                    rec = _parsed(line)
-                    rid = rec.get("id") if rec is not None else None
-                    if rid not in ids:
-                        lines += line
-                        continue
-                    if rid in keep:
-                        kept.append(dict(rec))
-                    rec["superseded_at"] = stamp
-                    moved += dumps_line(rec)
-        rest[name] = bytes(lines)
+    moved = b"".join(dumps_line({**rec, "superseded_at": stamp}) for rec in records)
     try:
         with open(store.dir / SUPERSEDED, "ab") as fh:
             fh.write(moved)
@@ -161,15 +165,16 @@ def set_aside(store: StageStore, ids: set[str], keep: set[str]) -> list[dict[str
             os.fsync(fh.fileno())
     except OSError as exc:
         raise StoreError(f"cannot write {store.dir / SUPERSEDED}: {exc}; nothing was moved") from exc
-    for name, data in rest.items():
-        atomic_write_bytes(store.dir / name, data)
+    for name, marks in flags.items():
+        if any(marks):
+            kept = [line for line, out in zip(_whole_lines(store.dir / name), marks) if not out]
+            atomic_write_bytes(store.dir / name, b"".join(kept))
     store.reopen()
-    return kept
 
 
 def _parsed(line: bytes) -> dict[str, Any] | None:
     try:
         rec = loads(line)
     except ValueError:
-        return None  # an invalid line stays where it is (readers skip it)
-    return rec if isinstance(rec, dict) else None
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("id"), str) else None

@@ -34,7 +34,7 @@ from pocketguide.engine.resume import scan_existing, teacher_failed
 from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
-from pocketguide.engine.steps import Item, Prepared, _reject, finish, prepare
+from pocketguide.engine.steps import Item, Prepared, _reject, finish, prepare, restored
 from pocketguide.engine.store import StageStore
 
 log = logging.getLogger("pocketguide.engine.runner")
@@ -121,15 +121,15 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
 # --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
-                 generators: dict[str, Any], salvage: dict[tuple[str, str, str], dict[str, Any]]):
+                 generators: dict[str, Any], salvage: dict[tuple[str, str], dict[str, Any]]):
         self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
         self.last_stats = self.last_flush = time.monotonic()
         self.generators = generators
         self.recipe = rt.recipe
-        self.salvage = salvage  # (id, input fp, gen fp) → a set-aside record whose raw output is re-judged
+        self.salvage = salvage  # (id, input fp) → a set-aside record whose raw output is judged again
 
     def write(self, record: dict[str, Any]) -> None:
-        if "gen_fp" not in record:  # rejected before generation: what decided that (route, template…)
+        if "gen_fp" not in record:  # what decided it (engine/recipe.py); a re-judged record keeps its own
             record["gen_fp"] = self.recipe.gen_of(record)
         teacher = record.get("teacher")
         # paid-for answers are written at once; free records (copy mode, re-judged) are batched briefly: a kill
@@ -179,20 +179,15 @@ class _Loop:
             return _reject(p.record, exc.code, str(exc))
         return p
 
-    def rejudged(self, p: Prepared) -> bool:
-        """Stamp the record's gen fingerprint; when a stored version was made the same way from the same
-        inputs, judge its raw output again (parse → validate → gates) instead of generating."""
-        rec = p.record
-        rec["gen_fp"] = fp = self.recipe.gen_of(rec)
-        if not self.salvage:
-            return False
-        old = self.salvage.pop((rec["id"], rec["input_fp"], fp), None)
+    def rejudge_stored(self, item: Item) -> bool:
+        """When a stored version was made from the same inputs the same way (only how it is judged changed),
+        judge its raw output again — parse, validate, gates — instead of generating it."""
+        old = self.salvage.pop((item.id, item.fp), None)
         if old is None:
             return False
         teacher = old.get("teacher")
-        rec["rejudged_from"] = old.get("created_at")
         gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"))
-        self.write(finish(self.rt, p, gen))
+        self.write(finish(self.rt, restored(self.rt, old), gen))
         self.result.rejudged += 1
         return True
 
@@ -220,13 +215,13 @@ async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concu
             break
         n += 1
         try:
+            if loop.salvage and loop.rejudge_stored(item):
+                continue
             p = prepare(rt, item, joined)
             if not isinstance(p, dict):
                 p = loop.prepared(p)
             if isinstance(p, dict):
                 loop.write(p)
-            elif loop.rejudged(p):
-                pass
             elif loop.generators[p.mode].calls_teacher:
                 await sem.acquire()
                 if stop:

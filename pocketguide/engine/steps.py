@@ -95,6 +95,20 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
     return Prepared(record, choice, mode, ctx, prompt, rt)
 
 
+def restored(rt: StageRuntime, old: dict[str, Any]) -> Prepared:
+    """A stored record whose inputs and generation are unchanged, ready for `finish` to judge its raw output
+    again: its identity, prompt and route carried over; parsed, validation, gates and status made anew."""
+    record = new_record(id=old["id"], stage=rt.stage.name, parent_ids=old.get("parent_ids") or [],
+                        ancestors=old.get("ancestors") or [], data=old.get("data") or {}, variant=old.get("variant"))
+    for key in ("mode", "prompt", "route", "template", "input_fp", "gen_fp"):
+        if key in old:
+            record[key] = old[key]
+    record["rejudged_from"] = old.get("created_at")
+    cid = old.get("template")
+    choice = (rt.choices.get(cid) or rt.route_choices.get(cid)) if cid else None
+    return Prepared(record, choice or rt.default_choice, record["mode"], None, record["prompt"], rt)
+
+
 def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     """Parse → validate → gates. Every path ends accepted or rejected with reason codes."""
     record = p.record
