@@ -29,7 +29,6 @@ from pocketguide.engine.store import (
     StageStore,
     atomic_write_bytes,
     dumps_line,
-    iter_jsonl,
     loads,
 )
 
@@ -80,7 +79,9 @@ class ResumeScan:
     done: dict[str, str] = field(default_factory=dict)  # ids kept as they are → input fingerprint
     acc: StatsAccumulator | None = None  # stats of the kept records
     redo: Counter = field(default_factory=Counter)  # why records were set aside → how many
-    salvage: dict[SalvageKey, dict[str, Any]] = field(default_factory=dict)  # raw outputs to re-judge
+    # stored lines whose raw output is judged again (bytes, parsed when used: 10,000s of parsed records
+    # held at once would cost the garbage collector more than parsing each twice)
+    salvage: dict[SalvageKey, bytes] = field(default_factory=dict)
 
     @property
     def superseded(self) -> int:
@@ -97,8 +98,8 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any], rec
         return scan
     current = {it.id: it.fp for it in items}
     flags: dict[str, list[bool]] = {}  # file → per whole line: set aside?
-    aside: list[dict[str, Any]] = []
-    rejudge: set[str] = set()
+    moved: list[bytes] = []  # the set-aside lines, as stored
+    rejudge: dict[SalvageKey, bytes] = {}
     for name in (RECORDS, REJECTED):
         flags[name] = marks = []
         for line in _whole_lines(store.dir / name):
@@ -112,17 +113,15 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any], rec
                 scan.acc.add(rec)
                 continue
             scan.redo[why] += 1
-            aside.append(rec)
-            if why == JUDGE:
-                rejudge.add(rec["id"])
-    todo = {rid for rid in current if rid not in scan.done and rid not in rejudge}
+            moved.append(line)
+            if why == JUDGE and reusable(rec):
+                rejudge[(rec["id"], rec["input_fp"])] = line
+    todo = {rid for rid in current if rid not in scan.done} - {rid for rid, _ in rejudge}
     if todo and history.exists():  # a kill mid-way through a re-judge: its raw outputs wait there
         _salvage_history(history, todo, current, recipe, scan.salvage)
-    if aside:
-        set_aside(store, flags, aside)
-        for rec in aside:
-            if rec["id"] in rejudge and reusable(rec):
-                scan.salvage[(rec["id"], rec["input_fp"])] = rec
+    if moved:
+        set_aside(store, flags, moved)
+        scan.salvage.update(rejudge)
     return scan
 
 
@@ -142,22 +141,22 @@ def _whole_lines(path: Path) -> Iterator[bytes]:
 
 
 def _salvage_history(path: Path, ids: set[str], current: dict[str, str], recipe: Recipe,
-                     out: dict[SalvageKey, dict[str, Any]]) -> None:
+                     out: dict[SalvageKey, bytes]) -> None:
     """Set-aside versions of records still to do, made from the same inputs the way the recipe makes them
     now (a re-judge killed mid-way; a template changed and changed back): the latest wins."""
-    for rec in iter_jsonl(path):
-        rid = rec.get("id")
+    for line in _whole_lines(path):
+        rec = _parsed(line)
+        rid = rec.get("id") if rec is not None else None
         if (rid in ids and rec.get("input_fp") == current[rid] and reusable(rec)
                 and rec.get("gen_fp") == recipe.gen_of(rec)):
-            rec.pop("superseded_at", None)
-            out[(rid, rec["input_fp"])] = rec
+            out[(rid, rec["input_fp"])] = line
 
 
-def set_aside(store: StageStore, flags: dict[str, list[bool]], records: list[dict[str, Any]]) -> None:
-    """Append `records` to superseded.jsonl and sync it, then rewrite each JSONL file without the lines
-    flagged (so a kill between the two steps loses nothing; a rerun finds them set aside already)."""
-    stamp = now_iso()
-    moved = b"".join(dumps_line({**rec, "superseded_at": stamp}) for rec in records)
+def set_aside(store: StageStore, flags: dict[str, list[bool]], lines: list[bytes]) -> None:
+    """Append the record `lines` to superseded.jsonl (each stamped with superseded_at) and sync it, then
+    rewrite each JSONL file without the lines flagged: a kill between the two steps loses nothing."""
+    stamp = b',"superseded_at":' + dumps_line(now_iso()).rstrip(b"\n") + b"}\n"
+    moved = b"".join(line[:-2] + stamp if line.endswith(b"}\n") else line for line in lines)
     try:
         with open(store.dir / SUPERSEDED, "ab") as fh:
             fh.write(moved)

@@ -35,7 +35,7 @@ from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
 from pocketguide.engine.steps import Item, Prepared, _reject, finish, prepare, restored
-from pocketguide.engine.store import StageStore
+from pocketguide.engine.store import StageStore, loads
 
 log = logging.getLogger("pocketguide.engine.runner")
 STATS_EVERY_S = 5.0
@@ -121,12 +121,12 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
 # --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
-                 generators: dict[str, Any], salvage: dict[tuple[str, str], dict[str, Any]]):
+                 generators: dict[str, Any], salvage: dict[tuple[str, str], bytes]):
         self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
         self.last_stats = self.last_flush = time.monotonic()
         self.generators = generators
         self.recipe = rt.recipe
-        self.salvage = salvage  # (id, input fp) → a set-aside record whose raw output is judged again
+        self.salvage = salvage  # (id, input fp) → a set-aside record (its line) whose raw output is judged again
 
     def write(self, record: dict[str, Any]) -> None:
         if "gen_fp" not in record:  # what decided it (engine/recipe.py); a re-judged record keeps its own
@@ -182,9 +182,10 @@ class _Loop:
     def rejudge_stored(self, item: Item) -> bool:
         """When a stored version was made from the same inputs the same way (only how it is judged changed),
         judge its raw output again — parse, validate, gates — instead of generating it."""
-        old = self.salvage.pop((item.id, item.fp), None)
-        if old is None:
+        line = self.salvage.pop((item.id, item.fp), None)
+        if line is None:
             return False
+        old = loads(line)
         teacher = old.get("teacher")
         gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"))
         self.write(finish(self.rt, restored(self.rt, old), gen))

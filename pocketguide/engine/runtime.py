@@ -94,6 +94,7 @@ class StageRuntime:
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
+    root: Path | None = None  # the pipeline's folder, once (Path.parent costs µs per record)
     recipe: Any = None  # engine/recipe.Recipe: the parts that decide records, and their fingerprints
     files_read: set[Path] = field(default_factory=set)  # what the parser and gates resolved this run
 
@@ -140,7 +141,7 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
 
 def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
                   settings: dict[str, Any]) -> StageRuntime:
-    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings)
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, root=pipe.root)
     if stage.schema_:
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())
