@@ -78,11 +78,15 @@ HISTORY = 20  # runs kept in manifest.json's history
 
 def _history(previous: dict[str, Any] | None, manifest: dict[str, Any], run: dict[str, Any],
              result: Any) -> list[dict[str, Any]]:
-    """The last runs of this stage, oldest first: when, what decided the records, what was redone."""
+    """The last runs of this stage that did something, oldest first: when, what decided the records, what
+    changed, what was made or redone (a rerun with nothing to do adds no entry)."""
     old = list((previous or {}).get("history") or [])
     if previous and not old:  # a manifest from before histories: its run is the first entry
         old = [{"run_id": previous.get("run_id"), "finished_at": previous.get("finished_at"),
                 "counts": previous.get("counts")}]
+    if old and not (result.changed or result.superseded or result.new_accepted or result.new_rejected
+                    or manifest["complete"] != old[-1].get("complete")):
+        return old[-HISTORY:]
     entry = {"run_id": manifest["run_id"], "finished_at": manifest["finished_at"], "complete": manifest["complete"],
              "stopped": manifest["stopped"], "recipe": (manifest.get("recipe") or {}).get("summary"),
              "changed": list(result.changed), "counts": manifest["counts"],
