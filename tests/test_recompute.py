@@ -299,3 +299,24 @@ def test_whole_dataset_stage_reruns_on_its_options_not_on_the_same_content(proje
     assert count.new_accepted + count.new_rejected == 2 * N and count.rejected > 0
     assert json.loads(count_manifest.read_text())["history"][-1]["changed"] == ["options"]
     assert not any(s.stale for s in pipeline_status(load_pipeline(path)))
+
+
+def test_facets_change_only_the_stats(project):
+    path, server = project
+    edit(path, "stages.yaml", "vars: {tone: plain}", "vars: {tone: plain}\n    facets: [q]")
+    assert stale_reasons(path) == ["facets changed (stats only: recounted on the next run)"]
+    r = rerun(path, server, set(), 0)
+    assert set(r.stats["facets"]["q"]) == {f"question {i}" for i in range(N)}
+
+
+def test_records_from_before_fingerprints_are_regenerated_once(project):
+    path, server = project
+    for name in ("records.jsonl", "rejected.jsonl"):
+        f = path.parent / "runs" / "ask" / name
+        if f.exists():
+            f.write_bytes(b"".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                               if k not in ("gen_fp", "judge_fp")}).encode() + b"\n"
+                                   for line in f.read_bytes().splitlines()))
+    assert stale_reasons(path) == [f"regenerate (made before record fingerprints): {2 * N} records"]
+    run_stage("ask", path)  # the same prompts: the response cache answers
+    assert server.count() == 2 * N and not stale_reasons(path)
