@@ -255,7 +255,7 @@ def test_an_upstream_record_redoes_only_its_descendants(project):
 # --- status, explain, history, --fresh ---------------------------------------------------------------
 
 def test_status_explain_and_history(project):
-    path, server = project
+    path, _ = project
     edit(path, "stages.yaml", "min_chars: 5", "min_chars: 40")
     cli = CliRunner()
     out = cli.invoke(app, ["--pipeline", str(path), "status"], env={"COLUMNS": "250"}).output

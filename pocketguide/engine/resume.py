@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from pocketguide.engine.errors import StoreError
-from pocketguide.engine.records import now_iso
 from pocketguide.engine.recipe import Recipe
+from pocketguide.engine.records import now_iso
 from pocketguide.engine.spec import StageSpec
 from pocketguide.engine.stats import StatsAccumulator
 from pocketguide.engine.store import (

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from pocketguide.engine import registry
 from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, TeacherError
+from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import (
     Joined,
     Upstream,
@@ -25,7 +26,6 @@ from pocketguide.engine.inputs import (
     store_root,
 )
 from pocketguide.engine.loader import Pipeline, load_pipeline
-from pocketguide.engine.generators import Generated
 from pocketguide.engine.manifest import finish_stage
 from pocketguide.engine.operations import run_operation
 from pocketguide.engine.recipe import build_recipe
