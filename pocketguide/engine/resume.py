@@ -36,8 +36,8 @@ from pocketguide.engine.store import (
 GONE = "no longer produced"  # an input gone, a variant dropped: set aside, not redone
 INPUTS = "inputs changed"
 RETRY = "teacher error"  # an outage, a rate limit, a bad key since fixed: asked again
-GEN = "regenerate"  # something that decided its text changed (template, vars, teacher, sampling, decoding…)
-JUDGE = "re-judge"  # only how its text is judged changed (parser, schema, gates…): no teacher call
+REGENERATE = "regenerate"  # something that decided its text changed (template, vars, teacher, sampling, decoding…)
+REJUDGE = "re-judge"  # only how its text is judged changed (parser, schema, gates…): no teacher call
 LEGACY = "regenerate (made before record fingerprints)"
 
 SalvageKey = tuple[str, str]  # (id, input fp): a record made from these inputs the current way
@@ -56,10 +56,10 @@ def why_redo(record: dict[str, Any], current_fp: str | None, recipe: Recipe,
     if gen_fp is None:
         return LEGACY
     if gen_fp != recipe.gen_of(record):
-        return GEN
+        return REGENERATE
     judge_fp = record.get("judge_fp")
     if judge_fp is not None and judge_fp != recipe.judge_of(record):
-        return JUDGE
+        return REJUDGE
     return None
 
 
@@ -114,7 +114,7 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any], rec
                 continue
             scan.redo[why] += 1
             moved.append(line)
-            if why == JUDGE and reusable(rec):
+            if why == REJUDGE and reusable(rec):
                 rejudge[(rec["id"], rec["input_fp"])] = line
     todo = {rid for rid in current if rid not in scan.done} - {rid for rid, _ in rejudge}
     if todo and history.exists():  # a kill mid-way through a re-judge: its raw outputs wait there

@@ -14,9 +14,7 @@ from pocketguide.engine.loader import Pipeline
 from pocketguide.engine.manifest import input_hashes
 from pocketguide.engine.operations import op_changes
 from pocketguide.engine.recipe import FILES_READ, GEN, JUDGE, STATS, build_recipe
-from pocketguide.engine.resume import GEN as REGENERATE
-from pocketguide.engine.resume import INPUTS, teacher_failed, why_redo
-from pocketguide.engine.resume import JUDGE as REJUDGE
+from pocketguide.engine.resume import INPUTS, REGENERATE, REJUDGE, teacher_failed, why_redo
 from pocketguide.engine.runner import _driving, _items
 from pocketguide.engine.runtime import build_runtime
 from pocketguide.engine.session import resolved_teacher
