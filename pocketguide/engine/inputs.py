@@ -4,6 +4,7 @@ fingerprints of what was read (a source line as it is; an upstream record by its
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,8 +36,11 @@ def fingerprint(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-_BOOKKEEPING = frozenset(BOOKKEEPING)
 _TAIL = b',"created_at":'
+_VALUE = rb'(?:"[^"\\]*"|null)'  # the bookkeeping values: plain strings (ids, hashes, times) or null
+# the line's end when it is only bookkeeping: ,"created_at":…[,"input_fp":…][,"gen_fp":…]…}
+_TAIL_ONLY = re.compile(_TAIL + _VALUE + rb'(?:,"(?:' + b"|".join(k.encode() for k in BOOKKEEPING[1:]) +
+                        rb')":' + _VALUE + rb')*}\n?')
 
 
 def content_fp(line: bytes) -> str:
@@ -44,13 +48,8 @@ def content_fp(line: bytes) -> str:
     a record redone to the same content (a re-judge that flips nothing, a deterministic copy) leaves its
     readers' inputs unchanged. Lines not written that way (older ones) are hashed whole."""
     cut = line.rfind(_TAIL)
-    if cut > 0:
-        try:
-            tail = orjson.loads(b"{" + line[cut + 1:])
-        except orjson.JSONDecodeError:
-            tail = None
-        if isinstance(tail, dict) and tail.keys() <= _BOOKKEEPING:
-            return fingerprint(line[:cut])
+    if cut > 0 and _TAIL_ONLY.fullmatch(line, cut):
+        return fingerprint(line[:cut])
     return fingerprint(line)
 
 
