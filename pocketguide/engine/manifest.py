@@ -66,8 +66,10 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
         manifest.update(extra.get("manifest", {}))
     recipe = (extra or {}).get("recipe") or (rt.recipe if rt else None)
     if recipe is not None:
-        if rt is not None:  # the files the parser and gates read this run join those read before
-            recipe.files_read = {**recipe.files_read, **{_rel(pipe, p): path_sha(p) for p in sorted(rt.files_read)}}
+        if rt is not None:  # the files the parser and gates read this run join those read before (a folder
+            # holding the run outputs themselves is left out: it changes with every run)
+            read = [p for p in sorted(rt.files_read) if not pipe.data_dir.resolve().is_relative_to(p.resolve())]
+            recipe.files_read = {**recipe.files_read, **{_rel(pipe, p): path_sha(p) for p in read}}
         manifest["recipe"] = recipe.to_manifest()
     manifest["history"] = _history(store.manifest(), manifest, stats["run"], result)
     store.write_json("manifest.json", manifest)  # last: its presence means the stage finished
