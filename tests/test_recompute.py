@@ -19,7 +19,8 @@ from pocketguide.engine.store import iter_jsonl
 from pocketguide.testing import Reply
 
 N = 8
-SOURCE = "".join(json.dumps({"id": f"q{i}", "q": f"question {i}"}) + "\n" for i in range(N))
+SOURCE = "".join(json.dumps({"id": f"q{i}", "q": f"question {i}", "kind": ["even", "odd"][i % 2]}) + "\n"
+                 for i in range(N))
 STAGES = """
     plugins: [recompute_plugin]
     pipeline:
@@ -101,10 +102,11 @@ def edit(path, name: str, old: str, new: str) -> None:
 def rerun(path, server, expected_redo: set[str], requests: int, stage="ask"):
     """Rerun the stage (response cache off: every answer not re-judged is asked for); exactly
     `expected_redo` were redone, with `requests` teacher requests, and every other record's line is unchanged."""
-    before, sent = lines(path, stage), server.count()
+    history = path.parent / "runs" / stage / "superseded.jsonl"
+    before, sent, earlier = lines(path, stage), server.count(), len(list(iter_jsonl(history)))
     result = run_stage(stage, path, options=RunOptions(cache=False))
     after = lines(path, stage)
-    redone = {r["id"] for r in iter_jsonl(path.parent / "runs" / stage / "superseded.jsonl")}
+    redone = {r["id"] for r in list(iter_jsonl(history))[earlier:]}
     assert redone == expected_redo
     assert server.count() - sent == requests
     assert result.superseded == len(expected_redo) and result.complete
@@ -173,6 +175,19 @@ def test_a_schema_sent_to_the_teacher_regenerates(project):
     edit(path, "answer.json", '"required": ["answer"]', '"required": ["answer"], "maxProperties": 3')
     assert stale_reasons(path) == [f"decoding schema answer.json changed: {2 * N} records"]
     rerun(path, server, ids_of(path), 2 * N)
+
+
+def test_a_records_own_decoding_schema_regenerates_only_the_records_sent_it(project):
+    path, server = project
+    for kind in ("even", "odd"):
+        (path.parent / f"decode.{kind}.json").write_text(json.dumps(SCHEMA))
+    edit(path, "stages.yaml", "temperature: 0.5}", "temperature: 0.5, response_format: json_schema}")
+    edit(path, "stages.yaml", "schema: answer.json", "schema: answer.json\n    response_schema: decode.{kind}.json")
+    run_stage("ask", path)
+    assert not stale_reasons(path)
+    edit(path, "decode.odd.json", '"required": ["answer"]', '"required": ["answer"], "maxProperties": 2')
+    assert stale_reasons(path) == [f"decoding schema decode.odd.json changed: {N} records"]
+    rerun(path, server, {rid for rid in ids_of(path) if json.loads(lines(path)[rid])["data"]["kind"] == "odd"}, N)
 
 
 # --- what only judges the text: re-parsed, re-validated, re-gated from the stored output -------------

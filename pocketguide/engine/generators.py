@@ -38,9 +38,11 @@ class GeneratorRecipe:
     """What decides a generator's output besides the prompt (see engine/recipe.py)."""
 
     parts: dict[str, Any] = field(default_factory=dict)  # label → value, the same for every record of the stage
-    # a part each record picks (e.g. its decoding schema by payload type): record → label (or None)
+    # a part each record picks (e.g. its decoding schema by payload type): record → label (or None); every
+    # such label starts with `prefix`, and `value_of(label)` is its value (asked once per label)
     per_record: Callable[[dict[str, Any]], str | None] | None = None
-    value_of: Callable[[str], Any] = lambda label: None  # that part's value, asked once per label
+    value_of: Callable[[str], Any] = lambda label: None
+    prefix: str = ""
 
 
 class Generator:

@@ -94,6 +94,7 @@ class Recipe:
     choices: dict[str, list[str]] = field(default_factory=dict)  # template choice id → its gen labels
     modes: dict[str, list[str]] = field(default_factory=dict)  # generator mode → its gen labels
     per_record: dict[str, Callable[[dict[str, Any]], str | None]] = field(default_factory=dict)
+    lazy: dict[str, Callable[[str], Any]] = field(default_factory=dict)  # label prefix → value of such a part
     judges: dict[str, list[str]] = field(default_factory=dict)  # template choice id → its judge labels
     files_read: dict[str, str | None] = field(default_factory=dict)  # what the judges read, as of the last run
     _gen: dict[tuple, str] = field(default_factory=dict)
@@ -160,6 +161,10 @@ class Recipe:
         old = ((manifest or {}).get("recipe") or {}).get("parts")
         if old is None:
             return {}
+        for label in old:  # parts records pick (a decoding schema per payload type) are known once asked for
+            value_of = next((v for prefix, v in self.lazy.items() if prefix and label.startswith(prefix)), None)
+            if label not in self.parts and value_of is not None:
+                self.add(GEN, label, value_of(label))
         out: dict[str, dict[str, Any]] = {}
         for label, p in self.parts.items():
             was = old.get(label)
@@ -242,6 +247,7 @@ def build_recipe(rt: Any, previous: dict[str, Any] | None = None) -> Recipe:
         r.modes[mode] = [r.add(GEN, label, value) for label, value in made.parts.items()]
         if made.per_record is not None:
             r.per_record[mode] = _own_part(r, made.per_record, made.value_of)
+            r.lazy[made.prefix] = made.value_of
     r.add(STATS, "facets", stage.facets)
     return r
 

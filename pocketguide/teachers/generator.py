@@ -66,7 +66,7 @@ class LLMGenerator(Generator):
             data = record.get("data") or {}
             return prefix + SCHEMA_FIELD.sub(lambda m: str(lookup(data, m.group(1), "")), decoding)
 
-        return GeneratorRecipe(parts, label_of, lambda label: path_sha(rt.pipe.resolve(label[len(prefix):])))
+        return GeneratorRecipe(parts, label_of, lambda label: path_sha(rt.pipe.resolve(label[len(prefix):])), prefix)
 
     def prepare(self, item: Any) -> None:
         item.response_format = self._format_for(item.record)
