@@ -4,10 +4,11 @@ gate option changed and the stage run again.
 The first run asks the teacher for every record (json parser, JSON Schema, two gates). The rerun must
 make 0 requests — the stored raw answers are re-parsed, re-validated and re-gated — and take at most 5%
 of the first run's wall time. The response cache is off in both runs, so the rerun cannot lean on it.
-The server answers at once (no simulated latency): the first run is as fast as the client can go, the
-hardest case for the ratio. It runs in its own process, as a real endpoint would.
+By default the server answers at once (no simulated latency): the first run is as fast as the client
+can go, the hardest case for the ratio (`--latency S` makes every answer take S seconds, as a real
+teacher does). The server runs in its own process, as a real endpoint would.
 
-    python bench/regate_bench.py [--records 10000] [--concurrency 32]
+    python bench/regate_bench.py [--records 10000] [--concurrency 32] [--latency 0]
 
 Last line: regate_ratio=<rerun wall / first-run wall> (aim ≤ 0.05).
 """
@@ -55,16 +56,16 @@ TOPICS = ["visa", "train", "ferry", "museum", "market", "budget", "hostel", "tem
 WORDS = "check the current timetable before you go and keep a copy of your booking".split()
 
 
-def answer(req: dict) -> Reply:
+def answer(req: dict, latency: float = 0.0) -> Reply:
     """A JSON answer whose length depends on the question (so a length gate splits the records)."""
     n = int(re.search(r"number (\d+)", req["messages"][-1]["content"]).group(1))
     text = " ".join(WORDS[: 3 + n % len(WORDS)])
-    return Reply(text=json.dumps({"answer": text, "confidence": round((n % 10) / 10, 1)}))
+    return Reply(text=json.dumps({"answer": text, "confidence": round((n % 10) / 10, 1)}), delay=latency)
 
 
-def serve() -> None:
+def serve(latency: float) -> None:
     """`--serve`: the loopback server in this process until stdin closes; first stdout line: its base URL."""
-    with FakeOpenAI(answer) as server:
+    with FakeOpenAI(lambda req: answer(req, latency)) as server:
         print(server.base_url, flush=True)
         sys.stdin.read()
         print(server.count(), flush=True)
@@ -93,12 +94,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        return serve()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve"], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+        return serve(args.latency)
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", "--latency", str(args.latency)], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     base_url = proc.stdout.readline().strip()
     with tempfile.TemporaryDirectory() as d:
         path = make_project(Path(d), base_url, args.records, args.concurrency)
@@ -112,7 +114,7 @@ def main() -> None:
     proc.wait(10)
     rerun_requests = requests - args.records
     assert rerun.rejudged == args.records and rerun_requests == 0, (rerun.rejudged, rerun_requests)
-    print(f"records={args.records} concurrency={args.concurrency} response_cache=off")
+    print(f"records={args.records} concurrency={args.concurrency} latency_s={args.latency} response_cache=off")
     print(f"first_run_s={first_s:.2f} requests={args.records} accepted={first.accepted} rejected={first.rejected}")
     print(f"rerun_s={rerun_s:.2f} requests={rerun_requests} rejudged={rerun.rejudged} accepted={rerun.accepted} "
           f"rejected={rerun.rejected} (gate length min_chars 40 → 60)")
