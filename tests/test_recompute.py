@@ -181,7 +181,8 @@ def test_a_records_own_decoding_schema_regenerates_only_the_records_sent_it(proj
     path, server = project
     for kind in ("even", "odd"):
         (path.parent / f"decode.{kind}.json").write_text(json.dumps(SCHEMA))
-    edit(path, "stages.yaml", "temperature: 0.5}", "temperature: 0.5, response_format: json_schema}")
+    sent = "temperature: 0.5, response_format: json_schema, decoding_profile: compact}"  # response_schema is sent
+    edit(path, "stages.yaml", "temperature: 0.5}", sent)
     edit(path, "stages.yaml", "schema: answer.json", "schema: answer.json\n    response_schema: decode.{kind}.json")
     run_stage("ask", path)
     assert not stale_reasons(path)
