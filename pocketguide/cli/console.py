@@ -131,7 +131,17 @@ def notes(results: list[Any]) -> list[str]:
         if getattr(r, "note", None):
             out.append(f"{r.stage}: {r.note}")
     out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
+    out += [f"{r.stage}: {line}" for r in results if (line := phase_note(r.stats))]
     return out
+
+
+def phase_note(stats: dict[str, Any]) -> str | None:
+    """Mean time per record in each phase (stats.timings, engine/timings.py), in one line; None if untimed."""
+    phases = stats.get("timings") or {}
+    if not phases:
+        return None
+    parts = [f"{name.removesuffix('_ms')} {p['mean_ms']:.3g} ms" for name, p in phases.items()]
+    return "mean per record: " + ", ".join(parts)
 
 
 _ACTIONS = {"gen": "regenerate", "judge": "re-judge from the stored output, no teacher call",

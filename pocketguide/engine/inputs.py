@@ -37,7 +37,8 @@ def fingerprint(*parts: bytes) -> str:
 
 
 _TAIL = b',"created_at":'
-_VALUE = rb'(?:"[^"\\]*"|null)'  # the bookkeeping values: plain strings (ids, hashes, times) or null
+# the bookkeeping values: plain strings (ids, hashes, times), null, or a flat object of those and numbers (timings)
+_VALUE = rb'(?:"[^"\\]*"|null|\{[^{}\[\]\\]*\})'
 # the line's end when it is only bookkeeping: ,"created_at":…[,"input_fp":…][,"gen_fp":…]…}
 _OTHERS = b"|".join(k.encode() for k in BOOKKEEPING if k != "created_at")
 _TAIL_ONLY = re.compile(_TAIL + _VALUE + rb'(?:,"(?:' + _OTHERS + rb')":' + _VALUE + rb')*}\n?')

@@ -156,6 +156,20 @@ def _timings(record: dict[str, Any]) -> dict[str, Any]:
     return timings
 
 
+def joined_inputs(pipe: Pipeline, rt: StageRuntime, dry_run: bool) -> list[Joined]:
+    """The inputs after the first, indexed for joins by id; a membership table (`members:`) is read into
+    rt.members instead (its rows say which records the stage makes, engine/members.py)."""
+    stage = rt.stage
+    stores = [input_store(pipe, name, dry_run) for name in stage.inputs[1:] if name != stage.members]
+    for js in stores:
+        require_upstream(js, stage.name, js.stage, dry_run)
+    if stage.members:
+        table = input_store(pipe, stage.members, dry_run)
+        require_upstream(table, stage.name, stage.members, dry_run)
+        rt.members = member_index(table, stage.name)
+    return [join_index(js) for js in stores]
+
+
 # --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
@@ -391,15 +405,8 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
     rt.recipe = build_recipe(rt, previous)
     result.changed = list(rt.recipe.changes(previous))
     generators = {mode: registry.GENERATORS[mode](rt, run) for mode in sorted(rt.modes)}
-    joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:] if name != stage.members]
-    for js in joined_stores:
-        require_upstream(js, stage.name, js.stage, options.dry_run)
-    if stage.members:
-        table = input_store(pipe, stage.members, options.dry_run)
-        require_upstream(table, stage.name, stage.members, options.dry_run)
-        rt.members = member_index(table, stage.name)
+    joined = joined_inputs(pipe, rt, options.dry_run)
     driving = _driving(pipe, stage, options.dry_run)
-    joined = [join_index(js) for js in joined_stores]
     with store:
         scan = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run), joined), rt.recipe,
                              retry=teacher_failed)
