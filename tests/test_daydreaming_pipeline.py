@@ -115,10 +115,12 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     folders = sorted(p for p in out.iterdir() if p.is_dir())
     assert len(folders) == 48 and len(json.loads((out / "names.json").read_text())) == 48
     meta = json.loads((folders[0] / "metadata.json").read_text())
-    assert meta["stage"] == "evaluation" and meta["cohort"] == "pilot" and meta["mode"] == "llm"
+    assert meta["stage"] == "evaluation" and meta["cohort_id"] == "pilot" and meta["mode"] == "llm"
     assert meta["model"] in ("smollm2-135m", "judge-b") and meta["replicate"] in (0, 1)
-    assert meta["parser"]["name"] == "judge_score" and meta["usage"]["completion_tokens"] > 0
-    assert meta["parent_id"].startswith("essay_") and meta["error"] is None
+    assert meta["parser_name"] == "judge_score" and meta["usage"]["completion_tokens"] > 0
+    assert meta["parent_id"].startswith("essay_") and meta["error"] is None and not meta["skip_llm"]
+    assert meta["template_path"] == f"templates/evaluation/{meta['template_id']}.j2"
+    assert meta["run_id"] == StageStore(pipe.data_dir, "evaluation").manifest()["run_id"]
     assert (folders[0] / "prompt.txt").read_text().startswith("Rate the")
     assert float((folders[0] / "parsed.txt").read_text()) >= 0
 
@@ -127,7 +129,9 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     assert res.exit_code == 0, res.output
     copy = [d for d in (tmp_path / "g" / "essay").iterdir()
             if d.is_dir() and json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
-    assert len(copy) == 2 and json.loads((copy[0] / "metadata.json").read_text())["usage"] is None
+    meta = json.loads((copy[0] / "metadata.json").read_text())
+    assert len(copy) == 2 and meta["usage"] is None and meta["skip_llm"] and meta["model"] is None
+    assert meta["pass_through_from"] == meta["parent_id"] and not (copy[0] / "raw.txt").exists()
 
     res = CliRunner().invoke(app, ["--pipeline", str(path), "report", "--out", str(tmp_path / "rep"), "--top", "3"])
     assert res.exit_code == 0, res.output

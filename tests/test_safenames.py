@@ -31,7 +31,7 @@ def _export(tmp_path: Path, ids: list[str]) -> tuple[Path, Path]:
             rec.update(status="accepted", raw=f"text of {rid!r}", prompt="p")
             store.append(rec)
     pipe = SimpleNamespace(data_dir=tmp_path / "runs", extras={})
-    stage = SimpleNamespace(name="essay", variants=None, parser=None)
+    stage = SimpleNamespace(name="essay", variants=None, parser=None, template=None, route=None)
     out = tmp_path / "gens"
     return export_gens(pipe, stage, store, out), out
 
@@ -45,7 +45,7 @@ def _check_export(root: Path, out: Path, ids: list[str]) -> None:
     assert len({p.name.casefold() for p in folders}) == len(folders)  # distinct on a case-insensitive disk too
     for folder in folders:
         rid = mapping[folder.name]
-        assert json.loads((folder / "metadata.json").read_text())["id"] == rid
+        assert json.loads((folder / "metadata.json").read_text())["gen_id"] == rid
         assert len(folder.name.encode()) <= MAX_NAME
         if "~" not in folder.name:
             assert decode(folder.name) == rid  # the name alone gives the id back

@@ -52,7 +52,7 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     templates.update(rt.inline_templates() if rt else {})
     manifest = {
         "stage": stage.name,
-        "run_id": uuid.uuid4().hex,
+        "run_id": getattr(result, "run_id", None) or uuid.uuid4().hex,
         "finished_at": now_iso(),
         "pocketguide_version": __version__,
         "dry_run": options.dry_run,

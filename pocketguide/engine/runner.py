@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -75,6 +76,7 @@ class StageResult:
     note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this run of the stage (records, manifest)
 
 
 # --- inputs → items ---------------------------------------------------------------------------
@@ -188,6 +190,7 @@ class _Loop:
         # loses only lines redone for free (a re-judge finds its raw output again in superseded.jsonl)
         buffered = not teacher or bool(teacher.get("cached")) or "rejudged_from" in record
         _timings(record)["finished_at"] = now_iso()
+        record["run_id"] = self.result.run_id  # the run that wrote it (manifest.json's run_id, history)
         t0 = time.perf_counter()
         try:
             self.store.append(record, buffered=buffered)

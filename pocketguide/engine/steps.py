@@ -50,6 +50,11 @@ def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[s
     return ctx, None
 
 
+def newlines_normalised(text: str) -> str:
+    r"""\r\n and lone \r become \n before parsing, so no parser has to think about Windows or old-Mac endings."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> dict[str, Any]:
     record["status"] = REJECTED
     record["reasons"].append(reason)
@@ -189,7 +194,8 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
                         root=rt.root, seen=rt.files_read)
     try:
-        parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
+        text = newlines_normalised(gen.raw or "")  # the record's raw keeps the bytes the model sent
+        parsed = p.choice.parser(text, pctx) if p.choice else text
     except ParseError as exc:
         record["parse_notes"] = pctx.notes or None
         return _reject(record, exc.code, str(exc)[:MAX_ERROR_CHARS])
