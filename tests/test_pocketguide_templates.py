@@ -39,6 +39,25 @@ def test_templates_render_for_every_payload_type(stage_name, ptype):
     assert len(text) < 3500
 
 
+def test_refine_prompt_carries_the_whole_critique():
+    """Issues, scores, hallucination and verification findings reach the rewrite, not only its instructions."""
+    pipe = load_pipeline(REPO_STAGES)
+    stage = pipe.stage("refine")
+    ctx = contexts(stage, "checklist")
+    crit = ctx["critique"]["parsed"]
+    crit["issues"] = [{"type": "hallucination", "severity": "high", "message": "the ferry fare is invented"}]
+    crit["hallucination"] = {"risk_level": "high", "risky_claims": ["ferry costs 3 EUR"]}
+    crit["verification"] = {"missing_when_needed": True, "suggested_steps": ["check the Transtejo timetable"]}
+    text = Renderer(pipe.templates_dir, stage.template).render(ctx)
+    assert "- high hallucination issue: the ferry fare is invented" in text
+    assert "actionability 4, clarity 4, schema compliance 5, safety risk 1" in text
+    assert "hallucination risk: high; remove or hedge: ferry costs 3 EUR" in text
+    assert "verification steps are missing; add: check the Transtejo timetable" in text
+    assert "- Add a verification step\n- Mention fares" in text
+    crit["verification"]["missing_when_needed"] = False
+    assert "verification steps are missing" not in Renderer(pipe.templates_dir, stage.template).render(ctx)
+
+
 def test_an_unknown_payload_type_is_a_template_error_not_silence():
     from pocketguide.engine.errors import TemplateError
 
