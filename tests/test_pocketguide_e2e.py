@@ -18,6 +18,7 @@ from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.records import lookup
 from pocketguide.engine.session import RunOptions
 from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.store import StageStore
 from pocketguide.testing import Reply
 
 N = 11
@@ -156,6 +157,14 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
         assert report["verdicts"] == {"pass": 3, "reject": 1, "revise": 3}
         assert report["routes"] == {"copy": 3, "llm": 3, "skip": 1}
         assert report["parse_modes"]["draft"] == {"extracted": 1, "failed": 1, "fenced": 1, "strict": 7}
+        # the contract block splits the same drafts: bare JSON 7 of 10, JSON found at all 9 of 10
+        contract = report["contract_pass_rates_by_stage"]["draft"]
+        assert contract["strict_json_ok"] == {"evaluated": 10, "passed": 7, "failed": 3, "pass_rate": 0.7}
+        assert contract["lenient_json_ok"]["passed"] == 9
+        assert contract["payload_ok"]["passed"] <= contract["envelope_ok"]["passed"] + 1 <= 10
+        accepted_draft = next(iter(StageStore(runs, "draft").accepted()))
+        assert set(accepted_draft["parse_notes"]["contract"]) == {"strict_json_ok", "lenient_json_ok", "envelope_ok",
+                                                                  "payload_ok", "errors"}
         assert report["parse_modes"]["refine"] == {"failed": 1, "strict": 5}
         assert report["teacher_models"] == {"draft": {"fake": 11}, "critique": {"fake": 8}, "refine": {"fake": 3}}
         assert report["gate_pass_rates_by_stage"]["draft"]["contract_ok"]["pass_rate"] == 1.0

@@ -75,6 +75,26 @@ def test_parser_table(name, raw, strict, lenient):
     assert notes["parse_mode"] in ("strict", "fenced", "extracted", "failed")
 
 
+# the contract block per TABLE row: (strict_json_ok, lenient_json_ok, envelope_ok, payload_ok), for either parser
+CONTRACT = {"bare": (1, 1, 1, 1), "fenced_json": (0, 1, 1, 1), "prose_wrapped": (0, 1, 1, 1),
+            "truncated": (0, 0, 0, 0), "array_top_level": (0, 0, 0, 0), "envelope_missing_field": (1, 1, 0, 1),
+            "payload_wrong": (1, 1, 1, 0), "fenced_payload_wrong": (0, 1, 1, 0)}
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_every_envelope_record_gets_the_contract_block(name):
+    raw = next(row[1] for row in TABLE if row[0] == name)
+    flags = ("strict_json_ok", "lenient_json_ok", "envelope_ok", "payload_ok")
+    for fn in (envelope_strict, envelope_lenient):
+        code, notes = outcome(fn, raw)
+        block = notes["contract"]
+        assert tuple(int(block[f]) for f in flags) == CONTRACT[name], fn.__name__
+        if code in ("strict", "fenced", "extracted"):  # accepted
+            assert block["errors"] == []
+        else:  # the first error is the one the record is rejected with
+            assert block["errors"][0]["code"] == code and block["errors"][0]["path"].startswith("$")
+
+
 def test_lenient_returns_the_object_with_braces_inside_strings_intact():
     value = envelope_lenient(f"Answer: {GOOD_TEXT} (end)", ctx())
     assert value == GOOD

@@ -86,6 +86,38 @@ def check_envelope(obj: Any, schemas_dir: Path | str) -> tuple[bool, str | None,
     return True, None, None, None
 
 
+def _violation(code: str, err: ValidationError, prefix: str = "$") -> dict[str, str]:
+    return {"code": code, "path": violation_path(err, prefix), "message": err.message[:300]}
+
+
+def contract_block(obj: Any, mode: str | None, schemas_dir: Path | str,
+                   parse_error: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The per-record contract block of the original PocketGuide: strict_json_ok (the whole answer is one
+    JSON object), lenient_json_ok (one was found: whole, fenced or in prose), envelope_ok (envelope v0),
+    payload_ok (the payload against the schema its payload_type names, checked even when the envelope
+    fails) and errors ({code, path, message}, first the one a parser rejects with). `obj` is the object
+    found leniently (None: none was), `mode` how it was found."""
+    errors = [{"code": parse_error[0], "path": "$", "message": parse_error[1][:300]}] if parse_error else []
+    envelope_ok = payload_ok = False
+    if isinstance(obj, dict):
+        root = str(Path(schemas_dir).resolve())
+        err = first_violation(_validator(root, ENVELOPE_FILE), obj)
+        envelope_ok = err is None
+        if err is not None:
+            errors.append(_violation("envelope_schema_failed", err))
+        ptype = obj.get("payload_type")
+        if ptype in PAYLOAD_TYPES and "payload" in obj:
+            err = first_violation(_validator(root, payload_file(ptype)), obj["payload"])
+            payload_ok = err is None
+            if err is not None:
+                errors.append(_violation("payload_schema_failed", err, "$.payload"))
+        elif envelope_ok:  # the envelope schema names the types; this is only reached if it stops doing so
+            errors.append({"code": "payload_schema_failed", "path": "$.payload_type",
+                           "message": f"no payload schema for payload_type {ptype!r}"})
+    return {"strict_json_ok": mode == "strict", "lenient_json_ok": isinstance(obj, dict), "envelope_ok": envelope_ok,
+            "payload_ok": payload_ok, "errors": errors}
+
+
 def validate_envelope(obj: Any, schemas_dir: Path | str) -> tuple[bool, str | None, str | None]:
     """(ok, code, path): code is envelope_schema_failed or payload_schema_failed, path the first violation."""
     ok, code, path, _ = check_envelope(obj, schemas_dir)

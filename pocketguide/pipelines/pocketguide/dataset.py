@@ -48,6 +48,20 @@ def gate_rates(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: _rate(v["passed"], v["failed"]) for name, v in sorted(c.items())}
 
 
+CONTRACT_FLAGS = ("strict_json_ok", "lenient_json_ok", "envelope_ok", "payload_ok")
+
+
+def contract_rates(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pass rate of each contract flag (parsers.py's contract block), over the records that carry one."""
+    c: dict[str, Counter[str]] = defaultdict(Counter)
+    for rec in records:
+        block = (rec.get("parse_notes") or {}).get("contract")
+        if isinstance(block, dict):
+            for flag in CONTRACT_FLAGS:
+                c[flag]["passed" if block.get(flag) else "failed"] += 1
+    return {flag: _rate(c[flag]["passed"], c[flag]["failed"]) for flag in CONTRACT_FLAGS if flag in c}
+
+
 def _report(opts: DatasetOptions, by_stage: dict[str, tuple[list, list]], accepted: list[dict[str, Any]],
             rejected: list[dict[str, Any]]) -> dict[str, Any]:
     final = opts.trace[-1]
@@ -77,6 +91,8 @@ def _report(opts: DatasetOptions, by_stage: dict[str, tuple[list, list]], accept
     return {
         "gate_pass_rates": gate_rates([*by_stage[final][0], *by_stage[final][1]]),
         "gate_pass_rates_by_stage": {n: gate_rates(a + r) for n, (a, r) in by_stage.items() if gate_rates(a + r)},
+        "contract_pass_rates_by_stage": {n: rates for n, (a, r) in by_stage.items()
+                                         if (rates := contract_rates(a + r))},
         "verdicts": dict(sorted(verdicts.items())),
         "routes": dict(sorted(routes.items())),
         "rejected_at": dict(sorted(Counter(r["rejected_at"] for r in rejected).items())),
@@ -103,12 +119,16 @@ def dataset(ctx: Any, opts: DatasetOptions) -> None:
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     final = opts.trace[-1]
-    draft_modes = {r["id"]: (r.get("parse_notes") or {}).get("parse_mode") for r in by_stage[opts.trace[0]][0]}
+    first = {r["id"]: r.get("parse_notes") or {} for r in by_stage[opts.trace[0]][0]}
+    draft_modes = {rid: notes.get("parse_mode") for rid, notes in first.items()}
+    contracts = {rid: notes["contract"] for rid, notes in first.items() if "contract" in notes}
     verdicts = {r["id"]: lookup(r, opts.verdict_path, None) for r in by_stage.get(opts.verdict_stage, ([], []))[0]}
     for up in ctx.records(opts.universe):
         rid = up["id"]
         provenance = {n: ((index[n].get(rid) or {}).get("teacher") or {}).get("model") for n in opts.trace}
         extra = {"verdict": verdicts.get(rid), "parse_mode": draft_modes.get(rid)}
+        if rid in contracts:  # the draft's contract block (strict/lenient JSON, envelope, payload, errors)
+            extra["contract"] = contracts[rid]
         hit = index[final].get(rid)
         if hit is not None and hit.get("status") == "accepted":
             rec = ctx.derive(hit, prompt=up.get("prompt") or (up.get("data") or {}).get("prompt"),

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
 from pocketguide.parsers.jsonsafe import decode_at, loads_json
-from pocketguide.pipelines.pocketguide.contracts import SCHEMAS_DIR, check_envelope
+from pocketguide.pipelines.pocketguide.contracts import SCHEMAS_DIR, contract_block
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
 MAX_CANDIDATES = 64  # fences and brace starts tried before giving up: bounds the work on hostile text
@@ -83,13 +83,26 @@ class EnvelopeOptions(BaseModel):
 
 
 def _envelope(raw: str, ctx: Any, lenient: bool) -> dict[str, Any]:
-    obj, mode = extract_json_object(raw, lenient)
+    """The envelope, and the record's contract block in ctx.notes["contract"] (contracts.contract_block),
+    accepted or not: a strict parser still says whether a lenient one would have found the object."""
+    schemas_dir = ctx.resolve((ctx.options or EnvelopeOptions()).schemas_dir)
+    try:
+        obj, mode = extract_json_object(raw, lenient)
+    except ParseError as exc:
+        found, how = None, None
+        if not lenient:
+            try:
+                found, how = extract_json_object(raw, True)
+            except ParseError:
+                pass
+        ctx.notes["contract"] = contract_block(found, how, schemas_dir, (exc.code, str(exc)))
+        raise
     ctx.notes["parse_mode"] = mode
-    schemas_dir = (ctx.options or EnvelopeOptions()).schemas_dir
-    ok, code, path, message = check_envelope(obj, ctx.resolve(schemas_dir))
-    if not ok:
-        ctx.notes["violation_path"] = path
-        raise ParseError(code or "envelope_schema_failed", f"{path}: {message}")
+    block = ctx.notes["contract"] = contract_block(obj, mode, schemas_dir)
+    if block["errors"]:
+        first = block["errors"][0]
+        ctx.notes["violation_path"] = first["path"]
+        raise ParseError(first["code"], f"{first['path']}: {first['message']}")
     return obj
 
 
