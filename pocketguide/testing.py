@@ -37,9 +37,10 @@ class Reply:
     usage: dict[str, int] | None = None
 
 
-def completion(text: str, model: str, finish_reason: str = "stop", usage: dict[str, int] | None = None) -> dict:
+def completion(text: str, model: str, finish_reason: str = "stop", usage: dict[str, int] | None = None,
+               answer_id: str = "chatcmpl-fake") -> dict:
     return {
-        "id": "chatcmpl-fake",
+        "id": answer_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
@@ -250,8 +251,9 @@ class FakeOpenAI:
         if r.status >= 400:
             err = {"error": {"message": r.error or f"error {r.status}", "type": "fake", "code": r.status}}
             return r.status, "application/json", json.dumps(err).encode(), extra
-        body = completion(r.text, req.get("model", "fake"), r.finish_reason, r.usage)
-        return r.status, "application/json", json.dumps(body).encode(), extra
+        n = len(self.requests)  # like a real endpoint: each answer has its own ids
+        body = completion(r.text, req.get("model", "fake"), r.finish_reason, r.usage, answer_id=f"chatcmpl-fake-{n}")
+        return r.status, "application/json", json.dumps(body).encode(), {"x-request-id": f"req_fake_{n}", **extra}
 
     def count(self, model: str | None = None) -> int:
         """Requests received (for one model, if given)."""

@@ -280,6 +280,8 @@ def test_schema_constrained_call_is_valid_and_does_not_block_the_loop(teacher):
     assert response.finish_reason == "stop", response.text
     Draft202012Validator(TIP_SCHEMA).validate(json.loads(response.text))  # the REAL schema
     assert response.model == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert response.provenance()["provider"] == "embedded"
+    assert response.request_id.startswith("chatcmpl")  # llama.cpp's own completion id
     assert response.usage["prompt_tokens"] > 20 and 0 < response.usage["completion_tokens"] <= 160
     assert ticks >= max(10, elapsed / 0.01 * 0.1)  # the event loop kept running while llama.cpp decoded
     assert teacher.max_concurrency == 1

@@ -54,6 +54,9 @@ def test_llm_stage_outcomes_and_provenance(pipeline_dir, fake_openai, monkeypatc
     t = ok["teacher"]
     assert t["model"] == "teacher-1" and t["finish_reason"] == "stop"
     assert t["usage"] == {"prompt_tokens": 7, "completion_tokens": 3} and t["latency_s"] >= 0
+    # which provider answered, and the answer's request id (x-request-id) for a support ticket
+    ids = [r["teacher"]["request_id"] for r in iter_jsonl(runs / "records.jsonl")]
+    assert t["provider"] == "openai" and all(i.startswith("req_fake_") for i in ids) and len(set(ids)) == len(ids)
     first = server.requests[0]
     assert first["messages"][0] == {"role": "system", "content": "Be brief."}
     assert first["temperature"] == 0.1 and first["max_tokens"] == 64
@@ -128,3 +131,15 @@ def test_arbitrary_teacher_text_never_corrupts_output(pipeline_dir, fake_openai)
             assert got[f"x{i}"]["raw"] == t
 
     check()
+
+
+def test_request_id_falls_back_to_the_completion_id_and_survives_the_cache(pipeline_dir, fake_openai):
+    fake_openai(lambda req: Reply(text='{"answer": 1}', headers={"x-request-id": ""}))  # a server without one
+    path = pipeline_dir(STAGE, {"t.j2": "answer {{ source.kind }}"}, {"in.jsonl": SOURCE.splitlines()[0] + "\n"})
+    run_stage("ask", path)
+    (first,) = iter_jsonl(path.parent / "data/runs/ask/records.jsonl")
+    assert first["teacher"]["request_id"].startswith("chatcmpl-fake-")
+    run_stage("ask", path, fresh=True)  # answered from the response cache: the paid-for answer's ids
+    (again,) = iter_jsonl(path.parent / "data/runs/ask/records.jsonl")
+    assert again["teacher"]["cached"] is True
+    assert (again["teacher"]["provider"], again["teacher"]["request_id"]) == ("openai", first["teacher"]["request_id"])

@@ -41,6 +41,8 @@ class TeacherResponse:
     selected_model: str | None = None  # the chain entry that answered (model is what the server reported)
     cost: float | None = None  # USD, from the price table; None when no price is known
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # x-ratelimit-*, retry-after; not stored
+    provider: str | None = None  # which provider answered (openai, embedded, a plugin's)
+    request_id: str | None = None  # the answer's own id: x-request-id, else the completion's id (support tickets)
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,8 @@ class TeacherResponse:
             "errors": self.errors,
             "notes": self.notes,
             "cost": self.cost,
+            "provider": self.provider,
+            "request_id": self.request_id,
         }
 
 

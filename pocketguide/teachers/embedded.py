@@ -198,7 +198,8 @@ class EmbeddedTeacher:
         return TeacherResponse(
             text=text or "", finish_reason=choice.get("finish_reason"), model=self.model_id, latency_s=latency,
             usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                   "completion_tokens": int(usage.get("completion_tokens") or 0)})
+                   "completion_tokens": int(usage.get("completion_tokens") or 0)},
+            provider="embedded", request_id=str(answer["id"])[:200] if answer.get("id") else None)
 
     async def aclose(self) -> None:
         # the model stays loaded for the rest of the process: later stages and runs reuse it

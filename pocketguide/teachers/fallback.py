@@ -36,7 +36,7 @@ class Attempts:
         """What a rejected record shows when every model failed."""
         return {"model": None, "selected_model": None, "attempted_models": list(self.models),
                 "finish_reason": None, "usage": {}, "latency_s": None, "cached": False,
-                "errors": list(self.errors), "notes": notes, "cost": None}
+                "errors": list(self.errors), "notes": notes, "cost": None, "provider": None, "request_id": None}
 
     def final_error(self, notes: list[str]) -> TeacherError:
         last = self.errors[-1] if self.errors else {"kind": "unexpected", "status": None, "message": "no model"}

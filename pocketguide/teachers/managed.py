@@ -225,7 +225,8 @@ class ManagedTeacher:
             usage=hit.get("usage") or {}, attempted_models=hit.get("attempted_models") or [model],
             errors=hit.get("errors") or [], cached=True, notes=hit.get("notes") or [],
             selected_model=hit.get("selected_model") or model,
-            cost=0.0 if self.settings.prices else None)  # nothing was spent on this run
+            cost=0.0 if self.settings.prices else None,  # nothing was spent on this run
+            provider=hit.get("provider"), request_id=hit.get("request_id"))  # the paid-for answer's own id
         response.latency_s = time.perf_counter() - started
         return response
 
@@ -244,4 +245,4 @@ def _cacheable(response: TeacherResponse) -> dict[str, Any]:
     return {"text": response.text, "finish_reason": response.finish_reason, "model": response.model,
             "selected_model": response.selected_model, "usage": response.usage,
             "attempted_models": response.attempted_models, "errors": response.errors, "notes": response.notes,
-            "cost": response.cost}
+            "cost": response.cost, "provider": response.provider, "request_id": response.request_id}

@@ -226,9 +226,11 @@ class OpenAITeacher:
             raise self._error(kind, message, retryable, raw.status_code, headers)
         self.last_headers = headers
         latency = time.perf_counter() - started
-        text, finish_reason, model, usage = self._read(raw)
+        text, finish_reason, model, usage, answer_id = self._read(raw)
+        request_id = raw.headers.get("x-request-id") or answer_id
         return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
-                               usage=usage, latency_s=latency, headers=headers)
+                               usage=usage, latency_s=latency, headers=headers, provider="openai",
+                               request_id=str(request_id)[:200] if request_id else None)
 
     def _error(self, kind: str, message: str, retryable: bool, status: int | None,
                headers: dict[str, str]) -> TeacherError:
@@ -239,8 +241,9 @@ class OpenAITeacher:
         err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
-    def _read(self, raw: Any) -> tuple[str, str | None, str | None, dict[str, int]]:
-        """text, finish_reason, model, usage of a chat completion; anything else is a retryable bad_response."""
+    def _read(self, raw: Any) -> tuple[str, str | None, str | None, dict[str, int], Any]:
+        """text, finish_reason, model, usage and id of a chat completion; anything else is a retryable
+        bad_response."""
         try:
             data = orjson.loads(raw.content)
         except orjson.JSONDecodeError:
@@ -258,7 +261,7 @@ class OpenAITeacher:
         usage_in = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         usage = {"prompt_tokens": int(usage_in.get("prompt_tokens") or 0),
                  "completion_tokens": int(usage_in.get("completion_tokens") or 0)} if usage_in else {}
-        return text, choice.get("finish_reason"), data.get("model"), usage
+        return text, choice.get("finish_reason"), data.get("model"), usage, data.get("id")
 
     async def aclose(self) -> None:
         for client, _ in self._shards:
