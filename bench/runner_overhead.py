@@ -51,10 +51,11 @@ def bare_loop(src: Path, dst: Path) -> None:
 
 def full_record_loop(src: Path, dst: Path) -> None:
     """The floor for pocketguide's record format: the same bare loop, writing the whole record a copy stage
-    writes (provenance fields, the input line's fingerprint, a timestamp) — no engine, no stats."""
+    writes (provenance fields, fingerprints, run id, phase timings, timestamps) — no engine, no stats."""
     from pocketguide.engine.inputs import fingerprint
     from pocketguide.engine.records import now_iso
 
+    run_id = "0123456789abcdef0123456789abcdef"
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         for line in fin:
             rec = orjson.loads(line)
@@ -63,7 +64,9 @@ def full_record_loop(src: Path, dst: Path) -> None:
             out = {"id": rec["id"], "stage": "copy", "status": "accepted", "reasons": [], "parent_ids": [],
                    "ancestors": [], "variant": None, "data": data, "mode": "copy", "prompt": text, "raw": text,
                    "parsed": text, "validation": None, "gates": [], "teacher": None, "error": None,
-                   "created_at": now_iso(), "input_fp": fingerprint(line)}
+                   "created_at": now_iso(), "input_fp": fingerprint(line), "gen_fp": "0123456789abcdef",
+                   "judge_fp": "0123456789abcdef", "run_id": run_id,
+                   "timings": {"render_ms": 0.004, "llm_ms": 0.002, "parse_ms": 0.003, "finished_at": now_iso()}}
             fout.write(orjson.dumps(out, option=orjson.OPT_APPEND_NEWLINE))
 
 

@@ -4,7 +4,6 @@ and the dispatch to whole-dataset operations. Nothing in here knows any particul
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 import uuid
@@ -17,21 +16,15 @@ from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, 
 from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import (
     Joined,
-    Upstream,
-    fingerprint,
     input_store,
-    join_index,
-    read_source,
-    read_stage,
-    require_upstream,
     store_root,
 )
+from pocketguide.engine.items import driving_inputs, joined_inputs, stage_items
 from pocketguide.engine.loader import Pipeline, load_pipeline
 from pocketguide.engine.manifest import finish_stage
-from pocketguide.engine.members import member_index
 from pocketguide.engine.operations import run_operation
 from pocketguide.engine.recipe import build_recipe
-from pocketguide.engine.records import ACCEPTED, child_id, now_iso
+from pocketguide.engine.records import ACCEPTED, now_iso
 from pocketguide.engine.resume import scan_existing, teacher_failed
 from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
@@ -79,97 +72,11 @@ class StageResult:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this run of the stage (records, manifest)
 
 
-# --- inputs → items ---------------------------------------------------------------------------
-
-def _driving(pipe: Pipeline, stage: StageSpec, dry_run: bool) -> Iterator[Upstream]:
-    if stage.source and not stage.inputs:
-        return read_source(pipe.resolve(stage.source))
-    store = input_store(pipe, stage.inputs[0], dry_run)
-    require_upstream(store, stage.name, stage.inputs[0], dry_run)
-    return read_stage(store)
-
-
-def _variants(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
-    """The fan-out of one input. A `copy` template makes no teacher call, so the model and replicate
-    axes do not apply to it: it yields one child, not one identical copy per model and replicate."""
-    stage = rt.stage
-    if rt.members is not None:
-        yield from _member_items(rt, up, fp)
-        return
-    v = stage.variants
-    if v is None:
-        yield Item(up.record["id"], up, None, rt.default_choice, fp)
-        return
-    for choice in list(rt.choices.values()) or [rt.default_choice]:
-        copy = choice is not None and not registry.calls_teacher(choice.mode) and not stage.route
-        models = [None] if copy or not v.models else v.models
-        for model, rep in itertools.product(models, range(1 if copy else v.replicates)):
-            variant: dict[str, Any] = {}
-            if rt.choices:
-                variant["template"] = choice.id
-            if model is not None:
-                variant["model"] = model
-            if v.replicates > 1 and not copy:
-                variant["replicate"] = rep
-            rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
-            yield Item(rid, up, variant, choice, fp)
-
-
-def _member_items(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
-    """The rows the membership table lists for this input: their ids, templates, models and replicates."""
-    for row in rt.members.of(up.record["id"]):  # type: ignore[union-attr]
-        tid = row.variant.get("template")
-        choice = rt.choices.get(tid) if tid is not None else rt.default_choice
-        if choice is None:
-            bad = Upstream(up.record, up.fp, problem=f"unknown_template: the membership table "
-                                                     f"'{rt.members.table}' names template '{tid}', which stage "  # type: ignore[union-attr]
-                                                     f"'{rt.stage.name}' does not have — rebuild the table")
-            yield Item(row.id, bad, row.variant, None, fp)
-            continue
-        yield Item(row.id, up, row.variant, choice, fp)
-
-
-def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
-    seen: dict[str, int] = {}
-    for up in driving:
-        extra = []
-        for j in joined:
-            hit = j.find(up.record)
-            extra.append(hit.fp.encode() if hit else b"-")
-        fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
-        plain = rt.stage.variants is None  # one item per input: no fan-out generator per record
-        for item in ((Item(up.record["id"], up, None, rt.default_choice, fp),) if plain else _variants(rt, up, fp)):
-            n = seen[item.id] = seen.get(item.id, 0) + 1
-            if n == 1:
-                yield item
-                continue
-            # Two inputs with one id (or two identical variants) would write one id twice and break
-            # joins and resume: the first keeps the id, each later one becomes a visible rejection.
-            dup = Upstream(up.record, up.fp, problem=f"duplicate_id: id '{item.id}' was already produced by an "
-                                                     f"earlier input of stage '{rt.stage.name}' — give each input "
-                                                     f"a unique id (or list each variant once)")
-            yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
-
-
 def _timings(record: dict[str, Any]) -> dict[str, Any]:
     timings = record.get("timings")
     if timings is None:
         timings = record["timings"] = {}
     return timings
-
-
-def joined_inputs(pipe: Pipeline, rt: StageRuntime, dry_run: bool) -> list[Joined]:
-    """The inputs after the first, indexed for joins by id; a membership table (`members:`) is read into
-    rt.members instead (its rows say which records the stage makes, engine/members.py)."""
-    stage = rt.stage
-    stores = [input_store(pipe, name, dry_run) for name in stage.inputs[1:] if name != stage.members]
-    for js in stores:
-        require_upstream(js, stage.name, js.stage, dry_run)
-    if stage.members:
-        table = input_store(pipe, stage.members, dry_run)
-        require_upstream(table, stage.name, stage.members, dry_run)
-        rt.members = member_index(table, stage.name)
-    return [join_index(js) for js in stores]
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -409,10 +316,10 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
     result.changed = list(rt.recipe.changes(previous))
     generators = {mode: registry.GENERATORS[mode](rt, run) for mode in sorted(rt.modes)}
     joined = joined_inputs(pipe, rt, options.dry_run)
-    driving = _driving(pipe, stage, options.dry_run)
+    driving = driving_inputs(pipe, stage, options.dry_run)
     with store:
-        scan = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run), joined), rt.recipe,
-                             retry=teacher_failed)
+        expected = stage_items(rt, driving_inputs(pipe, stage, options.dry_run), joined)
+        scan = scan_existing(store, stage, expected, rt.recipe, retry=teacher_failed)
         done, acc, result.superseded, result.redo = scan.done, scan.acc, scan.superseded, dict(scan.redo)
         if scan.redo:
             options.progress.message(_redo_message(stage.name, scan.redo, result.changed))
@@ -421,7 +328,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         loop = _Loop(rt, store, acc, result, options.progress, generators, scan.salvage)
         total = _estimate_total(pipe, stage, options, len(done), rt.members)
         options.progress.stage_started(stage.name, total, len(done))
-        taken = _take(_items(rt, driving, joined), done, options.limit, result, pending,
+        taken = _take(stage_items(rt, driving, joined), done, options.limit, result, pending,
                       bool(options.settings.get("limit_total")))
         stopped = await _drive(loop, taken, joined, concurrency)
         result.pending = pending[0]

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from pocketguide.engine.inputs import input_store, store_root
+from pocketguide.engine.items import driving_inputs, joined_inputs, stage_items
 from pocketguide.engine.loader import Pipeline
 from pocketguide.engine.manifest import input_hashes
 from pocketguide.engine.operations import op_changes
 from pocketguide.engine.recipe import FILES_READ, GEN, JUDGE, STATS, build_recipe
 from pocketguide.engine.resume import INPUTS, REGENERATE, REJUDGE, teacher_failed, why_redo
-from pocketguide.engine.runner import _driving, _items, joined_inputs
 from pocketguide.engine.runtime import build_runtime
 from pocketguide.engine.session import resolved_teacher
 from pocketguide.engine.spec import StageSpec, TeacherSettings
@@ -113,7 +113,8 @@ def _record_state(pipe: Pipeline, stage: StageSpec, store: StageStore, m: dict[s
     if FILES_READ in changes:
         before = ((m or {}).get("recipe") or {}).get("files_read") or {}
         changes[FILES_READ]["files"] = [rel for rel, sha in recipe.files_read.items() if before.get(rel) != sha]
-    current = {it.id: it.fp for it in _items(rt, _driving(pipe, stage, dry_run), joined_inputs(pipe, rt, dry_run))}
+    joined = joined_inputs(pipe, rt, dry_run)
+    current = {it.id: it.fp for it in stage_items(rt, driving_inputs(pipe, stage, dry_run), joined)}
     removed = {side: [k for k, c in changes.items() if c["side"] == side and c["kind"] == "removed"]
                for side in (GEN, JUDGE)}
     redo: Counter[str] = Counter()
