@@ -194,7 +194,9 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
                         root=rt.root, seen=rt.files_read)
     try:
-        text = newlines_normalised(gen.raw or "")  # the record's raw keeps the bytes the model sent
+        text = gen.raw or ""
+        if gen.teacher is not None:  # a model's reply: the parser reads \n only, the record's raw keeps its bytes
+            text = newlines_normalised(text)
         parsed = p.choice.parser(text, pctx) if p.choice else text
     except ParseError as exc:
         record["parse_notes"] = pctx.notes or None
