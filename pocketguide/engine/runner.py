@@ -106,7 +106,8 @@ class _Loop:
         except Exception as exc:  # this record cannot be stored as it is (nested too deep for JSON…)
             record = unwritable(record, exc)
             self.store.append(record, buffered=buffered)
-        self.acc.phases.add_one("write_ms", since_ms(t0))  # a line cannot hold its own write time: stats only
+        self.acc.phases.add_one("write_ms", (time.perf_counter() - t0) * 1000)  # a line cannot hold its own
+        # write time: stats only
         self.acc.add(record)
         if record["status"] == ACCEPTED:
             self.result.new_accepted += 1
@@ -161,7 +162,9 @@ class _Loop:
             return record_failed(p.record, "internal_error", exc)
         if not gen.dry_run:  # parse_ms: parser and schema validation (finish's time less its gates)
             timings = _timings(record)
-            timings["parse_ms"] = round(max(0.0, since_ms(t0) - timings.get("gate_ms", 0.0)), 3)
+            gate = timings.get("gate_ms")
+            timings["parse_ms"] = since_ms(t0) if gate is None else max(0, int(
+                (time.perf_counter() - t0) * 1e6) - int(gate * 1000 + 0.5)) / 1000
         return record
 
     def prepared(self, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
