@@ -64,15 +64,18 @@ def _pipe():
     return load_pipeline(STATE["pipeline"])
 
 
-def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, **run_knobs):
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, threads=None, **run_knobs):
     from .session import RunOptions
     from .spec import TeacherSettings
 
     overrides = None
-    if teacher or model or base_url:
-        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url)
+    if teacher or model or base_url or threads:
+        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url, threads=threads)
+    settings = dict(extra or {})
+    if threads:
+        settings["threads"] = threads  # the train stage reads it too
     return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
-                      settings=dict(extra or {}), **run_knobs)
+                      settings=settings, **run_knobs)
 
 
 LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
@@ -82,6 +85,8 @@ CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests i
 TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
 MODEL = typer.Option(None, "--model", help="teacher model for this run")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for the embedded teacher and for training "
+                                                      "(default: the cores this process may use)")
 GATING = typer.Option(None, "--gating-mode", help="run setting gating_mode for gates that read it: strict or lenient")
 
 
@@ -110,8 +115,9 @@ def _report(results, stopped=None) -> None:
 
 @app.command()
 @guarded
-def stages() -> None:
-    """Validate stages.yaml and list its stages."""
+def stages(teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL,
+           base_url: Optional[str] = BASE_URL) -> None:
+    """Validate stages.yaml and list its stages, and how each route resolves for the teacher of this run."""
     from rich.table import Table
 
     from .console import out
@@ -128,7 +134,29 @@ def stages() -> None:
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
                   parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
     out.print(t)
+    for line in _route_lines(pipe, _options(None, False, False, None, teacher, model, base_url).teacher):
+        out.print(line, markup=False, highlight=False)
     out.print("[green]stages.yaml is valid[/]")
+
+
+def _route_lines(pipe, overrides) -> list[str]:
+    """One line per routed stage: the cases, and for a route on the teacher which case this run takes."""
+    from .runtime import route_on_teacher
+    from .session import resolved_teacher
+
+    lines = []
+    for s in pipe.stages:
+        if s.route is None:
+            continue
+        cases = ", ".join(f"{k} → {c.mode}" for k, c in s.route.cases.items())
+        line = f"{s.name}: route on {s.route.on}: {cases}"
+        facts = resolved_teacher(pipe.spec.pipeline.teacher, s, overrides).facts()
+        fixed = route_on_teacher(s, facts)
+        if fixed:
+            line += (f" — with this teacher ({facts['provider']}, {s.route.on} = {fixed[0]}): "
+                     f"{fixed[1].mode}")
+        lines.append(line)
+    return lines
 
 
 @app.command()
@@ -137,7 +165,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
         model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-        gating_mode: Optional[str] = GATING) -> None:
+        gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
     """Run one stage (resuming where it stopped)."""
 
     from .console import RichProgress
@@ -146,8 +174,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
     pipe = _pipe()
     spec = pipe.stage(stage)
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
 
     with RichProgress() as progress:
         opts.progress = progress
@@ -164,15 +191,14 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-            gating_mode: Optional[str] = GATING) -> None:
+            gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
     """Run every stage in order; rerunning resumes and recomputes stale stages."""
     from .console import RichProgress
     from .pipeline import run_pipeline
 
     pipe = _pipe()
     opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

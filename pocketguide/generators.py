@@ -1,4 +1,8 @@
-"""Built-in generators by mode: `copy` passes text through, `llm` asks the teacher."""
+"""Built-in generators by mode: `copy` passes text through, `llm` asks the teacher.
+
+A generator is a class registered with `@generator(mode)`: `is_async`, `uses_teacher` (the stage then
+gets a teacher), and `generate(item) -> Generated`. A pipeline registers its own the same way (the
+PocketGuide critic is one); the runner treats every mode alike."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class Generated:
     teacher: dict[str, Any] | None = None
     finish_reason: str | None = None
     dry_run: bool = False
+    made_by: str | None = None  # what wrote `raw` (e.g. "llm:<model>", "pocketguide_critic:v1"); stored on the record
 
 
 class MissingInput(Exception):
@@ -33,6 +38,7 @@ class CopyGenerator:
     """The rendered prompt, or the value at `copy_from`, passes through unchanged. No teacher call."""
 
     is_async = False
+    uses_teacher = False
 
     def generate(self, item: "Any") -> Generated:
         # in a dry run, a copy of a dry-run record (which has no text) is a placeholder too: it is
@@ -55,6 +61,7 @@ class LLMGenerator:
     """Sends the rendered prompt (after the system prompt) to the stage's teacher."""
 
     is_async = True
+    uses_teacher = True
 
     async def generate(self, item: "Any") -> Generated:
         rt = item.runtime
@@ -78,7 +85,8 @@ class LLMGenerator:
             sample_index=(item.variant or {}).get("replicate"),
         )
         response = await rt.teacher.generate(request)
-        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)
+        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason,
+                         made_by=f"llm:{response.selected_model or response.model}")
 
 
 __all__ = ["Generated", "MissingInput", "TeacherError"]

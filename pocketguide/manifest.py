@@ -106,6 +106,7 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     }
     if extra:
         manifest.update(extra.get("manifest", {}))
+    result.teacher = manifest["teacher"]
     store.write_json("manifest.json", manifest)  # last: its presence means the stage finished
 
 

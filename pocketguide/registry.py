@@ -141,3 +141,4 @@ def load_builtins() -> None:
     """Import the modules whose decorators fill the registries (idempotent)."""
     from . import exporters, gates, ops, parsers  # noqa: F401
     from . import generators  # noqa: F401
+    from . import pipelines  # noqa: F401

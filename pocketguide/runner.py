@@ -44,6 +44,7 @@ class StageResult:
     stopped: str | None = None  # why the stage ended early (budget, circuit breaker)
     superseded: int = 0  # old records redone because their inputs changed
     note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
+    teacher: dict[str, Any] | None = None  # the stage's teacher as its manifest describes it (model, threads…)
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 

@@ -71,8 +71,9 @@ class StageRuntime:
     default_choice: TemplateChoice | None = None
     choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
-    gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
+    gates: list[tuple[str, Any, Any, dict[str, Any]]] = field(default_factory=list)  # (name, fn, options, when)
     teacher: Any = None
+    teacher_facts: dict[str, Any] = field(default_factory=dict)  # `teacher` in the template context
     _formats: dict[str, Any] = field(default_factory=dict)  # response_schema path → response_format
 
     def response_format_for_record(self, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -91,8 +92,10 @@ class StageRuntime:
     def uses_llm(self) -> bool:
         modes = {c.mode for c in [self.default_choice, *self.choices.values(), *self.route_choices.values()] if c}
         if self.stage.route:
-            modes |= {c.mode for c in [*self.stage.route.cases.values(), self.stage.route.default]}
-        return "llm" in modes
+            fixed = route_on_teacher(self.stage, self.teacher_facts)
+            cases = [fixed[1]] if fixed else [*self.stage.route.cases.values(), self.stage.route.default]
+            modes = {c.mode for c in cases} | (modes if not fixed else set())
+        return any(getattr(registry.GENERATORS.get(m), "uses_teacher", False) for m in modes)
 
     def template_files(self) -> list[Path]:
         files = []
@@ -100,6 +103,17 @@ class StageRuntime:
             if c and c.renderer:
                 files.append(c.renderer.path)
         return files
+
+
+def route_on_teacher(stage: StageSpec, facts: dict[str, Any]) -> tuple[str, Any] | None:
+    """(case key, case) when the stage routes on a teacher fact (`on: teacher.judge`): the same for every
+    record of the run, so it is known before the loop (which generator runs, whether a teacher is needed)."""
+    route = stage.route
+    if route is None or not route.on.startswith("teacher."):
+        return None
+    value = lookup({"teacher": facts}, route.on, None)
+    key = str(value).lower() if isinstance(value, bool) else str(value)
+    return key, route.cases.get(key, route.default)
 
 
 def parser_options(stage: StageSpec, parser: str | None, options: dict[str, Any] | None) -> Any:
@@ -125,7 +139,7 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
 
 def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
                   settings: dict[str, Any]) -> StageRuntime:
-    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings)
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, teacher_facts=teacher_settings.facts())
     if stage.schema_:
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())
@@ -145,5 +159,5 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
     for g in stage.gates:
         gdef = registry.GATES[g.name]
         opts = gdef.options.model_validate(g.options) if gdef.options else None
-        rt.gates.append((g.name, gdef.fn, opts))
+        rt.gates.append((g.name, gdef.fn, opts, g.when))
     return rt

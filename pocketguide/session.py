@@ -72,7 +72,7 @@ def redact(obj: Any) -> Any:
 _CALL_SETTINGS = {"temperature", "top_p", "max_tokens", "seed", "system_prompt", "response_format", "repeat_penalty",
                   "models", "fallback_models", "requests_per_minute", "input_tokens_per_minute",
                   "output_tokens_per_minute", "max_retries", "retry_initial_s", "retry_max_s", "circuit_window",
-                  "circuit_error_rate", "prices", "schema_max_string", "schema_max_items",
+                  "circuit_error_rate", "prices", "schema_max_string", "schema_max_items", "schema_text_chars", "judge",
                   "schema_fit_max_tokens", "one_shot"}
 
 

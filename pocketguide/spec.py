@@ -18,6 +18,11 @@ class Price(Strict):
     output: float = Field(ge=0, description="USD per million completion (output) tokens")
 
 
+#: teacher.judge when the settings leave it unset: the embedded provider's default model (SmolLM2-135M)
+#: rejected 12/12 of its own drafts at temperature 0 and 0.7 — its verdicts are noise
+JUDGE_DEFAULT: dict[str, bool] = {"embedded": False}
+
+
 class TeacherSettings(Strict):
     """How to reach a teacher. Every field is optional so stages can override a few."""
 
@@ -44,6 +49,10 @@ class TeacherSettings(Strict):
     schema_max_items: int | None = Field(
         None, ge=0, description="cap every array's maxItems in the schema sent to the model (minItems kept); "
                                 "unset = 4 for embedded, no cap otherwise; 0 = no cap")
+    schema_text_chars: str | None = Field(
+        None, description="characters a free-text string may use in the schema sent to the model, as a regex "
+                          "character class body (e.g. \"A-Za-z0-9 ,.'-\"); unset = plain prose for embedded (no "
+                          "markup, links or braces), none otherwise; '' = no restriction")
     schema_fit_max_tokens: bool | None = Field(
         None, description="shrink the string cap until the capped schema's worst case fits in max_tokens; "
                           "unset = on for embedded, off otherwise")
@@ -55,6 +64,9 @@ class TeacherSettings(Strict):
     n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
     n_parallel: int | None = Field(
         None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+    judge: bool | None = Field(
+        None, description="can this teacher judge drafts (critique)? Templates and routes see it as teacher.judge; "
+                          "unset = false for embedded (its default 135M model's verdicts are noise), true otherwise")
     extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
     extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
     # --- at scale: fallback, limits, retries, circuit breaker, prices (teachers/managed.py) ---
@@ -87,6 +99,12 @@ class TeacherSettings(Strict):
                              "and name the variable with api_key_env")
         return data
 
+    def facts(self) -> dict[str, Any]:
+        """What a template or a route may know about the teacher: `teacher.provider`, `.model`, `.judge`."""
+        provider = self.provider or "openai"
+        judge = self.judge if self.judge is not None else JUDGE_DEFAULT.get(provider, True)
+        return {"provider": provider, "model": self.model or self.model_path, "judge": judge}
+
     def merged(self, *overrides: "TeacherSettings | None") -> "TeacherSettings":
         data = self.model_dump(exclude_none=True)
         for o in overrides:
@@ -98,6 +116,8 @@ class TeacherSettings(Strict):
 class GateSpec(Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    when: dict[str, Any] = Field(default_factory=dict, description="run the gate only for records whose template "
+                                 "context has these values, e.g. {teacher.judge: false}; otherwise it is not run")
 
 
 class TemplateVariant(Strict):
@@ -105,7 +125,7 @@ class TemplateVariant(Strict):
 
     id: str
     file: str
-    mode: Literal["llm", "copy"] | None = None
+    mode: str | None = Field(None, description="a registered generator: llm, copy, or a pipeline's own")
     parser: str | None = None
     parser_options: dict[str, Any] | None = Field(None, description="options for this template's parser")
     description: str = ""
@@ -127,7 +147,7 @@ class Variants(Strict):
 
 
 class RouteCase(Strict):
-    mode: Literal["llm", "copy", "skip"]
+    mode: str = Field(description="skip, or a registered generator: llm, copy, or a pipeline's own")
     reason: str | None = Field(None, description="reason code recorded when mode is skip")
     template: str | None = None
 
@@ -170,7 +190,8 @@ class StageSpec(Strict):
     op: str | None = Field(None, description="whole-dataset operation name (instead of a per-record loop)")
     options: dict[str, Any] = Field(default_factory=dict, description="options of the operation")
     template: str | None = None
-    mode: Literal["llm", "copy"] | None = None
+    mode: str | None = Field(None, description="a registered generator: llm (the teacher), copy (no teacher), or "
+                                               "one a pipeline registers with @generator")
     copy_from: str | None = Field(None, description="copy mode: dotted path of the value to pass through")
     parser: str | None = None
     parser_options: dict[str, Any] = Field(default_factory=dict, description="options passed to the parser "

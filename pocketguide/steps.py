@@ -27,7 +27,7 @@ def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[s
     stage = rt.stage
     rec = item.upstream.record
     ctx: dict[str, Any] = {"id": item.id, "input": rec, "variant": item.variant or {}, "vars": stage.vars,
-                           "stage": stage.name, "record": rec, "schema": rt.schema}
+                           "stage": stage.name, "record": rec, "schema": rt.schema, "teacher": rt.teacher_facts}
     if stage.inputs:
         ctx[stage.inputs[0]] = rec
     else:
@@ -106,6 +106,8 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     record = p.record
     record["raw"] = gen.raw
     record["teacher"] = gen.teacher
+    if gen.made_by:
+        record["made_by"] = gen.made_by
     if gen.dry_run:
         record["dry_run"] = True
         record["status"] = ACCEPTED
@@ -131,7 +133,9 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
             record["validation"].update(path=path, message=err.message[:300])
             return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
     gi = GateInput(parsed, gen.raw, record, rt.settings)
-    for name, fn, opts in rt.gates:
+    for name, fn, opts, when in rt.gates:
+        if when and any(lookup(p.context, path, None) != value for path, value in when.items()):
+            continue  # not this record's gate (e.g. a check that only applies with one critic)
         try:
             res = fn(gi, opts)
         except Exception as exc:

@@ -9,7 +9,6 @@ require a random API key that never leaves this process; the in-process calls by
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import secrets
@@ -39,20 +38,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=1)  # once per process, so every teacher shares one loaded engine
 def default_threads() -> int:
-    """The usable cores, less those other processes keep busy (1-minute load average), at least 1.
+    """The cores this process may use (its CPU affinity); `teacher.threads` or --threads overrides it.
 
-    Measured on a shared 2-core box: with other jobs running, 2 llama.cpp threads fell to 1–3
-    tokens/s (every op waits at a barrier for a descheduled thread) while 1 thread kept 20–34.
-    On an idle machine this is simply the core count.
+    Not the load average: read when the teacher starts, a busy minute before (another stage, another
+    user) made it pick 1 thread on an idle 2-core box and the draft stage ran at 27–34 tokens/s instead
+    of ~57. On a machine shared with other heavy jobs, pin it with --threads.
     """
-    cores = usable_cores()
-    try:
-        busy = int(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    return usable_cores()
 
 
 class Engine:
