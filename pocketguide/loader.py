@@ -174,7 +174,6 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
             p.append(f"{n}.{field}: template '{name}' uses undefined variable '{var}' — the stage provides "
                      f"{', '.join(sorted(provided))}; add it under vars or inputs, or fix the template")
     p += _check_parsers(stage)
-    p += _check_modes(stage)
     for i, g in enumerate(stage.gates):
         gdef = registry.GATES.get(g.name)
         if gdef is None:
@@ -199,20 +198,6 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
         p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
                  f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
     return p
-
-
-def _check_modes(stage: StageSpec) -> list[str]:
-    """Every mode names a registered generator (a route case may also skip)."""
-    n = stage.name
-    modes = [("mode", stage.mode)]
-    if stage.variants:
-        modes += [(f"variants.templates[{i}].mode", t.mode) for i, t in enumerate(stage.variants.templates)]
-    if stage.route:
-        modes += [(f"route.cases.{k}.mode", c.mode) for k, c in stage.route.cases.items() if c.mode != "skip"]
-        if stage.route.default.mode != "skip":
-            modes.append(("route.default.mode", stage.route.default.mode))
-    return [f"{n}.{field}: unknown generator mode '{mode}' — {registry.closest(mode, registry.GENERATORS)}"
-            for field, mode in modes if mode is not None and mode not in registry.GENERATORS]
 
 
 def _check_parsers(stage: StageSpec) -> list[str]:

@@ -11,6 +11,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def known_mode(mode: str | None, extra: tuple[str, ...] = ()) -> str | None:
+    """A stage mode must name a registered generator (checked when the registries are loaded)."""
+    from .registry import GENERATORS, closest
+
+    if mode is None or mode in extra or not GENERATORS or mode in GENERATORS:
+        return mode
+    raise ValueError(f"unknown generator mode '{mode}' — {closest(mode, [*GENERATORS, *extra])}")
+
+
 class Price(Strict):
     """What one model costs, in USD per million tokens."""
 
@@ -130,6 +139,11 @@ class TemplateVariant(Strict):
     parser_options: dict[str, Any] | None = Field(None, description="options for this template's parser")
     description: str = ""
 
+    @field_validator("mode")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return known_mode(value)
+
 
 class Variants(Strict):
     """Fan-out: every combination of template × model × replicate becomes one child record."""
@@ -148,6 +162,11 @@ class Variants(Strict):
 
 class RouteCase(Strict):
     mode: str = Field(description="skip, or a registered generator: llm, copy, or a pipeline's own")
+
+    @field_validator("mode")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return known_mode(value, ("skip",))
     reason: str | None = Field(None, description="reason code recorded when mode is skip")
     template: str | None = None
 
@@ -212,6 +231,11 @@ class StageSpec(Strict):
     allow_truncated: bool = False
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("mode")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return known_mode(value)
 
     @field_validator("gates", mode="before")
     @classmethod

@@ -103,7 +103,7 @@ def test_unknown_field_and_bad_mode(pipeline_dir):
         stages:
           - {name: a, source: in.jsonl, template: t.j2, mode: magic, temprature: 0.3}
     """)
-    assert "a.mode:" in msg and "use one of the listed values" in msg
+    assert "a.mode:" in msg and "unknown generator mode 'magic'" in msg and "llm" in msg
     assert "a.temprature: unknown field — remove it or check its spelling" in msg
 
 

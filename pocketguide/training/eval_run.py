@@ -34,14 +34,13 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
 
 def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: TeacherSettings | None
                      ) -> tuple[dict[str, dict[str, Any]], RepeatPenalty | None, str | None]:
-    """(schema per payload type, repeat penalty, a note) as the decoding stage's teacher decodes; the string
-    caps are fitted to this evaluation's max_new_tokens so a capped answer always fits."""
+    """(schema per payload type, repeat penalty, a note): exactly what the decoding stage's teacher is sent
+    (the same caps, fitted to the teacher's own max_tokens) and its repeat penalty."""
     ecfg = cfg.eval
     if not ecfg.decoding_stage:
         return {}, None, None
     stage = pipe.stage(ecfg.decoding_stage)
-    settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, overrides).merged(
-        TeacherSettings(max_tokens=ecfg.max_new_tokens))
+    settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, overrides)
     pattern = stage.response_schema or stage.schema_
     if not pattern:
         raise TrainingError(f"options.eval.decoding_stage: stage '{stage.name}' has no schema or response_schema — "
@@ -55,7 +54,7 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
         out[ptype] = model_schema(settings, json.loads(path.read_text()))
     penalty = RepeatPenalty(settings.repeat_penalty, ecfg.repeat_last_n) if settings.repeat_penalty else None
     note = (f"constrained = the decoding profile of stage '{stage.name}' ({pattern}, capped as its "
-            f"{settings.provider or 'openai'} teacher caps it, strings fitted to {ecfg.max_new_tokens} tokens)"
+            f"{settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
             + (f", repeat penalty {settings.repeat_penalty} over the last {ecfg.repeat_last_n} tokens" if penalty
                else ", no repeat penalty") + ", compact whitespace")
     return out, penalty, note
