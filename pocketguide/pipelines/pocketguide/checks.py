@@ -40,7 +40,6 @@ PHONE = re.compile(r"\+\d[\d\s().-]{6,}\d|\b\d{3}[\s.-]\d{3}[\s.-]\d{3,4}\b")
 RESIDUE = re.compile(r"<[A-Za-z_ ]{2,}>|\[[A-Za-z_ ]{2,}\]|\{[A-Za-z_ ]{2,}\}|\bX{3,}\b")
 MARKUP = re.compile(r"[<>{}\[\]`\\|]|&#?\w+;")  # HTML, JSON or code fragments: never in plain travel advice
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-EXAMPLE = re.compile(r"(?i)example:\s*\{")
 QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -73,17 +72,40 @@ class Question:
                    example_strings=example_strings(str(record.get("prompt") or ""), str(data.get("prompt") or "")))
 
 
-def example_strings(rendered_prompt: str, question: str) -> frozenset[str]:
-    """The quoted strings of every `example: {…}` in the rendered prompt (the format example a model copies)."""
-    out: set[str] = set()
-    text = rendered_prompt.replace(question, " ") if question else rendered_prompt
-    for m in EXAMPLE.finditer(text):
-        start, depth = m.end() - 1, 0
-        for i in range(start, len(text)):
-            depth += (text[i] == "{") - (text[i] == "}")
+def _objects(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every top-level balanced {…} in text."""
+    depth, start = 0, 0
+    for i, c in enumerate(text):
+        if c == "{":
+            start = i if depth == 0 else start
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
             if depth == 0:
-                out.update(x.group(1).strip() for x in QUOTED.finditer(text[start:i + 1]))
-                break
+                yield start, i + 1
+
+
+def example_strings(rendered_prompt: str, question: str) -> frozenset[str]:
+    """What a model may copy from its prompt instead of answering: the quoted strings of a format example
+    (`payload example: {…}`) and the prompt's own phrases (≥ 2 words, split at punctuation). The question is
+    left out (copying it is `copied_prompt`), and so is an answer embedded to be rewritten (refine's prompt)."""
+    text = rendered_prompt.replace(question, " ") if question else rendered_prompt
+    out: set[str] = set()
+    plain, last = [], 0
+    for start, end in _objects(text):
+        chunk = text[start:end]
+        try:
+            embedded_answer = "payload_type" in json.loads(chunk)
+        except ValueError:
+            embedded_answer = False
+        if not embedded_answer:
+            out.update(x.group(1).strip() for x in QUOTED.finditer(chunk))
+        plain.append(text[last:start])
+        last = end
+    plain.append(text[last:])
+    for fragment in re.split(r"[.,;:()\n]|\bor\b|\band\b", " ".join(plain)):
+        if len(words(fragment)) >= 2:
+            out.add(norm(fragment))
     return frozenset(x for x in out if x)
 
 
@@ -158,8 +180,8 @@ def check_placeholders(env: dict[str, Any], q: Question) -> list[Finding]:
         why = is_placeholder(text, key)
         if why:
             hits["placeholder"].append((path, text, why))
-        elif key not in CODE_KEYS and text.strip() in q.example_strings:
-            hits["copied_example"].append((path, text, "copied from the prompt's format example"))
+        elif key not in CODE_KEYS and (text.strip() in q.example_strings or norm(text) in q.example_strings):
+            hits["copied_example"].append((path, text, "copied from the prompt"))
     fatal = sum(map(len, hits.values())) >= FATAL_SHARE * max(1, len(texts))
     out = []
     for check, found in hits.items():
