@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pocketguide.loader import load_pipeline  # noqa: E402
+from pocketguide.engine.loader import load_pipeline  # noqa: E402
 from pocketguide.pipelines.pocketguide.planted import markdown, rates, score  # noqa: E402
 
 

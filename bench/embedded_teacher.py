@@ -25,12 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pocketguide import run_stage  # noqa: E402
-from pocketguide.loader import load_pipeline  # noqa: E402
-from pocketguide.runtime import build_runtime  # noqa: E402
-from pocketguide.session import RunOptions, resolved_teacher  # noqa: E402
-from pocketguide.spec import TeacherSettings  # noqa: E402
-from pocketguide.structured import system_prompt_for  # noqa: E402
+from pocketguide.engine.loader import load_pipeline  # noqa: E402
+from pocketguide.engine.session import RunOptions, resolved_teacher  # noqa: E402
 from pocketguide.teachers.embedded import EmbeddedTeacher  # noqa: E402
+from pocketguide.teachers.structured import response_format_for, system_prompt_for  # noqa: E402
 
 
 def project(root: Path, n_parallel: int | None, threads: int | None) -> Path:
@@ -63,14 +61,17 @@ def run_draft(root: Path, n: int, n_parallel: int | None, threads: int | None) -
 
 
 def bare_bodies(run: dict) -> list[dict]:
-    """The requests the stage sent, rebuilt: same messages, decoding schema and sampling parameters."""
+    """The requests the stage sent, rebuilt as the `llm` generator builds them: the system prompt (with the
+    stage-level one-shot, if any), the rendered prompt, the record's decoding schema, the sampling parameters."""
     pipe, settings = run["pipe"], run["settings"]
-    rt = build_runtime(pipe, pipe.stage("draft"), settings, False, {})
+    stage = pipe.stage("draft")
+    stage_format = response_format_for(settings, json.loads(pipe.resolve(stage.schema_).read_text()), stage.name)
+    system = system_prompt_for(settings, stage_format)
     bodies = []
     for rec in sorted(run["records"], key=lambda r: r["id"]):
-        fmt = rt.response_format_for_record(rec)
-        messages = [{"role": "system", "content": system_prompt_for(settings, fmt)},
-                    {"role": "user", "content": rec["prompt"]}]
+        path = pipe.resolve(stage.response_schema.replace("{payload_type}", rec["data"]["payload_type"]))
+        fmt = response_format_for(settings, json.loads(path.read_text()), stage.name)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": rec["prompt"]}]
         bodies.append({"messages": messages, "temperature": settings.temperature, "max_tokens": settings.max_tokens,
                        "seed": settings.seed, "response_format": fmt, "repeat_penalty": settings.repeat_penalty,
                        "cache_prompt": True})

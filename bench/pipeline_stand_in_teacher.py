@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pocketguide import run_pipeline  # noqa: E402
-from pocketguide.loader import load_pipeline  # noqa: E402
-from pocketguide.session import RunOptions  # noqa: E402
-from pocketguide.spec import TeacherSettings  # noqa: E402
+from pocketguide.engine.loader import load_pipeline  # noqa: E402
+from pocketguide.engine.session import RunOptions  # noqa: E402
+from pocketguide.engine.spec import TeacherSettings  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Reply  # noqa: E402
 from pocketguide.training import synthetic  # noqa: E402
 

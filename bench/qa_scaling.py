@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pocketguide import run_stage  # noqa: E402
-from pocketguide.dataset.synthetic import make_record, perturb  # noqa: E402
-from pocketguide.registry import load_builtins  # noqa: E402
-from pocketguide.store import dumps_line, iter_jsonl  # noqa: E402
+from pocketguide.engine.registry import load_builtins  # noqa: E402
+from pocketguide.engine.store import dumps_line, iter_jsonl  # noqa: E402
+from pocketguide.pipelines.pocketguide.synthetic import make_record, perturb  # noqa: E402
 
 STAGES = """\
 pipeline: {name: qa-bench, data_dir: runs}

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from pocketguide import run_stage
-from pocketguide.loader import load_pipeline
+from pocketguide.engine.loader import load_pipeline
 
 STAGES = """
 pipeline: {name: bench, data_dir: runs}

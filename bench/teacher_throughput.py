@@ -28,8 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pocketguide.runner import run_stage  # noqa: E402
-from pocketguide.session import RunOptions  # noqa: E402
+from pocketguide.engine.runner import run_stage  # noqa: E402
+from pocketguide.engine.session import RunOptions  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Faults  # noqa: E402
 
 STAGES = """

@@ -88,8 +88,8 @@ def main() -> None:
     if args.model_cache:
         opts["model_cache_dir"] = str(Path(args.model_cache).resolve())
     path = write_project(root, args.records, args.seed, opts, repo)
-    from pocketguide.pipeline import run_pipeline
-    from pocketguide.session import RunOptions
+    from pocketguide.engine.pipeline import run_pipeline
+    from pocketguide.engine.session import RunOptions
 
     class Echo:
         def stage_started(self, *a): pass

@@ -1,32 +1,31 @@
-"""pocketguide: declarative synthetic-training-data pipelines, from prompt plan to a fine-tuned student."""
+"""pocketguide: declarative synthetic-training-data pipelines, from prompt plan to a fine-tuned student.
 
-__version__ = "0.1.0"
+The public API: `run_stage`, `run_pipeline`, `load_pipeline`, `pipeline_status`, and the decorators a
+plugin uses to register parsers, gates, operations, generators and teacher providers."""
 
-from .errors import PocketguideError, StagesConfigError  # noqa: E402
-from .registry import gate, generator, operation, parser  # noqa: E402
+from pocketguide.engine.errors import ParseError, PocketguideError, RecordRejected, StagesConfigError
+from pocketguide.engine.registry import gate, generator, load_hook, operation, parser, provider
+from pocketguide.engine.version import __version__
+
+_LAZY = {  # loaded on first use, so `import pocketguide` and `pocketguide --help` stay fast
+    "run_stage": "pocketguide.engine.runner", "StageResult": "pocketguide.engine.runner",
+    "run_pipeline": "pocketguide.engine.pipeline", "PipelineResult": "pocketguide.engine.pipeline",
+    "pipeline_status": "pocketguide.engine.pipeline",
+    "load_pipeline": "pocketguide.engine.loader", "Pipeline": "pocketguide.engine.loader",
+    "GateResult": "pocketguide.engine.runtime", "GateInput": "pocketguide.engine.runtime",
+    "ParseContext": "pocketguide.engine.runtime",
+    "Generated": "pocketguide.engine.generators", "Generator": "pocketguide.engine.generators",
+    "RunOptions": "pocketguide.engine.session",
+}
 
 
 def __getattr__(name: str):
-    # lazy so `import pocketguide` and `pocketguide --help` stay fast
-    if name in ("run_stage", "StageResult"):
-        from . import runner
+    if name in _LAZY:
+        import importlib
 
-        return getattr(runner, name)
-    if name in ("run_pipeline", "PipelineResult", "pipeline_status"):
-        from . import pipeline
-
-        return getattr(pipeline, name)
-    if name in ("load_pipeline", "Pipeline"):
-        from . import loader
-
-        return getattr(loader, name)
-    if name in ("GateResult", "GateInput", "ParseContext"):
-        from . import runtime
-
-        return getattr(runtime, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "PocketguideError", "StagesConfigError", "gate", "generator", "operation", "parser",
-           "run_stage", "run_pipeline", "load_pipeline", "pipeline_status", "GateResult", "GateInput",
-           "ParseContext"]
+__all__ = ["__version__", "ParseError", "PocketguideError", "RecordRejected", "StagesConfigError", "gate", "generator", "load_hook", "operation",
+           "parser", "provider", *_LAZY]

@@ -1,3 +1,3 @@
-from .cli import entrypoint
+from pocketguide.cli import entrypoint
 
 entrypoint()

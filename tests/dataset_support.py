@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pocketguide.dataset.synthetic import make_record, perturb, source_line
+from pocketguide.pipelines.pocketguide.synthetic import make_record, perturb, source_line
 
 # the same blocks as docs/dataset.md, after a stand-in `dataset` stage
 STAGES = """\
@@ -26,19 +26,24 @@ stages:
   - name: qa
     inputs: [dataset]
     op: qa
-    options: {threshold: 0.85, group_threshold: 0.6, max_bucket_ratio: %(ratio)s}
+    options: {threshold: 0.85, group_threshold: 0.6, max_bucket_ratio: %(ratio)s,
+              bucket_by: [payload_type, category, difficulty]}
     facets: [payload_type, category, difficulty]
 
   - name: split
     inputs: [qa]
     op: split
-    options: {ratios: {train: 0.8, val: 0.1, test: 0.1}, seed: 13}
+    options: {ratios: {train: 0.8, val: 0.1, test: 0.1}, seed: 13, stratify_by: [payload_type, difficulty],
+              report_by: [category]}
     facets: [split, payload_type, difficulty]
 
   - name: sft
     inputs: [split]
     op: sft
-    options: {schema: data/schemas/envelope.v0.json}
+    options:
+      schema: data/schemas/envelope.v0.json
+      system_prompt: You are a travel assistant. Answer with one JSON object.
+      key_order: [summary, assumptions, uncertainty_notes, next_steps, verification_steps, payload_type, metadata, payload]
     facets: [split, payload_type]
 
   - name: eval_suite
@@ -47,6 +52,9 @@ stages:
     options: {size: %(size)s, seed: 7}
     facets: [payload_type, difficulty]
 """
+
+ENVELOPE_ORDER = ["summary", "assumptions", "uncertainty_notes", "next_steps", "verification_steps",
+                  "payload_type", "metadata", "payload"]
 
 ENVELOPE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

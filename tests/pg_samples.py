@@ -77,4 +77,5 @@ def copy_project(dst):
     return dst / "stages.yaml"
 
 
-REPO_STAGES = __import__("pathlib").Path(__file__).resolve().parents[1] / "stages.yaml"
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO_STAGES = REPO / "stages.yaml"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-
-from pathlib import Path
+from pocketguide.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-
-from pocketguide.store import iter_jsonl
-from pocketguide.testing import Reply
-
 from pathlib import Path
+
+from pocketguide.engine.store import iter_jsonl
+from pocketguide.testing import Reply
 
 REPO = Path(__file__).resolve().parents[1]
 

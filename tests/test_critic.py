@@ -12,16 +12,16 @@ from jsonschema import Draft202012Validator
 from pg_samples import copy_project
 
 from pocketguide import run_pipeline
-from pocketguide.contracts import validate_envelope
-from pocketguide.gates.pocketguide import critique_consistent
-from pocketguide.loader import load_pipeline
+from pocketguide.pipelines.pocketguide.contracts import validate_envelope
+from pocketguide.pipelines.pocketguide.gates import critique_consistent
+from pocketguide.engine.loader import load_pipeline
 from pocketguide.pipelines.pocketguide.checks import Question, run_checks
 from pocketguide.pipelines.pocketguide.critic import CRITIC_ID, critique
 from pocketguide.pipelines.pocketguide.planted import draft_record, rates, score
-from pocketguide.runtime import GateInput, route_on_teacher
-from pocketguide.session import RunOptions
-from pocketguide.spec import TeacherSettings
-from pocketguide.structured import response_format_for, system_prompt_for
+from pocketguide.engine.runtime import GateInput, route_on_teacher
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.structured import response_format_for, system_prompt_for
 from pocketguide.testing import Reply
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_planted_drafts_keep_the_contract_and_critiques_are_valid_and_consistent
     validator = Draft202012Validator(CRITIQUE_SCHEMA)
     for entry in yaml.safe_load(PLANTED.read_text()):
         rec = draft_record(entry, pipe.templates_dir, _hints(pipe))
-        ok, code, path = validate_envelope(rec["parsed"])
+        ok, code, path = validate_envelope(rec["parsed"], REPO / "data/schemas")
         assert ok, (entry["id"], code, path)
         c = critique(rec["parsed"], Question.from_record(rec))
         assert not list(validator.iter_errors(c)), entry["id"]
@@ -97,7 +97,7 @@ def test_the_default_pipeline_routes_the_critique_on_the_teacher(pipe):
 def test_pocketguide_stages_shows_which_critic_runs(monkeypatch):
     from typer.testing import CliRunner
 
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
 
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("COLUMNS", "200")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from pocketguide import run_pipeline
-from pocketguide.dataset.content import normalize
-from pocketguide.ops.eval_suite import select
-
 from dataset_support import read_jsonl, synthetic, write_project, write_source
+
+from pocketguide import run_pipeline
+from pocketguide.ops.content import normalize
+from pocketguide.ops.eval_suite import select
 
 TYPES = {"itinerary", "checklist", "decision_tree", "procedure"}
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from dataset_support import read_jsonl, synthetic, write_project
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-
-from dataset_support import read_jsonl, synthetic, write_project
+from pocketguide.cli.main import app
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,11 @@ import copy
 import random
 
 import pytest
+from dataset_support import read_jsonl, synthetic, with_duplicates, write_project
 
 from pocketguide import run_pipeline
-from pocketguide.dataset.content import normalize, response_text, shingles
-from pocketguide.dataset.synthetic import perturb
-
-from dataset_support import read_jsonl, synthetic, with_duplicates, write_project
+from pocketguide.ops.content import normalize, response_text, shingles
+from pocketguide.pipelines.pocketguide.synthetic import perturb
 
 
 def _run(tmp_path, records, **kw):

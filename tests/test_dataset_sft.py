@@ -7,12 +7,11 @@ import json
 
 import jsonschema
 import pytest
+from dataset_support import ENVELOPE_ORDER, ENVELOPE_SCHEMA, read_jsonl, synthetic, write_project
 
 from pocketguide import run_pipeline
-from pocketguide.dataset.sft_format import ENVELOPE_ORDER, canonical_target
-from pocketguide.errors import StageError
-
-from dataset_support import ENVELOPE_SCHEMA, read_jsonl, synthetic, write_project
+from pocketguide.engine.errors import StageError
+from pocketguide.ops.sft_format import canonical_target
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def test_records_are_messages_with_canonical_schema_valid_targets(sft_run):
         validator.validate(env)
         keys = list(env)
         assert keys == [k for k in ENVELOPE_ORDER if k in env] and keys[-1] == "payload"
-        assert canonical_target(env) == target  # stable: re-canonicalizing changes nothing
+        assert canonical_target(env, ENVELOPE_ORDER) == target  # stable: re-canonicalizing changes nothing
         assert rec["data"]["split"] in ("train", "val", "test")
 
 
@@ -84,7 +83,7 @@ def test_split_files_round_trip_through_datasets(sft_run):
 def test_canonical_order_keeps_short_fields_before_payload():
     env = {"payload": {"title": "t", "b": 1, "a": 2}, "payload_type": "procedure", "summary": "s", "zz": 1,
            "next_steps": [], "assumptions": [], "uncertainty_notes": "", "verification_steps": []}
-    text = canonical_target(env)
+    text = canonical_target(env, ENVELOPE_ORDER)
     assert list(json.loads(text)) == ["summary", "assumptions", "uncertainty_notes", "next_steps",
                                       "verification_steps", "payload_type", "zz", "payload"]
     assert text.index('"a"') < text.index('"b"') < text.index('"title"')

@@ -7,15 +7,14 @@ import random
 from collections import Counter
 
 import pytest
+from dataset_support import read_jsonl, synthetic, with_duplicates, write_project
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketguide import run_pipeline
-from pocketguide.dataset.stratify import Row, assign, split_report
-from pocketguide.errors import StagesConfigError
-from pocketguide.loader import load_pipeline
-
-from dataset_support import read_jsonl, synthetic, with_duplicates, write_project
+from pocketguide.engine.errors import StagesConfigError
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.ops.stratify import Row, assign, split_report
 
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
 TYPES = ["itinerary", "checklist", "decision_tree", "procedure"]

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from daydreaming_helpers import copy_example
 
-from pocketguide.errors import StagesConfigError
-from pocketguide.loader import load_pipeline
-from pocketguide.pipeline import run_pipeline
-from pocketguide.records import child_id
-from pocketguide.runner import run_stage
-from pocketguide.store import StageStore
+from pocketguide.engine.errors import StagesConfigError
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.pipeline import run_pipeline
+from pocketguide.engine.records import child_id
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.store import StageStore
 
 
 def _edit_cohort(path, **changes):
@@ -154,7 +154,7 @@ def test_catalog_problems_are_found_at_load_time(tmp_path):
         load_pipeline(path)
     text = str(exc.value)
     assert "evaluation.catalog[3].template_id: 'novelty' is listed twice" in text
-    assert "evaluation.catalog[5].generator: Input should be 'llm' or 'copy'" in text
+    assert "evaluation.catalog[5].generator: unknown generator mode 'human' — known: copy, llm." in text
     assert "evaluation.variants.templates[1].parser: unknown parser 'in_last_lines'" in text
     assert "Did you mean 'in_last_line'?" in text
 

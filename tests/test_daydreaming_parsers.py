@@ -6,10 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pocketguide.errors import ParseError
-from pocketguide.parsers.daydreaming import ScoreRange, essay_block, essay_block_lenient, essay_idea_last, in_last_line
-from pocketguide.registry import get_parser, load_builtins
-from pocketguide.runtime import ParseContext
+from pocketguide.engine.errors import ParseError
+from pocketguide.engine.registry import get_parser, load_builtins
+from pocketguide.engine.runtime import ParseContext
+from pocketguide.pipelines.daydreaming.parsers import (
+    ScoreRange,
+    essay_block,
+    essay_block_lenient,
+    essay_idea_last,
+    in_last_line,
+)
 
 
 def ctx(**options):
@@ -154,8 +160,8 @@ def test_essay_parsers_never_crash_on_tag_soup(text):
 
 
 def test_min_lines_gate_counts_lines_or_sentences():
+    from pocketguide.engine.runtime import GateInput
     from pocketguide.gates.lines import MinLinesOptions, min_lines
-    from pocketguide.runtime import GateInput
 
     def run(text, **opts):
         return min_lines(GateInput(text, text, {}, {}), MinLinesOptions(**opts))

@@ -10,15 +10,15 @@ import sys
 from daydreaming_helpers import copy_example, judge_reply
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-from pocketguide.loader import load_pipeline
-from pocketguide.pipeline import pipeline_status, run_pipeline
-from pocketguide.registry import EXPORTERS
-from pocketguide.reports.scores import build_score_report, score_chart, write_score_report
-from pocketguide.runner import run_stage
-from pocketguide.session import RunOptions
-from pocketguide.spec import TeacherSettings
-from pocketguide.store import StageStore
+from pocketguide.cli.main import app
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.pipeline import pipeline_status, run_pipeline
+from pocketguide.engine.registry import EXPORTERS
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.store import StageStore
+from pocketguide.pipelines.daydreaming.scores import build_score_report, score_chart, write_score_report
 from pocketguide.testing import Reply
 
 LOOPBACK = TeacherSettings(provider="openai", model="fake-teacher")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from pg_samples import careful, copy_project, critique, dumps, envelope
+from pg_samples import REPO, careful, copy_project, critique, dumps, envelope
 from typer.testing import CliRunner
 
 from pocketguide import run_pipeline, run_stage
-from pocketguide.loader import load_pipeline
-from pocketguide.records import lookup
-from pocketguide.session import RunOptions
-from pocketguide.spec import TeacherSettings
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.records import lookup
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.spec import TeacherSettings
 from pocketguide.testing import Reply
 
 N = 11
@@ -172,7 +172,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
 
     # the teacher saw the structured-output request the YAML asks for
     assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
-    from pocketguide.contracts import compose_typed_response_schema
+    from pocketguide.pipelines.pocketguide.contracts import compose_typed_response_schema
     planned = {r["data"]["prompt"]: r["data"]["payload_type"] for r in plan}
     for r in server.requests:
         user, schema = r["messages"][-1]["content"], r["response_format"]["json_schema"]["schema"]
@@ -180,8 +180,8 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
         if user.startswith("Review"):
             assert schema["title"].startswith("Critique")
         else:  # draft and refine decode with the compact schema of the planned payload type
-            assert schema == compose_typed_response_schema(planned[question])
-    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.7 and r["seed"] == 1234 for r in server.requests)
+            assert schema == compose_typed_response_schema(planned[question], REPO / "data" / "schemas")
+    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.3 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
                for r in server.requests)
@@ -216,7 +216,7 @@ def test_route_reads_the_verdict_where_the_critique_stage_writes_it(tmp_path, fa
 def test_cli_stages_validates_the_default_pipeline(monkeypatch):
     from pg_samples import REPO_STAGES
 
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
 
     out = CliRunner().invoke(app, ["--pipeline", str(REPO_STAGES), "stages"])
     assert out.exit_code == 0, out.output
@@ -226,7 +226,7 @@ def test_cli_stages_validates_the_default_pipeline(monkeypatch):
 
 
 def test_cli_rejects_a_bad_gating_mode(tmp_path):
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
 
     path = copy_project(tmp_path / "proj")
     out = CliRunner().invoke(app, ["--pipeline", str(path), "run", "plan", "--gating-mode", "loose"])
@@ -246,7 +246,7 @@ def test_python_m_pocketguide_stages_from_the_repo_root():
 
 
 def test_a_missing_response_schema_is_a_load_error(tmp_path):
-    from pocketguide.errors import StagesConfigError
+    from pocketguide.engine.errors import StagesConfigError
 
     path = copy_project(tmp_path / "proj")
     path.write_text(path.read_text().replace("response_schema: data/schemas/response.{payload_type}.v1.json",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pg_samples import careful, critique, envelope
 
-from pocketguide.gates.pocketguide import (
+from pocketguide.engine.runtime import GateInput
+from pocketguide.pipelines.pocketguide.gates import (
     KEYWORDS_DIR,
     ContractOptions,
     KeywordOptions,
@@ -16,7 +19,8 @@ from pocketguide.gates.pocketguide import (
     overconfidence_guard,
     verification_when_needed,
 )
-from pocketguide.runtime import GateInput
+
+REPO = Path(__file__).resolve().parents[1]  # the default PocketGuide project
 
 
 def item(parsed, prompt="Plan a day in Lisbon.", parse_mode="strict", payload_type=None, settings=None):
@@ -24,7 +28,7 @@ def item(parsed, prompt="Plan a day in Lisbon.", parse_mode="strict", payload_ty
     if payload_type:
         data["payload_type"] = payload_type
     record = {"data": data, "parse_notes": {"parse_mode": parse_mode} if parse_mode else None}
-    return GateInput(parsed, None, record, settings or {})
+    return GateInput(parsed, None, record, settings or {}, REPO)
 
 
 # --- contract_ok -------------------------------------------------------------------------------
@@ -84,7 +88,7 @@ def test_keywords_match_on_word_boundaries_case_insensitively(tmp_path):
 
 
 def test_shipped_lists_do_not_flag_know():
-    path = KEYWORDS_DIR / "time_sensitive.txt"
+    path = REPO / KEYWORDS_DIR / "time_sensitive.txt"
     assert find_phrases("I know you will enjoy the known sights. Acknowledge the view.", path) == []
     assert find_phrases("Entry requirements and opening hours vary.", path) == ["entry requirements", "opening hours"]
 

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pg_samples import dumps, envelope
 
-from pocketguide.errors import ParseError
-from pocketguide.parsers.envelope import envelope_lenient, envelope_strict, extract_json_object, json_object_lenient
-from pocketguide.runtime import ParseContext
+from pocketguide.engine.errors import ParseError
+from pocketguide.engine.runtime import ParseContext
+from pocketguide.pipelines.pocketguide.parsers import (
+    envelope_lenient,
+    envelope_strict,
+    extract_json_object,
+    json_object_lenient,
+)
 
 GOOD = envelope("itinerary")  # its activity text contains braces inside a string
 GOOD_TEXT = dumps(GOOD)
 PRETTY = json.dumps(GOOD, indent=2)
 
+REPO = Path(__file__).resolve().parents[1]  # the default PocketGuide project
+
 
 def ctx() -> ParseContext:
-    return ParseContext("draft", {}, None)
+    return ParseContext("draft", {}, None, root=REPO)
 
 
 # (name, raw, strict outcome, lenient outcome); an outcome is a parse mode or a reason code

@@ -8,8 +8,8 @@ import re
 from pg_samples import copy_project
 
 from pocketguide import run_stage
-from pocketguide.loader import load_pipeline
-from pocketguide.session import RunOptions
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.session import RunOptions
 
 ID = re.compile(r"^v1_(itinerary|checklist|decision_tree|procedure)_(itinerary_planning|transport|entry_requirements|"
                 r"accommodation|safety|budgeting|local_customs)_\d{4}$")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pg_samples import REPO_STAGES, critique, envelope
 
-from pocketguide.contracts import PAYLOAD_TYPES
-from pocketguide.loader import load_pipeline
-from pocketguide.templates import Renderer
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.templates import Renderer
+from pocketguide.pipelines.pocketguide.contracts import PAYLOAD_TYPES
 
 
 def contexts(stage, ptype):
@@ -40,7 +40,7 @@ def test_templates_render_for_every_payload_type(stage_name, ptype):
 
 
 def test_an_unknown_payload_type_is_a_template_error_not_silence():
-    from pocketguide.errors import TemplateError
+    from pocketguide.engine.errors import TemplateError
 
     pipe = load_pipeline(REPO_STAGES)
     stage = pipe.stage("draft")

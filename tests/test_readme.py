@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
+from pocketguide.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 

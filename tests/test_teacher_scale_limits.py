@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pocketguide.errors import TeacherError
-from pocketguide.runner import run_stage
-from pocketguide.spec import Price, TeacherSettings
+from pocketguide.engine.errors import TeacherError
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.spec import Price, TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.fallback import model_chain
 from pocketguide.teachers.limits import AdaptiveConcurrency, CircuitBreaker, RateLimits, parse_reset, retry_after_s

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
-from pocketguide.runner import run_stage
+from pocketguide.cli.main import app
+from pocketguide.engine.runner import run_stage
 from pocketguide.testing import Reply
 
 KEY = "sk-pg-test-9f8e7d6c5b4a-SECRET"

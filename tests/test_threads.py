@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from pocketguide.cli import _options
-from pocketguide.console import threads_line
-from pocketguide.runner import StageResult
+from pocketguide.cli.app import _options
+from pocketguide.cli.console import threads_line
+from pocketguide.engine.runner import StageResult
 from pocketguide.teachers.embedded import default_threads
 from pocketguide.training.model import cpu_threads
 

@@ -8,7 +8,7 @@ import json
 from training_helpers import base_cache_dir, options, write_project
 from typer.testing import CliRunner
 
-from pocketguide.cli import app
+from pocketguide.cli.main import app
 
 runner = CliRunner()
 
@@ -32,7 +32,7 @@ def test_bad_flags_and_wrong_stage_fail_before_any_model_loads(tmp_path):
 
 
 def test_cli_train_then_eval(tmp_path_factory, tmp_path):
-    from pocketguide.runner import run_stage
+    from pocketguide.engine.runner import run_stage
 
     cache = base_cache_dir(tmp_path_factory)
     path = write_project(tmp_path / "p", options(cache))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketguide.loader import load_pipeline
+from pocketguide.engine.loader import load_pipeline
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.report import markdown, summarize
 
@@ -36,7 +36,7 @@ def test_constrained_mode_decodes_with_the_draft_teachers_profile():
     assert summary["pattern"].startswith("^[A-Za-z0-9]") and summary["maxLength"] <= 200  # capped like the teacher
     assert schemas["procedure"]["properties"]["payload_type"] == {"type": "string", "const": "procedure"}
     assert "stage 'draft'" in note and "repeat penalty 1.2" in note
-    api, none_, _ = decoding_profile(pipe, cfg, ["checklist"], __import__("pocketguide.spec").spec.TeacherSettings(
+    api, none_, _ = decoding_profile(pipe, cfg, ["checklist"], __import__("pocketguide.engine.spec").engine.spec.TeacherSettings(
         provider="openai", model="m"))
     assert none_ is not None and "pattern" not in api["checklist"]["properties"]["summary"]  # no caps for an API
 
@@ -77,7 +77,7 @@ def test_train_without_the_train_extra_is_a_reported_skip(tmp_path, monkeypatch)
     from training_helpers import options, write_project
     from typer.testing import CliRunner
 
-    from pocketguide.cli import app
+    from pocketguide.cli.main import app
     from pocketguide.training import stage
 
     monkeypatch.setattr(stage, "missing_extras", lambda: ["torch", "peft"])

@@ -10,11 +10,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from training_helpers import CITIES, ENVELOPE, GATE, PAYLOADS, base_cache_dir, options, write_project
 
-from pocketguide.errors import StageError
-from pocketguide.loader import load_pipeline
-from pocketguide.runner import run_stage
-from pocketguide.session import RunOptions
-from pocketguide.store import StageStore, iter_jsonl
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.runner import run_stage
+from pocketguide.engine.session import RunOptions
+from pocketguide.engine.store import StageStore, iter_jsonl
 
 
 class CrashAt:

@@ -20,8 +20,8 @@ GATE = "tiny_summary_mentions_city"
 
 def _register_gate() -> None:
     """A test-only gate (unique name) so the report's gate pass rates have something to count."""
-    from pocketguide.registry import GATES, gate
-    from pocketguide.runtime import GateResult
+    from pocketguide.engine.registry import GATES, gate
+    from pocketguide.engine.runtime import GateResult
 
     if GATE not in GATES:
         @gate(GATE)

@@ -1,6 +1,7 @@
-"""Built-in export formats. Importing this package registers them."""
+"""Generic built-in export formats. Importing this package registers them."""
 
-from . import jsonl  # noqa: F401
-from . import parquet  # noqa: F401
-from . import hf  # noqa: F401
-from . import gens  # noqa: F401
+from pocketguide.exporters import (
+    hf,  # noqa: F401
+    jsonl,  # noqa: F401
+    parquet,  # noqa: F401
+)

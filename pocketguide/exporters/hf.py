@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import PocketguideError
-from ..registry import exporter
-from .tabular import dataset_card, default_target, to_rows
+from pocketguide.engine.errors import PocketguideError
+from pocketguide.engine.registry import exporter
+from pocketguide.exporters.tabular import dataset_card, default_target, to_rows
 
 HF_SPLIT_NAMES = {"val": "validation"}  # the names the Hub and trainers expect
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..registry import exporter
-from ..store import atomic_write_bytes, dumps_line
+from pocketguide.engine.registry import exporter
+from pocketguide.engine.store import atomic_write_bytes, dumps_line
 
 
 @exporter("jsonl")

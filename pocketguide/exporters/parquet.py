@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..errors import PocketguideError
-from ..registry import exporter
-from ..store import atomic_write_bytes
-from .tabular import dataset_card, default_target, to_rows
+from pocketguide.engine.errors import PocketguideError
+from pocketguide.engine.registry import exporter
+from pocketguide.engine.store import atomic_write_bytes
+from pocketguide.exporters.tabular import dataset_card, default_target, to_rows
 
 
 @exporter("parquet")

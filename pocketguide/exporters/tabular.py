@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..store import read_json
+from pocketguide.engine.store import read_json
 
 _SCALARS = (str, int, float, bool, type(None))
 

@@ -1,5 +1,6 @@
-"""Built-in gates. Importing this package registers them."""
+"""Generic built-in gates. Importing this package registers them."""
 
-from . import basic  # noqa: F401
-from . import pocketguide  # noqa: F401
-from . import lines  # noqa: F401
+from pocketguide.gates import (
+    basic,  # noqa: F401
+    lines,  # noqa: F401
+)

@@ -6,9 +6,9 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..records import lookup
-from ..registry import gate
-from ..runtime import GateInput, GateResult
+from pocketguide.engine.records import lookup
+from pocketguide.engine.registry import gate
+from pocketguide.engine.runtime import GateInput, GateResult
 
 
 class LengthOptions(BaseModel):

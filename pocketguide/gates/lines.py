@@ -7,9 +7,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..registry import gate
-from ..runtime import GateInput, GateResult
-
+from pocketguide.engine.registry import gate
+from pocketguide.engine.runtime import GateInput, GateResult
 
 _SENTENCE_END = re.compile(r"(?<=[^\d\s][.!?])\s+(?=\S)")  # not after "1." of a numbered list
 

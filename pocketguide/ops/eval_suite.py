@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import normalize, prompt_of
-from ..errors import StageError
-from ..registry import operation
-from ..store import file_sha256, read_json
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.registry import operation
+from pocketguide.engine.store import file_sha256, read_json
+from pocketguide.ops.content import normalize, prompt_of
 
 SUITE, META = "suite.jsonl", "suite.json"
 

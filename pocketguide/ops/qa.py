@@ -10,15 +10,25 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import (action_count, content_hash, list_items, normalize, prompt_of, response_text,
-                               shingles)
-from ..dataset.dedup import NearDupIndex
-from ..errors import StageError
-from ..registry import operation
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.registry import operation
+from pocketguide.ops.split import facet_value
+from pocketguide.ops.content import (
+    action_count,
+    content_hash,
+    list_items,
+    normalize,
+    prompt_of,
+    response_text,
+    shingles,
+)
+
+if TYPE_CHECKING:  # numpy and datasketch (the dataset extra) load when the stage runs
+    from pocketguide.ops.dedup import NearDupIndex
 
 DEFAULT_OVERCLAIMS = ["guaranteed", "guarantee", "definitely", "certainly", "100%", "for sure",
                       "without a doubt", "no need to verify", "no need to check", "no need to worry",
@@ -46,15 +56,17 @@ class QAOptions(BaseModel):
     safe_contexts: list[str] = Field(default_factory=lambda: list(DEFAULT_SAFE),
                                      description="phrases removed before matching (\"always verify\" is advice)")
     max_overclaims: int = Field(0, ge=0, description="more overclaim hits than this rejects the record")
-    max_bucket_ratio: float | None = Field(3.0, gt=0, description="cap each (payload_type, category, difficulty) "
-                                           "bucket at this multiple of the mean bucket size; null: no ratio cap")
+    bucket_by: list[str] = Field(default_factory=list, description="record fields (data, then parsed) whose "
+                                 "value combination is a bucket, e.g. [payload_type, category, difficulty]")
+    max_bucket_ratio: float | None = Field(3.0, gt=0, description="cap each bucket at this multiple of the mean "
+                                           "bucket size (needs bucket_by); null: no ratio cap")
     max_per_bucket: int | None = Field(None, ge=1, description="absolute cap per bucket; null: none")
 
 
 @dataclass(slots=True)  # one per input record: 100k of them in the benchmark
 class Fact:
     id: str
-    bucket: tuple[str, str, str]
+    bucket: tuple[str, ...]
     reason: str | None = None
     detail: str | None = None
     duplicate_of: int | None = None
@@ -96,19 +108,19 @@ class Filters:
         return None
 
 
-def _bucket(record: dict[str, Any]) -> tuple[str, str, str]:
-    d = record.get("data") or {}
-    env = record.get("parsed") if isinstance(record.get("parsed"), dict) else {}
-    return (str(d.get("payload_type") or env.get("payload_type")), str(d.get("category")), str(d.get("difficulty")))
+def _bucket(record: dict[str, Any], fields: list[str]) -> tuple[str, ...]:
+    return tuple(facet_value(record, f) for f in fields) or ("all",)
 
 
-def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], NearDupIndex]:
+def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], "NearDupIndex"]:
+    from pocketguide.ops.dedup import NearDupIndex
+
     filters = Filters(opts)
     index = NearDupIndex(opts.threshold, opts.group_threshold, opts.num_perm, opts.seed)
     seen: dict[str, int] = {}
     facts: list[Fact] = []
     for i, rec in enumerate(ctx.records()):
-        fact = Fact(str(rec.get("id")), _bucket(rec))
+        fact = Fact(str(rec.get("id")), _bucket(rec, opts.bucket_by))
         facts.append(fact)
         env, prompt = rec.get("parsed"), prompt_of(rec)
         if not isinstance(env, dict):
@@ -132,7 +144,7 @@ def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], NearDupIndex]:
     return facts, index
 
 
-def _mark_near_duplicates(facts: list[Fact], index: NearDupIndex) -> None:
+def _mark_near_duplicates(facts: list[Fact], index: "NearDupIndex") -> None:
     res = index.result
     for i in res.dup.parent:
         keeper = res.dup.find(i)
@@ -145,7 +157,7 @@ def _mark_near_duplicates(facts: list[Fact], index: NearDupIndex) -> None:
 
 def _balance(facts: list[Fact], opts: QAOptions) -> dict[str, Any]:
     """Cap over-represented buckets; which records go is a seeded hash of the id, not input order."""
-    kept: dict[tuple[str, str, str], list[int]] = {}
+    kept: dict[tuple[str, ...], list[int]] = {}
     for i, f in enumerate(facts):
         if f.reason is None:
             kept.setdefault(f.bucket, []).append(i)
@@ -169,7 +181,7 @@ def _balance(facts: list[Fact], opts: QAOptions) -> dict[str, Any]:
     return {"cap": cap, "capped_buckets": capped}
 
 
-@operation("qa", options=QAOptions)
+@operation("qa", options=QAOptions, requires=("numpy", "datasketch"), extra="dataset")
 def qa(ctx: Any, opts: QAOptions) -> None:
     """Drop exact and near duplicates, vague, overclaiming and out-of-bounds records; cap big buckets."""
     facts, index = _first_pass(ctx, opts)
@@ -192,7 +204,7 @@ def qa(ctx: Any, opts: QAOptions) -> None:
     ctx.stats_extra["qa"] = _stats(facts, index, balance, opts)
 
 
-def _stats(facts: list[Fact], index: NearDupIndex, balance: dict[str, Any], opts: QAOptions) -> dict[str, Any]:
+def _stats(facts: list[Fact], index: "NearDupIndex", balance: dict[str, Any], opts: QAOptions) -> dict[str, Any]:
     res = index.result
     dup_sets = [g for g in res.dup.groups().values() if len(g) > 1]
     groups = res.group.groups()

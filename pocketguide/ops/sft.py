@@ -14,10 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dataset.content import prompt_of
-from ..dataset.sft_format import (DEFAULT_SYSTEM, ENVELOPE_ORDER, EOS_POLICY, SchemaCheck, canonical_target,
-                                  special_tokens_in)
-from ..registry import operation
+from pocketguide.engine.registry import operation
+from pocketguide.ops.content import prompt_of
+from pocketguide.ops.sft_format import (
+    EOS_POLICY,
+    SchemaCheck,
+    canonical_target,
+    special_tokens_in,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -25,13 +29,13 @@ SPLITS = ("train", "val", "test")
 class SFTOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    schema_: str = Field("data/schemas/envelope.v0.json", alias="schema",
-                         description="envelope JSON Schema every target must pass (relative to stages.yaml)")
+    schema_: str = Field(alias="schema", description="JSON Schema every target (the record's parsed object) "
+                                                       "must pass, relative to stages.yaml")
     payload_schemas: dict[str, str] = Field(
         default_factory=dict, description="optional payload_type → payload JSON Schema path, checked too")
-    system_prompt: str = Field(DEFAULT_SYSTEM, description="system message of every chat record")
-    key_order: list[str] = Field(default_factory=lambda: list(ENVELOPE_ORDER),
-                                 description="top-level key order of the target; the last key goes last")
+    system_prompt: str = Field(description="system message of every chat record")
+    key_order: list[str] = Field(default_factory=list, description="top-level key order of the target (the last "
+                                 "key goes last, e.g. a long body); empty: sorted keys")
     require_split: bool = Field(True, description="reject records without data.split (run the split stage first)")
 
 

@@ -1,4 +1,4 @@
-"""`op: split`: seeded train/val/test split, leakage-free and stratified by payload_type × difficulty."""
+"""`op: split`: seeded train/val/test split, leakage-free and stratified by the record fields you name."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..dataset.content import prompt_key, prompt_of
-from ..dataset.stratify import Row, assign, split_report
-from ..errors import StageError
-from ..registry import operation
-
-FACETS = ("payload_type", "category", "difficulty")
-
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.records import lookup
+from pocketguide.engine.registry import operation
+from pocketguide.ops.content import prompt_key, prompt_of
+from pocketguide.ops.stratify import Row, assign, split_report
 
 class SplitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,8 +18,11 @@ class SplitOptions(BaseModel):
     ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1},
                                      description="split name → share of records (sums to 1)")
     seed: int = Field(13, description="seed of the tie-breaking order; same seed and data → same split")
+    stratify_by: list[str] = Field(default_factory=list, description="record fields (looked up in data, then in "
+                                   "parsed) whose mix every split keeps, e.g. [payload_type, difficulty]")
+    report_by: list[str] = Field(default_factory=list, description="more fields to count per split in the report")
     max_mix_deviation_points: float | None = Field(
-        None, gt=0, description="fail the stage if any split's payload-type or difficulty share is further "
+        None, gt=0, description="fail the stage if any split's share of a stratify_by value is further "
                                 "than this many points from the whole dataset's (null: only report it)")
 
     @model_validator(mode="after")
@@ -33,19 +34,26 @@ class SplitOptions(BaseModel):
         return self
 
 
-def _row(rec: dict[str, Any]) -> Row:
+def facet_value(rec: dict[str, Any], name: str) -> str:
+    """A record's value for a facet: from its data, else from its parsed value; "None" when absent."""
+    value = lookup(rec.get("data") or {}, name, None)
+    if value is None and isinstance(rec.get("parsed"), dict):
+        value = lookup(rec["parsed"], name, None)
+    return str(value)
+
+
+def _row(rec: dict[str, Any], opts: SplitOptions) -> Row:
+    facets = {f: facet_value(rec, f) for f in dict.fromkeys([*opts.stratify_by, *opts.report_by])}
     d = rec.get("data") or {}
-    env = rec.get("parsed") if isinstance(rec.get("parsed"), dict) else {}
-    facets = {"payload_type": str(d.get("payload_type") or env.get("payload_type")),
-              "category": str(d.get("category")), "difficulty": str(d.get("difficulty"))}
-    return Row(id=str(rec["id"]), stratum=f"{facets['payload_type']}/{facets['difficulty']}",
-               cluster=str(d.get("cluster_id") or rec["id"]), prompt=prompt_key(prompt_of(rec)), facets=facets)
+    return Row(id=str(rec["id"]), stratum="/".join(facets[f] for f in opts.stratify_by) or "all",
+               cluster=str(d.get("cluster_id") or rec["id"]), prompt=prompt_key(prompt_of(rec)), facets=facets,
+               margins=tuple(opts.stratify_by))
 
 
 @operation("split", options=SplitOptions)
 def split(ctx: Any, opts: SplitOptions) -> None:
     """Assign every record a split; near-duplicate clusters and shared prompts never cross splits."""
-    rows = [_row(rec) for rec in ctx.records()]
+    rows = [_row(rec, opts) for rec in ctx.records()]
     splits = assign(rows, opts.ratios, opts.seed)
     report = split_report(rows, splits, list(opts.ratios))
     report["ratios_target"] = opts.ratios

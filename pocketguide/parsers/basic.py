@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ParseError
-from ..registry import parser
+from pocketguide.engine.errors import ParseError
+from pocketguide.engine.registry import parser
 
 
 @parser("identity")

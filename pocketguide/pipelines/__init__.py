@@ -1,3 +1,2 @@
-"""Pipelines shipped with pocketguide: data plus registered functions, found through the registries."""
-
-from . import pocketguide  # noqa: F401
+"""Built-in pipelines, each a plugin package plus its project files (stages.yaml, templates, data).
+The engine learns about them only through the registries, like any user's plugin."""

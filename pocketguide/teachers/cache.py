@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from ..errors import StoreError
-from .base import TeacherRequest
+from pocketguide.engine.errors import StoreError
+from pocketguide.teachers.base import TeacherRequest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

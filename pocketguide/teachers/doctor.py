@@ -9,10 +9,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from ..errors import PocketguideError
-from ..spec import TeacherSettings
-from ..structured import response_format_for, system_prompt_for, worst_case_tokens
-from .base import TeacherRequest
+from pocketguide.engine.errors import PocketguideError
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.base import TeacherRequest
+from pocketguide.teachers.structured import response_format_for, system_prompt_for, worst_case_tokens
 
 #: a small schema with the shapes that trip tiny models (free strings, an array, an enum)
 PROBE_SCHEMA: dict[str, Any] = {
@@ -71,7 +71,7 @@ def diagnose(settings: TeacherSettings | None = None, generate: bool = True) -> 
     Never raises for a broken setup: problems come back under `ok: False` and `error`, each a line
     saying what to install or set.
     """
-    from .embedded import EmbeddedTeacher
+    from pocketguide.teachers.embedded import EmbeddedTeacher
 
     s = probe_settings(settings)
     report: dict[str, Any] = {"ok": False, "python": platform.python_version(), "provider": "embedded"}

@@ -20,11 +20,11 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..errors import TeacherConfigError, TeacherError
-from ..spec import TeacherSettings
-from .base import TeacherRequest, TeacherResponse
-from .model_files import model_sha256, resolve_model_path, runtime_version
-from .registry import provider
+from pocketguide.engine.errors import TeacherConfigError, TeacherError
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.base import TeacherRequest, TeacherResponse
+from pocketguide.teachers.model_files import model_sha256, resolve_model_path, runtime_version
+from pocketguide.teachers.registry import provider
 
 log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
@@ -117,7 +117,7 @@ def _error_from(answer: dict[str, Any]) -> TeacherError:
     return TeacherError(kind, f"llama.cpp: {err.get('message') or err}{hint}"[:500], status=err.get("code"))
 
 
-@provider("embedded")
+@provider("embedded", requires=("xllamacpp",), extra="embedded")
 class EmbeddedTeacher:
     """A local GGUF model behind the Teacher interface; decoding runs off the event loop."""
 

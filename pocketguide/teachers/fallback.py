@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import TeacherError
-from ..spec import TeacherSettings
+from pocketguide.engine.errors import TeacherError
+from pocketguide.engine.spec import TeacherSettings
 
 
 def model_chain(settings: TeacherSettings, requested: str | None) -> list[str]:

@@ -9,14 +9,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CircuitOpen, TeacherConfigError, TeacherError
-from ..spec import TeacherSettings
-from .base import TeacherRequest, TeacherResponse
-from .cache import ResponseCache, cache_key, teacher_identity
-from .fallback import Attempts, model_chain
-from .limits import CHARS_PER_TOKEN, AdaptiveConcurrency, CircuitBreaker, ModelState, RateLimits, retry_after_s
-from .pricing import Budget, cost_of
-from .retry import refused_parameter, retrying, without
+from pocketguide.engine.errors import CircuitOpen, TeacherConfigError, TeacherError
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.base import TeacherRequest, TeacherResponse
+from pocketguide.teachers.cache import ResponseCache, cache_key, teacher_identity
+from pocketguide.teachers.fallback import Attempts, model_chain
+from pocketguide.teachers.limits import (
+    CHARS_PER_TOKEN,
+    AdaptiveConcurrency,
+    CircuitBreaker,
+    ModelState,
+    RateLimits,
+    retry_after_s,
+)
+from pocketguide.teachers.pricing import Budget, cost_of
+from pocketguide.teachers.retry import refused_parameter, retrying, without
 
 log = logging.getLogger("pocketguide.teachers")
 

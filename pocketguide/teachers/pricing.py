@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BudgetExceeded
+from pocketguide.engine.errors import BudgetExceeded
 
 
 def price_for(prices: dict[str, Any] | None, *models: str | None) -> Any | None:

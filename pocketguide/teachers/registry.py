@@ -1,31 +1,25 @@
-"""Teacher providers by name; `build_teacher` turns resolved settings into a Teacher."""
+"""`build_teacher` turns resolved settings into the registered provider's Teacher."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import RegistryError, TeacherConfigError
-from ..registry import closest
-from ..spec import TeacherSettings
+from pocketguide.engine.errors import MissingExtra, TeacherConfigError
+from pocketguide.engine.registry import PROVIDERS, closest, provider
+from pocketguide.engine.spec import TeacherSettings
 
-PROVIDERS: dict[str, Callable[[TeacherSettings], Any]] = {}
-
-
-def provider(name: str):
-    def decorate(cls):
-        if name in PROVIDERS:
-            raise RegistryError(f"teacher provider '{name}' is already registered")
-        PROVIDERS[name] = cls
-        return cls
-
-    return decorate
+DEFAULT_PROVIDER = "openai"
 
 
-def build_teacher(settings: TeacherSettings):
-    from . import load_providers
-
-    load_providers()
-    name = settings.provider or "openai"
-    if name not in PROVIDERS:
+def build_teacher(settings: TeacherSettings) -> Any:
+    name = settings.provider or DEFAULT_PROVIDER
+    pdef = PROVIDERS.get(name)
+    if pdef is None:
         raise TeacherConfigError(f"unknown teacher provider '{name}'; {closest(name, PROVIDERS)}")
-    return PROVIDERS[name](settings)
+    missing = pdef.requires.missing()
+    if missing:
+        raise MissingExtra(f"teacher provider '{name}'", missing, pdef.requires.extra or name)
+    return pdef.factory(settings)
+
+
+__all__ = ["build_teacher", "provider", "PROVIDERS"]

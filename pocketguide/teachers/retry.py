@@ -10,9 +10,9 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from ..errors import TeacherError
-from .base import TeacherRequest
-from .limits import retry_after_s
+from pocketguide.engine.errors import TeacherError
+from pocketguide.teachers.base import TeacherRequest
+from pocketguide.teachers.limits import retry_after_s
 
 log = logging.getLogger("pocketguide.teachers")
 

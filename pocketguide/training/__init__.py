@@ -4,6 +4,8 @@ Importing this package is cheap (no torch); the heavy modules (`model`, `data`, 
 `evaluate`, `stage`) import torch/transformers/peft themselves, only when a stage runs.
 """
 
-from .config import EvalConfig, TrainConfig
+from pocketguide.training.config import EvalConfig, TrainConfig
 
 __all__ = ["EvalConfig", "TrainConfig"]
+
+from pocketguide.training import op  # noqa: E402,F401  (registers op train; torch loads when it runs)

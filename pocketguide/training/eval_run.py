@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..runtime import SCHEMA_FIELD
-from ..session import resolved_teacher
-from ..spec import TeacherSettings
-from ..structured import model_schema
-from .config import TrainConfig
-from .generate import Generator, RepeatPenalty
-from .model import TrainingError
-from .report import gains, markdown, summarize
-from .trainer import BEST, FINAL
+from pocketguide.engine.session import resolved_teacher
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.generator import SCHEMA_FIELD
+from pocketguide.teachers.structured import model_schema
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.model import TrainingError
+from pocketguide.training.report import gains, markdown, summarize
+from pocketguide.training.trainer import BEST, FINAL
 
 
 def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
@@ -63,7 +63,7 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
 def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
                   modes: list[str], overrides: TeacherSettings | None,
                   message: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
-    from .evaluate import Schemas, evaluate, suite_items
+    from pocketguide.training.evaluate import Schemas, evaluate, suite_items
 
     ecfg = cfg.eval
     items, bad = suite_items(records, ecfg.system_prompt)
@@ -81,7 +81,7 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
                              "expected payload type's schema), compact whitespace, no repeat penalty")
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
-                    list(ecfg.gates), on_batch=message, penalty=penalty)
+                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root)
     summary = summarize(rows)
     return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
             "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),

@@ -12,9 +12,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from .data import BadRecord, prompt_and_reference
-from .generate import Generator, RepeatPenalty
-from .model import TrainingError
+from pocketguide.training.data import BadRecord, prompt_and_reference
+from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.model import TrainingError
 
 RATE_KEYS = ("parsed", "envelope_valid", "payload_valid", "schema_valid", "type_match", "finished")
 
@@ -137,10 +137,11 @@ def suite_items(records: list[dict[str, Any]], system_prompt: str | None) -> tup
     return items, bad
 
 
-def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[str, bool]:
-    """Registered quality gates on one parsed output; a gate that is not registered is skipped."""
-    from ..registry import GATES
-    from ..runtime import GateInput
+def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str], root: Path | None = None) -> dict[str, bool]:
+    """Registered quality gates on one parsed output; a gate that is not registered is skipped. `root` is the
+    pipeline's folder, which gates resolve their data files (schemas, keyword lists) against."""
+    from pocketguide.engine.registry import GATES
+    from pocketguide.engine.runtime import GateInput
 
     out = {}
     for name in names:
@@ -150,7 +151,7 @@ def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[
         try:
             opts = gdef.options() if gdef.options else None
             data = {**item.data, "payload_type": item.payload_type}
-            res = gdef.fn(GateInput(parsed, raw, {"id": item.id, "parsed": parsed, "data": data}, {}), opts)
+            res = gdef.fn(GateInput(parsed, raw, {"id": item.id, "parsed": parsed, "data": data}, {}, root), opts)
             out[name] = bool(res.passed)
         except Exception:  # a gate that crashes on model output counts as failed, never ends the eval
             out[name] = False
@@ -159,7 +160,7 @@ def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[
 
 def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[SuiteItem], schemas: Schemas,
              modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
-             penalty: RepeatPenalty | None = None) -> list[dict[str, Any]]:
+             penalty: RepeatPenalty | None = None, root: Path | None = None) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
     `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one)."""
     scorer = Scorer(schemas)
@@ -176,7 +177,7 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                     outs = gen.run([it.prompt for it in batch], grammars, penalty if mode == "constrained" else None)
                     for it, o in zip(batch, outs):
                         s = scorer(o["text"], it.payload_type)
-                        g = run_gates(s["value"], o["text"], it, gates) if s["parsed"] else {}
+                        g = run_gates(s["value"], o["text"], it, gates, root) if s["parsed"] else {}
                         rows.append({"model": model_name, "mode": mode, "id": it.id, "payload_type": it.payload_type,
                                      "output": o["text"], **{k: s[k] for k in RATE_KEYS if k in s},
                                      "finished": o["finished"], "error": s["error"], "gates": g,

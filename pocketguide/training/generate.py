@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from .data import prompt_ids
-from .model import TrainingError
+from pocketguide.training.data import prompt_ids
+from pocketguide.training.model import TrainingError
 
 
 class RepeatPenalty:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PocketguideError
-from ..store import atomic_write_json, file_sha256
+from pocketguide.engine.errors import PocketguideError
+from pocketguide.engine.store import atomic_write_json, file_sha256
 
 log = logging.getLogger("pocketguide.training")
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

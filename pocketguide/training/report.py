@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evaluate import RATE_KEYS
+from pocketguide.training.evaluate import RATE_KEYS
 
 #: content gates reported as "of parsed answers" rates, with the label the report uses and whether a pass is
 #: the good outcome (a "placeholders" rate counts failures)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..store import StageStore, file_sha256
-from .config import TrainConfig
-from .data import BadRecord, Example, encode
-from .eval_run import evaluate_model, headline, write_report
-from .model import (
+from pocketguide.engine.store import StageStore, file_sha256
+from pocketguide.engine.version import __version__
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.data import BadRecord, Example, encode
+from pocketguide.training.eval_run import evaluate_model, headline, write_report
+from pocketguide.training.model import (
     TrainingError,
     cpu_threads,
     load_base,
@@ -25,7 +25,7 @@ from .model import (
     prepare_base,
     require_extra,
 )
-from .trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
+from pocketguide.training.trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
 
 
 def _setup(pipe: Any, cfg: TrainConfig, threads: int | None = None) -> tuple[Any, Any, Any, Any]:
@@ -181,7 +181,7 @@ def suite_names(stage: Any, cfg: TrainConfig) -> list[str]:
 def evaluate_stage(pipe: Any, stage_name: str, cfg: TrainConfig, message: Callable[[str], None] | None = None,
                    threads: int | None = None) -> dict[str, Any]:
     """`pocketguide eval`: evaluate the adapter a finished train stage saved, and rewrite its report."""
-    from ..runner import input_store
+    from pocketguide.engine.inputs import input_store
 
     store = StageStore(pipe.data_dir, stage_name)
     if not ((store.dir / BEST).exists() or (store.dir / FINAL).exists()):

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
-from .config import TrainConfig
-from .data import IGNORE, Example, chunks, collate, micro_batch_indices
+from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.data import IGNORE, Example, chunks, collate, micro_batch_indices
 
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"

@@ -13,9 +13,10 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ...gates.pocketguide import KEYWORDS_DIR, find_phrases, mask_phrases, phrase_pattern
+from pocketguide.pipelines.pocketguide.gates import KEYWORDS_DIR, find_phrases, mask_phrases, phrase_pattern
 
 #: keys whose strings are codes, labels or enum-like values, not prose a reader is meant to read
 CODE_KEYS = frozenset({"payload_type", "id", "from", "to", "type", "priority", "mode", "condition", "options",
@@ -54,22 +55,31 @@ class Finding:
     fatal: bool = False  # no rewrite of this draft can fix it
 
 
+def bundled_keywords() -> Path:
+    """The keyword lists of the bundled PocketGuide project (for use outside a pipeline run)."""
+    from pocketguide.pipelines.projects import project_files
+
+    return project_files("pocketguide") / KEYWORDS_DIR
+
+
 @dataclass
 class Question:
-    """What the answer is checked against: the traveller's question and the plan's facets."""
+    """What the answer is checked against: the traveller's question, the plan's facets, the word lists."""
 
     prompt: str = ""
     destination: str | None = None
     payload_type: str | None = None
-    example_strings: frozenset[str] = field(default_factory=frozenset)  # quoted in the prompt's format example
+    example_strings: frozenset[str] = field(default_factory=frozenset)  # what the prompt offered to copy
+    keywords: Path = field(default_factory=bundled_keywords)  # folder of the word lists
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Question:
+    def from_record(cls, record: dict[str, Any], keywords: Path | None = None) -> Question:
         """From a draft (or any downstream) record: `data` has the plan's facets, `prompt` the rendered one."""
         data = record.get("data") or {}
         return cls(prompt=str(data.get("prompt") or ""), destination=data.get("destination"),
                    payload_type=data.get("payload_type"),
-                   example_strings=example_strings(str(record.get("prompt") or ""), str(data.get("prompt") or "")))
+                   example_strings=example_strings(str(record.get("prompt") or ""), str(data.get("prompt") or "")),
+                   keywords=keywords or bundled_keywords())
 
 
 def _objects(text: str) -> Iterator[tuple[int, int]]:
@@ -140,11 +150,7 @@ def prose(env: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(p, k, t) for p, k, t in strings(env) if k not in CODE_KEYS]
 
 
-def _phrases(name: str) -> str:
-    return str(KEYWORDS_DIR / name)
-
-
-def is_placeholder(text: str, key: str) -> str | None:
+def is_placeholder(text: str, key: str, keywords: Path | None = None) -> str | None:
     """Why `text` is not content, or None. Codes (CODE_KEYS) only fail on the listed placeholder words."""
     t = text.strip()
     bare = t.lower().strip(" .,;:!?-_*'\"()")
@@ -152,7 +158,7 @@ def is_placeholder(text: str, key: str) -> str | None:
         return "no words"
     if key in CODE_KEYS:  # "question", "outcome", "morning" are real values here
         return "placeholder word" if bare in CODE_PLACEHOLDERS else None
-    pattern = phrase_pattern(_phrases("placeholders.txt"))
+    pattern = phrase_pattern(str((keywords or bundled_keywords()) / "placeholders.txt"))
     if pattern is not None and bare and pattern.fullmatch(bare):
         return "placeholder word"
     if not t:
@@ -177,7 +183,7 @@ def check_placeholders(env: dict[str, Any], q: Question) -> list[Finding]:
     texts = prose(env)
     hits: dict[str, list[tuple[str, str, str]]] = {"placeholder": [], "copied_example": []}
     for path, key, text in strings(env):
-        why = is_placeholder(text, key)
+        why = is_placeholder(text, key, q.keywords)
         if why:
             hits["placeholder"].append((path, text, why))
         elif key not in CODE_KEYS and (text.strip() in q.example_strings or norm(text) in q.example_strings):
@@ -309,7 +315,7 @@ def check_traveller_voice(env: dict[str, Any], q: Question) -> list[Finding]:
     for path, _key, text in prose(env):
         if text.strip().endswith("?"):  # a question a decision tree asks on the traveller's behalf
             continue
-        hits = find_phrases(text, _phrases("traveller_voice.txt"))
+        hits = find_phrases(text, q.keywords / "traveller_voice.txt")
         if hits:
             return [Finding("traveller_voice", "clarity", "medium", path,
                             f"written as the traveller ('{hits[0]}'): '{_quote(text)}' at {path}",
@@ -346,14 +352,14 @@ def check_links(env: dict[str, Any], q: Question) -> list[Finding]:
 
 def time_sensitive(env: dict[str, Any], q: Question) -> list[str]:
     text = " ".join(t for _, _, t in strings(env)) + "\n" + q.prompt
-    return find_phrases(text, _phrases("time_sensitive.txt"))
+    return find_phrases(text, q.keywords / "time_sensitive.txt")
 
 
 def check_absolute(env: dict[str, Any], q: Question) -> list[Finding]:
     """Absolute claims; 'always' and 'never' count only on time-sensitive advice ("never leave bags")."""
     sensitive = bool(time_sensitive(env, q))
     for path, _key, text in prose(env):
-        hits = find_phrases(mask_phrases(text, _phrases("safe_phrases.txt")), _phrases("absolute_phrases.txt"))
+        hits = find_phrases(mask_phrases(text, q.keywords / "safe_phrases.txt"), q.keywords / "absolute_phrases.txt")
         hits = [h for h in hits if sensitive or h not in ("always", "never")]
         if hits:
             return [Finding("absolute_claim", "overconfidence", "medium" if sensitive else "low", path,
@@ -367,9 +373,9 @@ def check_verification(env: dict[str, Any], q: Question) -> list[Finding]:
     if not hits:
         return []
     steps = [s for s in env.get("verification_steps") or [] if isinstance(s, str) and s.strip()
-             and not is_placeholder(s, "verification_steps")]
+             and not is_placeholder(s, "verification_steps", q.keywords)]
     notes = env.get("uncertainty_notes")
-    notes_ok = isinstance(notes, str) and notes.strip() and not is_placeholder(notes, "uncertainty_notes")
+    notes_ok = isinstance(notes, str) and notes.strip() and not is_placeholder(notes, "uncertainty_notes", q.keywords)
     if steps and notes_ok:
         return []
     missing = " and ".join(x for x, bad in (("verification steps ($.verification_steps)", not steps),

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...generators import Generated
-from ...registry import generator
-from .checks import Finding, Question, run_checks, time_sensitive, verdict
+from pocketguide.engine.generators import Generated, Generator
+from pocketguide.engine.registry import generator
+from pocketguide.pipelines.pocketguide.checks import Finding, Question, run_checks, time_sensitive, verdict
+from pocketguide.pipelines.pocketguide.gates import KEYWORDS_DIR
 
 CRITIC_ID = "pocketguide_critic:v1"  # stored on each record as made_by; bump when the checks change meaning
 
@@ -58,15 +59,18 @@ def critique(env: Any, question: Question) -> dict[str, Any]:
 
 
 @generator("pocketguide_critic")
-class DeterministicCritic:
-    """Critiques the driving input record's parsed envelope (a draft) against its planned question."""
+class DeterministicCritic(Generator):
+    """Critiques the driving input record's parsed envelope (a draft) against its planned question; the
+    word lists are the project's (data/keywords/ beside its stages.yaml)."""
 
-    is_async = False
-    uses_teacher = False
+    calls_teacher = False
 
     def generate(self, item: Any) -> Generated:
         draft = item.context.get("input") or {}
         if item.runtime.dry_run and draft.get("dry_run"):
             return Generated(raw=None, dry_run=True)
-        result = critique(draft.get("parsed"), Question.from_record(draft))
-        return Generated(raw=json.dumps(result, ensure_ascii=False), made_by=CRITIC_ID)
+        question = Question.from_record(draft, self.rt.pipe.resolve(KEYWORDS_DIR))
+        return Generated(raw=json.dumps(critique(draft.get("parsed"), question), ensure_ascii=False), made_by=CRITIC_ID)
+
+    def describe(self) -> dict[str, Any] | None:
+        return {"generator": CRITIC_ID, "teacher": None}

@@ -17,12 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...dataset.content import normalize
-from ...dataset.sft_format import DEFAULT_SYSTEM
-from ...errors import StageError
-from ...ops.plan import PlanOptions, draw_prompt, load_plan_spec
-from ...registry import operation
-from ...store import file_sha256
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.registry import operation
+from pocketguide.engine.store import file_sha256
+from pocketguide.ops.content import normalize
+from pocketguide.pipelines.pocketguide.plan import PlanOptions, draw_prompt, load_plan_spec
 
 MAX_DRAWS_PER_PROMPT = 200  # give up (with a clear error) rather than loop when the spec cannot fill the suite
 
@@ -32,7 +31,8 @@ class HeldoutOptions(BaseModel):
 
     size: int = Field(48, ge=1, description="prompts in the suite, split equally across payload types")
     seed: int = Field(7, description="seed of the held-out draw (the training plan uses the spec's own seed)")
-    system_prompt: str = Field(DEFAULT_SYSTEM, description="system message the student sees (the sft stage's)")
+    system_prompt: str = Field(description="system message the student sees: the sft stage's (a YAML anchor "
+                                           "keeps the two the same)")
     plan_stage: str | None = Field(None, description="the plan stage whose prompts are excluded (default: the "
                                                      "first input); its options name the spec, seed and count")
 

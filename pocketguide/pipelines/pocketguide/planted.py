@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from ...templates import Renderer
-from .checks import Question, run_checks
-from .critic import critique
+from pocketguide.engine.templates import Renderer
+from pocketguide.pipelines.pocketguide.checks import Question, run_checks
+from pocketguide.pipelines.pocketguide.critic import critique
 
 
 @dataclass

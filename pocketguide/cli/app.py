@@ -1,0 +1,99 @@
+"""The typer app and what every command shares: global options, one-line errors, run options."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional  # noqa: F401
+
+import typer
+
+from pocketguide.engine.errors import PocketguideError
+
+app = typer.Typer(help="pocketguide: declarative synthetic-training-data pipelines.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+STATE = {"pipeline": Path("stages.yaml"), "verbose": False}
+
+
+@app.callback()
+def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", help="the stages.yaml to use"),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="full tracebacks and debug logs")) -> None:
+    STATE["pipeline"], STATE["verbose"] = pipeline, verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def fail(exc: BaseException) -> None:
+    from pocketguide.cli.console import console
+
+    if STATE["verbose"]:
+        console.print_exception()
+    message = str(exc) if isinstance(exc, PocketguideError) else f"{type(exc).__name__}: {exc}"
+    from rich.text import Text
+
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    if not isinstance(exc, PocketguideError):
+        console.print("[dim]this looks like a bug in pocketguide; rerun with --verbose and report the traceback[/]")
+    raise typer.Exit(2)
+
+
+def guarded(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            from pocketguide.cli.console import console
+
+            console.print("[yellow]interrupted — finished records are saved; run the same command to resume[/]")
+            raise typer.Exit(130)
+        except Exception as exc:  # every failure becomes one clear line
+            fail(exc)
+
+    return wrapper
+
+
+def _pipe():
+    from pocketguide.engine.loader import load_pipeline
+
+    return load_pipeline(STATE["pipeline"])
+
+
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, threads=None, **run_knobs):
+    from pocketguide.engine.session import RunOptions
+    from pocketguide.engine.spec import TeacherSettings
+
+    overrides = None
+    if teacher or model or base_url or threads:
+        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url, threads=threads)
+    settings = dict(extra or {})
+    if threads:
+        settings["threads"] = threads  # the train stage reads it too
+    return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
+                      settings=settings, **run_knobs)
+
+
+LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
+FRESH = typer.Option(False, "--fresh", help="move the old output aside and start the stage over")
+DRY = typer.Option(False, "--dry-run", help="render and validate everything; call no teacher")
+CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests in flight (default 16)")
+TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
+MODEL = typer.Option(None, "--model", help="teacher model for this run")
+BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for the embedded teacher and for training "
+                                                      "(default: the cores this process may use)")
+GATING = typer.Option(None, "--gating-mode", help="run setting gating_mode for gates that read it: strict or lenient")
+
+
+def _settings(gating_mode):
+    if gating_mode not in (None, "strict", "lenient"):
+        raise typer.BadParameter(f"--gating-mode must be strict or lenient, not '{gating_mode}'")
+    return {"gating_mode": gating_mode} if gating_mode else {}
+NO_CACHE = typer.Option(False, "--no-cache", help="neither reuse nor store teacher answers in the response cache")
+MAX_COST = typer.Option(None, "--max-cost", min=0, help="stop cleanly once this many USD are spent (needs prices)")
+MAX_REQ = typer.Option(None, "--max-requests", min=0, help="stop cleanly once this many teacher requests were sent")
+
+

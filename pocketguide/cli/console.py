@@ -1,0 +1,123 @@
+"""Rich progress bars and tables. Only the CLI uses this module; the library never prints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+
+
+class RichProgress:
+    """A live bar per stage: rate, ETA, accepted / rejected counts, tokens/s and cost when known."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>8}"), TextColumn("[green]✓{task.fields[ok]}[/] [red]✗{task.fields[bad]}[/]"),
+            TextColumn("{task.fields[extra]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.counts: dict[str, list[float]] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def stage_started(self, stage: str, total: int | None, already_done: int) -> None:
+        label = stage + (f" (resuming, {already_done} done)" if already_done else "")
+        self.tasks[stage] = self.progress.add_task(label, total=total, rate="", ok=0, bad=0, extra="")
+        self.counts[stage] = [0, 0, time.monotonic(), 0, 0.0]
+
+    def record_done(self, stage: str, record: dict[str, Any]) -> None:
+        c = self.counts.get(stage)
+        if c is None:
+            self.stage_started(stage, None, 0)
+            c = self.counts[stage]
+        c[0 if record.get("status") == "accepted" else 1] += 1
+        t = record.get("teacher") or {}
+        c[3] += int((t.get("usage") or {}).get("completion_tokens") or 0)
+        c[4] += float(t.get("cost") or 0.0)
+        n = c[0] + c[1]
+        if n % 64 and n > 64:
+            self.progress.advance(self.tasks[stage])
+            return
+        elapsed = max(1e-6, time.monotonic() - c[2])
+        extra = f"{c[3] / elapsed:.0f} tok/s" if c[3] else ""
+        if c[4]:
+            extra += f" ${c[4]:.4f}"
+        self.progress.update(self.tasks[stage], advance=1, ok=int(c[0]), bad=int(c[1]), rate=f"{n / elapsed:.1f}/s",
+                             extra=extra)
+
+    def stage_finished(self, stage: str, result: Any) -> None:
+        if stage in self.tasks:
+            c = self.counts[stage]
+            task = self.tasks[stage]
+            done = int(c[0] + c[1])
+            self.progress.update(task, total=done, completed=done, ok=int(c[0]), bad=int(c[1]))
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(f"[dim]{text}[/]")
+
+
+def summary_table(results: list[Any]) -> Table:
+    t = Table(title="run summary")
+    t.add_column("stage", no_wrap=True)
+    for col in ("new ✓", "new ✗", "skipped", "✓", "✗"):
+        t.add_column(col, justify="right")
+    t.add_column("top rejection reasons", overflow="fold")
+    t.add_column("time", justify="right", no_wrap=True)
+    t.add_column("state", overflow="fold")
+    for r in results:
+        reasons = r.stats.get("rejection_reasons") or {}
+        top = ", ".join(f"{k}×{v}" for k, v in list(reasons.items())[:3])
+        state = "stopped: " + r.stopped if r.stopped else ("complete" if r.complete else f"{r.pending} pending")
+        if getattr(r, "note", None):
+            state = r.note.split(":", 1)[0] + " (see below)"
+        if r.dry_run:
+            state += " (dry run)"
+        t.add_row(r.stage, str(r.new_accepted), str(r.new_rejected), str(r.skipped_done), str(r.accepted),
+                  str(r.rejected), top, f"{r.elapsed_s:.1f}s", state)
+    return t
+
+
+def notes(results: list[Any]) -> list[str]:
+    out = [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    threads = threads_line(results)
+    return out + ([threads] if threads else [])
+
+
+def threads_line(results: list[Any]) -> str | None:
+    """Which CPU threads each kind of work ran on, and where that number came from."""
+    import os
+
+    used: dict[str, list[str]] = {}
+    for r in results:
+        t = getattr(r, "teacher", None) or {}
+        if t.get("threads"):
+            used.setdefault(f"llama.cpp {t['threads']} ({t.get('model')})", []).append(r.stage)
+        n = ((r.stats or {}).get("training") or {}).get("threads")
+        if n:
+            used.setdefault(f"torch {n}", []).append(r.stage)
+    if not used:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ("threads: " + "; ".join(f"{', '.join(stages)}: {what}" for what, stages in used.items())
+            + f" — this process may use {cores} cores (--threads N overrides)")

@@ -1,0 +1,114 @@
+"""Where a stage's records come from: a source JSONL file or upstream stages joined by id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from pocketguide.engine.errors import StageError
+from pocketguide.engine.store import StageStore
+
+
+def store_root(pipe: Any, dry_run: bool) -> Path:
+    """Where a run's stage folders live: the data dir, or its dry-run/ folder."""
+    return pipe.data_dir / "dry-run" if dry_run else pipe.data_dir
+
+
+def input_store(pipe: Any, name: str, dry_run: bool) -> StageStore:
+    """A dry run reads real upstream output when it exists, else the upstream's dry-run output."""
+    real = StageStore(pipe.data_dir, name)
+    if dry_run and not real.records_path.exists():
+        return StageStore(store_root(pipe, True), name)
+    return real
+
+
+def fingerprint(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=10)
+    for p in parts:
+        h.update(p)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+@dataclass
+class Upstream:
+    """One input record as the runner sees it: the record, and a hash of the exact line it came from."""
+
+    record: dict[str, Any]
+    fp: str
+    problem: str | None = None  # set for a malformed source line: the item becomes a rejected record
+
+
+@dataclass
+class Joined:
+    """Accepted records of a non-driving input, findable by id or by an ancestor's id."""
+
+    stage: str
+    by_id: dict[str, Upstream] = field(default_factory=dict)
+
+    def find(self, record: dict[str, Any]) -> Upstream | None:
+        for rid in [record.get("id"), *(record.get("ancestors") or [])]:
+            hit = self.by_id.get(rid)  # type: ignore[arg-type]
+            if hit is not None:
+                return hit
+        return None
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                yield n, line
+
+
+def read_source(path: Path) -> Iterator[Upstream]:
+    """Each JSON object line becomes an input record; a bad line becomes a rejection, not a crash."""
+    for n, line in iter_lines(path):
+        fp = fingerprint(line)
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": None, "raw": line.decode("utf-8", "replace")},
+                           fp, problem=f"malformed_input: line {n} is not valid JSON ({exc})")
+            continue
+        if not isinstance(obj, dict):
+            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
+                           problem=f"malformed_input: line {n} is not a JSON object")
+            continue
+        rid = obj.get("id")
+        rid = str(rid) if rid not in (None, "") else f"line_{n:06d}"
+        fields = {k: v for k, v in obj.items() if k != "id"}
+        yield Upstream({"id": rid, "data": fields, "parsed": fields, "raw": None, "ancestors": []}, fp)
+
+
+def read_stage(store: StageStore) -> Iterator[Upstream]:
+    """Accepted records of an upstream stage (whole lines only)."""
+    path = store.records_path
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                yield Upstream(orjson.loads(line), fingerprint(line))
+            except orjson.JSONDecodeError:
+                continue
+
+
+def require_upstream(store: StageStore, stage: str, upstream: str, dry_run: bool) -> None:
+    if not store.records_path.exists():
+        hint = " (a dry run reads real upstream output if present, else the dry-run output)" if dry_run else ""
+        raise StageError(f"stage '{stage}' needs the output of '{upstream}', which has not run yet — "
+                         f"run `pocketguide run {upstream}` first{hint}")
+
+
+def join_index(store: StageStore) -> Joined:
+    j = Joined(store.stage)
+    for up in read_stage(store):
+        j.by_id[up.record["id"]] = up
+    return j

@@ -1,0 +1,327 @@
+"""The one runner: per-record loop (route → render → generate → parse → validate → gates → write)
+and the dispatch to whole-dataset operations. Nothing in here knows any particular stage."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pocketguide.engine import registry
+from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, TeacherError
+from pocketguide.engine.inputs import (
+    Joined,
+    Upstream,
+    fingerprint,
+    input_store,
+    join_index,
+    read_source,
+    read_stage,
+    require_upstream,
+    store_root,
+)
+from pocketguide.engine.loader import Pipeline, load_pipeline
+from pocketguide.engine.manifest import finish_stage, scan_existing
+from pocketguide.engine.operations import run_operation
+from pocketguide.engine.records import ACCEPTED, child_id
+from pocketguide.engine.runtime import StageRuntime, build_runtime
+from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
+from pocketguide.engine.spec import StageSpec
+from pocketguide.engine.steps import Item, Prepared, _reject, finish, prepare
+from pocketguide.engine.store import StageStore
+
+log = logging.getLogger("pocketguide.engine.runner")
+STATS_EVERY_S = 5.0
+FLUSH_EVERY_S = 0.5  # free (copy-mode) records are batched at most this long
+
+
+@dataclass
+class StageResult:
+    stage: str
+    output_dir: Path
+    new_accepted: int = 0
+    new_rejected: int = 0
+    skipped_done: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    pending: int = 0
+    complete: bool = False
+    dry_run: bool = False
+    stopped: str | None = None  # why the stage ended early (budget, circuit breaker)
+    superseded: int = 0  # old records redone because their inputs changed
+    note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
+    teacher: dict[str, Any] | None = None  # the stage's teacher as its manifest describes it (model, threads…)
+    elapsed_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# --- inputs → items ---------------------------------------------------------------------------
+
+def _driving(pipe: Pipeline, stage: StageSpec, dry_run: bool) -> Iterator[Upstream]:
+    if stage.source and not stage.inputs:
+        return read_source(pipe.resolve(stage.source))
+    store = input_store(pipe, stage.inputs[0], dry_run)
+    require_upstream(store, stage.name, stage.inputs[0], dry_run)
+    return read_stage(store)
+
+
+def _variants(rt: StageRuntime, up: Upstream, fp: str) -> Iterator[Item]:
+    """The fan-out of one input. A `copy` template makes no teacher call, so the model and replicate
+    axes do not apply to it: it yields one child, not one identical copy per model and replicate."""
+    stage = rt.stage
+    v = stage.variants
+    if v is None:
+        yield Item(up.record["id"], up, None, rt.default_choice, fp)
+        return
+    for choice in list(rt.choices.values()) or [rt.default_choice]:
+        copy = choice is not None and not registry.calls_teacher(choice.mode) and not stage.route
+        models = [None] if copy or not v.models else v.models
+        for model, rep in itertools.product(models, range(1 if copy else v.replicates)):
+            variant: dict[str, Any] = {}
+            if rt.choices:
+                variant["template"] = choice.id
+            if model is not None:
+                variant["model"] = model
+            if v.replicates > 1 and not copy:
+                variant["replicate"] = rep
+            rid = child_id(up.record["id"], variant, stage.id_prefix or stage.name)
+            yield Item(rid, up, variant, choice, fp)
+
+
+def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) -> Iterator[Item]:
+    seen: dict[str, int] = {}
+    for up in driving:
+        extra = []
+        for j in joined:
+            hit = j.find(up.record)
+            extra.append(hit.fp.encode() if hit else b"-")
+        fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
+        for item in _variants(rt, up, fp):
+            n = seen[item.id] = seen.get(item.id, 0) + 1
+            if n == 1:
+                yield item
+                continue
+            # Two inputs with one id (or two identical variants) would write one id twice and break
+            # joins and resume: the first keeps the id, each later one becomes a visible rejection.
+            dup = Upstream(up.record, up.fp, problem=f"duplicate_id: id '{item.id}' was already produced by an "
+                                                     f"earlier input of stage '{rt.stage.name}' — give each input "
+                                                     f"a unique id (or list each variant once)")
+            yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
+
+
+# --- the loop --------------------------------------------------------------------------------
+class _Loop:
+    def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
+                 generators: dict[str, Any]):
+        self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
+        self.last_stats = self.last_flush = time.monotonic()
+        self.generators = generators
+
+    def write(self, record: dict[str, Any]) -> None:
+        teacher = record.get("teacher")
+        self.store.append(record, buffered=not (teacher and not teacher.get("cached")))
+        self.acc.add(record)
+        if record["status"] == ACCEPTED:
+            self.result.new_accepted += 1
+        else:
+            self.result.new_rejected += 1
+        self.progress.record_done(self.rt.stage.name, record)
+        now = time.monotonic()
+        if now - self.last_flush > FLUSH_EVERY_S:
+            self.last_flush = now
+            self.store.flush()
+        if now - self.last_stats > STATS_EVERY_S:
+            self.last_stats = now
+            self.store.write_json("stats.json", self.acc.to_dict())
+
+    async def run_one(self, p: Prepared) -> None:
+        try:
+            gen = await self.generators[p.mode].generate(p)
+        except TeacherError as exc:
+            rec = _reject(p.record, f"teacher_error:{exc.kind}", str(exc))
+            rec["teacher"] = getattr(exc, "provenance", None)
+            self.write(rec)
+            return
+        except RecordRejected as exc:
+            self.write(_reject(p.record, exc.code, str(exc)))
+            return
+        self.write(finish(self.rt, p, gen))
+
+    def run_sync(self, p: Prepared) -> None:
+        try:
+            gen = self.generators[p.mode].generate(p)
+        except RecordRejected as exc:
+            self.write(_reject(p.record, exc.code, str(exc)))
+            return
+        self.write(finish(self.rt, p, gen))
+
+    def prepared(self, p: Prepared) -> Prepared | dict[str, Any]:
+        """The generator's own per-record preparation (e.g. the record's response format)."""
+        try:
+            self.generators[p.mode].prepare(p)
+        except RecordRejected as exc:
+            return _reject(p.record, exc.code, str(exc))
+        return p
+
+
+async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
+    """Feed items through at most `concurrency` teacher calls; copy items run inline."""
+    rt = loop.rt
+    sem = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task] = set()
+    stop: list[str] = []
+
+    def done(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        sem.release()
+        exc = task.exception() if not task.cancelled() else None
+        if isinstance(exc, StageStopped):
+            stop.append(str(exc))
+        elif exc is not None:
+            log.error("record task failed: %r", exc)
+            stop.append(f"internal error: {type(exc).__name__}: {exc}")
+
+    n = 0
+    for item in items:
+        if stop:
+            break
+        n += 1
+        try:
+            p = prepare(rt, item, joined)
+            if not isinstance(p, dict):
+                p = loop.prepared(p)
+            if isinstance(p, dict):
+                loop.write(p)
+            elif loop.generators[p.mode].calls_teacher:
+                await sem.acquire()
+                if stop:
+                    sem.release()
+                    break
+                task = asyncio.ensure_future(loop.run_one(p))
+                tasks.add(task)
+                task.add_done_callback(done)
+            else:
+                loop.run_sync(p)
+        except StageStopped as exc:
+            stop.append(str(exc))
+            break
+        if n % 512 == 0:
+            await asyncio.sleep(0)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stop[0] if stop else None
+
+
+def _take(items: Iterator[Item], done: dict[str, str], limit: int | None, result: StageResult,
+          pending: list[int], limit_total: bool = False) -> Iterator[Item]:
+    """Skip finished ids (same inputs); stop after `limit` new items (or `limit` in all, counting
+    finished ones, when `limit_total`); count what is left."""
+    taken = 0
+    for item in items:
+        if done.get(item.id) == item.fp:
+            result.skipped_done += 1
+            if limit_total:
+                taken += 1
+            continue
+        if limit is not None and taken >= limit:
+            pending[0] += 1
+            continue
+        taken += 1
+        yield item
+
+
+def _teacher_failed(record: dict[str, Any]) -> bool:
+    """A resume redoes records a teacher call failed on (outage, rate limit, bad key since fixed); the old
+    lines go to superseded.jsonl, and answers already paid for come back from the response cache."""
+    return any(str(r).startswith("teacher_error:") for r in record.get("reasons") or [])
+
+
+def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int) -> int | None:
+    """New records this run will make, for the progress bar (counting lines is cheap)."""
+    if stage.inputs:
+        path = input_store(pipe, stage.inputs[0], options.dry_run).records_path
+    else:
+        path = pipe.resolve(stage.source or "")
+    try:
+        with open(path, "rb") as fh:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return None
+    v = stage.variants
+    fan = 1
+    if v:  # copy templates yield one child each (see _variants)
+        per_llm = max(1, len(v.models)) * v.replicates
+        modes = [t.mode or stage.mode for t in v.templates] or [stage.mode]
+        fan = sum(per_llm if registry.calls_teacher(m or "") or stage.route else 1 for m in modes)
+    total = max(0, lines * fan - done)
+    if options.limit is not None:
+        total = min(total, max(0, options.limit - (done if options.settings.get("limit_total") else 0)))
+    return total
+
+
+async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, services: Services) -> StageResult:
+    """Run one stage to completion (or to its limit / budget) and write stats + manifest."""
+    started = time.monotonic()
+    root = store_root(pipe, options.dry_run)
+    store = StageStore(root, stage.name)
+    result = StageResult(stage.name, store.dir, dry_run=options.dry_run)
+    if options.fresh:
+        aside = store.move_aside()
+        if aside:
+            options.progress.message(f"{stage.name}: previous output kept at {aside}")
+    run = StageRun(pipe, options, services, options.concurrency or pipe.spec.pipeline.concurrency)
+    if stage.is_operation:
+        return await run_operation(run, stage, store, result, started)
+    settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, options.teacher)
+    rt = build_runtime(pipe, stage, settings, options.dry_run, options.settings)
+    generators = {mode: registry.GENERATORS[mode](rt, run) for mode in sorted(rt.modes)}
+    joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:]]
+    for js in joined_stores:
+        require_upstream(js, stage.name, js.stage, options.dry_run)
+    driving = _driving(pipe, stage, options.dry_run)
+    joined = [join_index(js) for js in joined_stores]
+    with store:
+        done, acc, result.superseded = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run),
+                                                                           joined), retry=_teacher_failed)
+        concurrency = min(x for x in (run.concurrency, *(g.max_concurrency for g in generators.values())) if x)
+        pending = [0]
+        loop = _Loop(rt, store, acc, result, options.progress, generators)
+        total = _estimate_total(pipe, stage, options, len(done))
+        options.progress.stage_started(stage.name, total, len(done))
+        taken = _take(_items(rt, driving, joined), done, options.limit, result, pending,
+                      bool(options.settings.get("limit_total")))
+        stopped = await _drive(loop, taken, joined, concurrency)
+        result.pending = pending[0]
+        result.stopped = stopped
+        result.complete = stopped is None and pending[0] == 0
+        # what made the records (the teacher's flow: limits, retries, cache), as of the end of the stage
+        rt.teacher_info = next((d for g in generators.values() if (d := g.describe()) is not None), None)
+        finish_stage(pipe, stage, store, rt, acc, result, options, started)
+    options.progress.stage_finished(stage.name, result)
+    return result
+
+
+def run_stage(stage: StageSpec | str, pipeline: Pipeline | str | Path = "stages.yaml", *, limit: int | None = None,
+              fresh: bool = False, dry_run: bool = False, concurrency: int | None = None,
+              options: RunOptions | None = None) -> StageResult:
+    """Library entry point: run one stage by spec or name."""
+    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline)
+    spec = pipe.stage(stage) if isinstance(stage, str) else stage
+    if options is None:
+        options = RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency)
+
+    async def main() -> StageResult:
+        services = Services()
+        try:
+            return await arun_stage(pipe, spec, options, services)
+        finally:
+            await services.aclose()
+
+    return asyncio.run(main())
+
+
+__all__ = ["StageResult", "run_stage", "arun_stage", "StageError"]

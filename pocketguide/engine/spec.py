@@ -1,0 +1,254 @@
+"""Pydantic models of stages.yaml. Strict: an unknown key is an error, never ignored."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(Strict):
+    """What one model costs, in USD per million tokens."""
+
+    input: float = Field(ge=0, description="USD per million prompt (input) tokens")
+    output: float = Field(ge=0, description="USD per million completion (output) tokens")
+
+
+#: teacher.judge when the settings leave it unset: the embedded provider's default model (SmolLM2-135M)
+#: rejected 12/12 of its own drafts at temperature 0 and 0.7 — its verdicts are noise
+JUDGE_DEFAULT: dict[str, bool] = {"embedded": False}
+
+
+class TeacherSettings(Strict):
+    """How to reach a teacher. Every field is optional so stages can override a few."""
+
+    provider: str | None = Field(
+        None, description="a registered teacher provider: openai = any OpenAI-compatible endpoint; embedded = "
+                          "llama.cpp in-process")
+    model: str | None = Field(None, description="model id sent to the endpoint")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(
+        None, description="name of the environment variable holding the key (default OPENAI_API_KEY)")
+    model_path: str | None = Field(None, description="GGUF file for the embedded teacher")
+    temperature: float | None = Field(None, ge=0, le=2, description="sampling temperature")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling")
+    max_tokens: int | None = Field(None, ge=1, description="completion token cap")
+    seed: int | None = Field(None, description="sampling seed, where the endpoint supports it")
+    timeout_s: float | None = Field(None, gt=0, description="per-request timeout in seconds")
+    system_prompt: str | None = Field(None, description="system message sent before the rendered prompt")
+    response_format: Literal["json_schema", "json_object", "text"] | None = Field(
+        None, description="ask the endpoint for structured output (json_schema uses the stage's schema)")
+    repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
+    max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight for this teacher")
+    schema_max_string: int | None = Field(
+        None, ge=0, description="cap every string's maxLength in the schema sent to the model (validation keeps "
+                                "the real schema); unset = 200 for embedded, no cap otherwise; 0 = no cap")
+    schema_max_items: int | None = Field(
+        None, ge=0, description="cap every array's maxItems in the schema sent to the model (minItems kept); "
+                                "unset = 4 for embedded, no cap otherwise; 0 = no cap")
+    schema_text_chars: str | None = Field(
+        None, description="characters a free-text string may use in the schema sent to the model, as a regex "
+                          "character class body (e.g. \"A-Za-z0-9 ,.'-\"); unset = plain prose for embedded (no "
+                          "markup, links or braces), none otherwise; '' = no restriction")
+    schema_fit_max_tokens: bool | None = Field(
+        None, description="shrink the string cap until the capped schema's worst case fits in max_tokens; "
+                          "unset = on for embedded, off otherwise")
+    one_shot: str | None = Field(
+        None, description="example answer appended to the system prompt: literal text, 'auto' (built from the "
+                          "schema sent to the model) or 'none'; unset = auto for embedded with a schema")
+    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
+                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
+    n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
+    n_parallel: int | None = Field(
+        None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+    judge: bool | None = Field(
+        None, description="can this teacher judge drafts (critique)? Templates and routes see it as teacher.judge; "
+                          "unset = false for embedded (its default 135M model's verdicts are noise), true otherwise")
+    extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
+    extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
+    # --- at scale: fallback, limits, retries, circuit breaker, prices (teachers/managed.py) ---
+    models: list[str] | None = Field(
+        None, description="ordered model chain on this endpoint: the first answers, the rest are fallbacks")
+    fallback_models: list[str] | None = Field(
+        None, description="models tried in order when `model` still fails after its retries")
+    requests_per_minute: float | None = Field(None, gt=0, description="cap on requests per minute, per model")
+    input_tokens_per_minute: float | None = Field(
+        None, gt=0, description="cap on prompt tokens per minute, per model (estimated from the prompt's length)")
+    output_tokens_per_minute: float | None = Field(
+        None, gt=0, description="cap on completion tokens per minute, per model (estimated from recent answers)")
+    max_retries: int | None = Field(
+        None, ge=0, description="retries per model on 429, 5xx, timeouts and connection errors (default 4)")
+    retry_initial_s: float | None = Field(
+        None, gt=0, description="first backoff wait in seconds; doubles each retry, plus jitter (default 1)")
+    retry_max_s: float | None = Field(None, gt=0, description="longest backoff wait in seconds (default 60)")
+    circuit_window: int | None = Field(
+        None, ge=2, description="the circuit breaker judges the last N calls to a model (default 100)")
+    circuit_error_rate: float | None = Field(
+        None, gt=0, le=1, description="error share over the window that opens the circuit (default 0.5)")
+    prices: dict[str, Price] | None = Field(
+        None, description="price table by model, USD per million tokens ('*' matches any other model)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError("api_key is not allowed in stages.yaml — put the key in the environment or .env "
+                             "and name the variable with api_key_env")
+        return data
+
+    def facts(self) -> dict[str, Any]:
+        """What a template or a route may know about the teacher: `teacher.provider`, `.model`, `.judge`."""
+        provider = self.provider or "openai"
+        judge = self.judge if self.judge is not None else JUDGE_DEFAULT.get(provider, True)
+        return {"provider": provider, "model": self.model or self.model_path, "judge": judge}
+
+    def merged(self, *overrides: "TeacherSettings | None") -> "TeacherSettings":
+        data = self.model_dump(exclude_none=True)
+        for o in overrides:
+            if o is not None:
+                data.update(o.model_dump(exclude_none=True))
+        return TeacherSettings(**data)
+
+
+class GateSpec(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    when: dict[str, Any] = Field(default_factory=dict, description="run the gate only for records whose template "
+                                 "context has these values, e.g. {teacher.judge: false}; otherwise it is not run")
+
+
+class TemplateVariant(Strict):
+    """One entry of a variant template catalog: which file, which generator, which parser."""
+
+    id: str
+    file: str
+    mode: str | None = Field(None, description="a registered generator mode (llm, copy, …)")
+    parser: str | None = None
+    parser_options: dict[str, Any] | None = Field(None, description="options for this template's parser")
+    description: str = ""
+
+
+
+class Variants(Strict):
+    """Fan-out: every combination of template × model × replicate becomes one child record."""
+
+    templates: list[TemplateVariant] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    replicates: int = Field(1, ge=1)
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"id": v.rsplit(".", 1)[0], "file": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class RouteCase(Strict):
+    mode: str = Field(description="a registered generator mode (llm, copy, …) or skip")
+    reason: str | None = Field(None, description="reason code recorded when mode is skip")
+    template: str | None = None
+
+
+class Route(Strict):
+    """Choose llm / copy / skip per record from a field of the inputs."""
+
+    on: str = Field(description="dotted path in the template context, e.g. critique.parsed.verdict")
+    cases: dict[str, RouteCase]
+    default: RouteCase = RouteCase(mode="skip", reason="route_unmatched")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_is_true(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean True; users mean the field
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = dict(data)
+            data["on"] = data.pop(True)
+        return data
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _short_cases(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {(str(k).lower() if isinstance(k, bool) else str(k)): ({"mode": v} if isinstance(v, str) else v)
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _short_default(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+
+class StageSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    description: str = ""
+    inputs: list[str] = Field(default_factory=list, description="upstream stages; the first drives")
+    source: str | None = Field(None, description="JSONL file of input records (for a first stage)")
+    op: str | None = Field(None, description="whole-dataset operation name (instead of a per-record loop)")
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the operation")
+    template: str | None = None
+    mode: str | None = Field(None, description="a registered generator mode: llm (the teacher), copy, or a "
+                                               "plugin's")
+    copy_from: str | None = Field(None, description="copy mode: dotted path of the value to pass through")
+    parser: str | None = None
+    parser_options: dict[str, Any] = Field(default_factory=dict, description="options passed to the parser "
+                                           "(validated against the parser's options model)")
+    catalog: str | None = Field(None, description="template catalog (CSV or YAML: template_id, generator, "
+                                "parser, description[, file]) that cohort axes and variants pick from")
+    schema_: str | None = Field(None, alias="schema")
+    response_schema: str | None = Field(
+        None, description="JSON Schema sent to the teacher as response_format (default: schema), e.g. a smaller "
+                          "decoding profile; validation always uses schema")
+    gates: list[GateSpec] = Field(default_factory=list)
+    teacher: TeacherSettings | None = None
+    variants: Variants | None = None
+    id_prefix: str | None = None
+    route: Route | None = None
+    facets: list[str] = Field(default_factory=list, description="record fields to break pass rates down by")
+    vars: dict[str, Any] = Field(default_factory=dict, description="constants available to the template")
+    allow_truncated: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _short_gates(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @property
+    def is_operation(self) -> bool:
+        return self.op is not None
+
+
+class PipelineDefaults(Strict):
+    name: str = "pipeline"
+    data_dir: str = "data/runs"
+    templates_dir: str = "templates"
+    concurrency: int = Field(16, ge=1)
+    teacher: TeacherSettings = TeacherSettings()
+    cohort: str | None = Field(None, description="cohort file whose axes fill the stages' variants (see cohort.py)")
+
+
+class PipelineSpec(Strict):
+    plugins: list[str] = Field(default_factory=list, description="modules (my_pkg.checks) or files relative to "
+                               "this stages.yaml (./local_checks.py) whose decorators register parsers, gates, "
+                               "operations, generators")
+    pipeline: PipelineDefaults = PipelineDefaults()
+    stages: list[StageSpec]
+
+    def stage(self, name: str) -> StageSpec:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        from pocketguide.engine.errors import StageError
+        from pocketguide.engine.registry import closest
+
+        raise StageError(f"unknown stage '{name}'; {closest(name, [s.name for s in self.stages])}")

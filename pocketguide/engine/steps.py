@@ -1,0 +1,144 @@
+"""One record's steps, in order: context → route → render (prepare), then parse → validate → gates
+(finish). The runner's loop calls these; nothing here knows any particular stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pocketguide.engine.errors import ParseError, TemplateError
+from pocketguide.engine.generators import Generated
+from pocketguide.engine.inputs import Joined, Upstream
+from pocketguide.engine.records import ACCEPTED, REJECTED, lookup, new_record
+from pocketguide.engine.runtime import DEFAULT_MODE, SKIP, GateInput, ParseContext, StageRuntime, TemplateChoice
+
+
+@dataclass
+class Item:
+    id: str
+    upstream: Upstream
+    variant: dict[str, Any] | None
+    choice: TemplateChoice | None
+    fp: str
+
+
+def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[str, Any], str | None]:
+    stage = rt.stage
+    rec = item.upstream.record
+    ctx: dict[str, Any] = {"id": item.id, "input": rec, "variant": item.variant or {}, "vars": stage.vars,
+                           "stage": stage.name, "record": rec, "schema": rt.schema, "teacher": rt.teacher_facts}
+    if stage.inputs:
+        ctx[stage.inputs[0]] = rec
+    else:
+        ctx["source"] = rec.get("parsed")
+    for j in joined:
+        hit = j.find(rec)
+        if hit is None:
+            return ctx, j.stage
+        ctx[j.stage] = hit.record
+    return ctx, None
+
+
+def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> dict[str, Any]:
+    record["status"] = REJECTED
+    record["reasons"].append(reason)
+    if error and not record.get("error"):
+        record["error"] = error
+    return record
+
+
+class Prepared:
+    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format")
+
+    def __init__(self, record, choice, mode, context, prompt, rt, response_format=None):
+        self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
+        self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
+        self.response_format = response_format
+
+
+def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
+    """Build the record and render its prompt. Returns a finished (rejected) record on failure."""
+    up = item.upstream.record
+    parent = up.get("id")
+    record = new_record(id=item.id, stage=rt.stage.name, parent_ids=[parent] if rt.stage.inputs else [],
+                        ancestors=([parent] + list(up.get("ancestors") or [])) if rt.stage.inputs else [],
+                        data=dict(up.get("data") or {}), variant=item.variant)
+    record["input_fp"] = item.fp
+    if item.upstream.problem:
+        record["raw"] = up.get("raw")
+        # the problem text starts with its reason code ("malformed_input: …", "duplicate_id: …")
+        return _reject(record, item.upstream.problem.split(":", 1)[0], item.upstream.problem)
+    ctx, missing = _context(rt, item, joined)
+    if missing:
+        return _reject(record, f"missing_input:{missing}", f"no accepted '{missing}' record for id {parent}")
+    choice = item.choice
+    mode = choice.mode if choice else (rt.stage.mode or DEFAULT_MODE)
+    if rt.stage.route:
+        value = lookup(ctx, rt.stage.route.on, None)
+        key = str(value).lower() if isinstance(value, bool) else str(value)
+        case = rt.stage.route.cases.get(key, rt.stage.route.default)
+        record["route"] = {"on": rt.stage.route.on, "value": value, "mode": case.mode}
+        if case.mode == SKIP:
+            return _reject(record, case.reason or f"route_skip:{key}")
+        mode = case.mode
+        choice = rt.route_choices.get(key, choice)
+    record["mode"] = mode
+    if choice and choice.id != "default":
+        record["template"] = choice.id
+    prompt = None
+    if choice and choice.renderer:
+        try:
+            prompt = choice.renderer.render(ctx)
+        except TemplateError as exc:
+            return _reject(record, "template_error", str(exc))
+        record["prompt"] = prompt
+    return Prepared(record, choice, mode, ctx, prompt, rt)
+
+
+def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
+    """Parse → validate → gates. Every path ends accepted or rejected with reason codes."""
+    record = p.record
+    record["raw"] = gen.raw
+    record["teacher"] = gen.teacher
+    if gen.made_by:
+        record["made_by"] = gen.made_by
+    if gen.dry_run:
+        record["dry_run"] = True
+        record["status"] = ACCEPTED
+        return record
+    if gen.finish_reason == "length" and not rt.stage.allow_truncated:
+        return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
+    pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
+                        root=rt.pipe.root)
+    try:
+        parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
+    except ParseError as exc:
+        record["parse_notes"] = pctx.notes or None
+        return _reject(record, exc.code, str(exc))
+    except Exception as exc:  # a parser bug must not end the run
+        return _reject(record, "parse_failed", f"{type(exc).__name__}: {exc}")
+    record["parsed"] = parsed
+    if pctx.notes:
+        record["parse_notes"] = pctx.notes
+    if rt.validator is not None:
+        err = next(iter(rt.validator.iter_errors(parsed)), None)
+        record["validation"] = {"ok": err is None}
+        if err is not None:
+            path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
+            record["validation"].update(path=path, message=err.message[:300])
+            return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
+    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.pipe.root)
+    for name, fn, opts, when in rt.gates:
+        if when and any(lookup(p.context, path, None) != value for path, value in when.items()):
+            continue  # not this record's gate (e.g. a check that only applies with one critic)
+        try:
+            res = fn(gi, opts)
+        except Exception as exc:
+            res_d = {"name": name, "passed": False, "reason": "error", "details": {"error": f"{type(exc).__name__}: {exc}"}}
+        else:
+            res_d = {"name": name, "passed": bool(res.passed), "reason": res.reason, "details": res.details}
+        record["gates"].append(res_d)
+        if not res_d["passed"]:
+            record["reasons"].append(f"gate:{name}:{res_d['reason'] or 'failed'}")
+    record["status"] = REJECTED if record["reasons"] else ACCEPTED
+    return record

@@ -1,0 +1,268 @@
+"""The one artifact writer and reader: append-only JSONL, torn-line repair, atomic JSON."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from pocketguide.engine.errors import StoreError
+
+RECORDS = "records.jsonl"
+REJECTED = "rejected.jsonl"
+STATS = "stats.json"
+MANIFEST = "manifest.json"
+
+
+def dumps_line(obj: Any) -> bytes:
+    """One JSON line. orjson for speed; text it cannot encode (lone surrogates) goes through json."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode("ascii")
+
+
+def loads(line: bytes | str) -> Any:
+    return orjson.loads(line)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, flush + fsync, os.replace: a reader sees old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}; delete it to let the stage rebuild it") from exc
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Drop a last line that a crash cut short (no newline, or not valid JSON). Returns bytes dropped."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        # find the start of the last line
+        block = min(size, 1 << 16)
+        fh.seek(size - block)
+        tail = fh.read(block)
+        keep = size
+        if not tail.endswith(b"\n"):
+            nl = tail.rfind(b"\n")
+            while nl < 0 and block < size:  # a very long torn line
+                block = min(size, block * 4)
+                fh.seek(size - block)
+                tail = fh.read(block)
+                nl = tail.rfind(b"\n")
+            keep = (size - block + nl + 1) if nl >= 0 else 0
+        else:
+            prev = tail.rfind(b"\n", 0, len(tail) - 1)
+            last = tail[prev + 1:]
+            if prev >= 0 or block == size:
+                try:
+                    orjson.loads(last)
+                except orjson.JSONDecodeError:
+                    keep = size - len(last)
+        if keep < size:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return size - keep
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Whole, valid lines only; a torn last line is skipped (repair happens before appending)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+
+
+class StageStore:
+    """One stage's folder: records.jsonl, rejected.jsonl, stats.json, manifest.json, extra files."""
+
+    def __init__(self, root: Path, stage: str):
+        self.stage = stage
+        self.dir = root / stage
+        self._fds: dict[str, int] = {}
+        self._buffers: dict[str, bytearray] = {RECORDS: bytearray(), REJECTED: bytearray()}
+        self._lock_fd: int | None = None
+
+    # paths -----------------------------------------------------------------
+    @property
+    def records_path(self) -> Path:
+        return self.dir / RECORDS
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.dir / REJECTED
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST
+
+    @property
+    def stats_path(self) -> Path:
+        return self.dir / STATS
+
+    def manifest(self) -> dict[str, Any] | None:
+        return read_json(self.manifest_path)
+
+    def stats(self) -> dict[str, Any] | None:
+        return read_json(self.stats_path)
+
+    # reading ---------------------------------------------------------------
+    def accepted(self) -> Iterator[dict[str, Any]]:
+        return iter_jsonl(self.records_path)
+
+    def rejected(self) -> Iterator[dict[str, Any]]:
+        return iter_jsonl(self.rejected_path)
+
+    def all_records(self) -> Iterator[dict[str, Any]]:
+        yield from self.accepted()
+        yield from self.rejected()
+
+    def find(self, record_id: str) -> dict[str, Any] | None:
+        for rec in self.all_records():
+            if rec.get("id") == record_id:
+                return rec
+        return None
+
+    # writing ---------------------------------------------------------------
+    def open(self) -> None:
+        """Lock the stage folder, repair torn tails, open both JSONL files for appending."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise StoreError(f"stage '{self.stage}' is being written by another process; wait for it "
+                             f"or stop it ({self.dir / '.lock'})") from exc
+        for name in (RECORDS, REJECTED):
+            repair_torn_tail(self.dir / name)
+            self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+
+    def append(self, record: dict[str, Any], buffered: bool = False) -> None:
+        """One record as one whole line, to records.jsonl or rejected.jsonl.
+
+        Unbuffered (the default, and always for records that cost a teacher call): written with one
+        os.write before returning, so a SIGKILL right after loses nothing. `buffered=True` is for free
+        records (copy mode): whole lines are batched up to 256 KB; a crash loses only lines that are
+        redone for free on resume."""
+        name = RECORDS if record.get("status") == "accepted" else REJECTED
+        line = dumps_line(record)
+        buf = self._buffers[name]
+        if buffered:
+            buf += line
+            if len(buf) >= 1 << 18:
+                self._flush(name)
+            return
+        if buf:
+            self._flush(name)
+        self._write_all(self._fds[name], line)
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:  # short writes are rare but legal
+            view = view[os.write(fd, view):]
+
+    def _flush(self, name: str) -> None:
+        buf = self._buffers[name]
+        if buf:
+            self._write_all(self._fds[name], buf)
+            buf.clear()
+
+    def flush(self) -> None:
+        for name in self._buffers:
+            if name in self._fds:
+                self._flush(name)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.dir / name, obj)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        atomic_write_bytes(self.dir / name, data)
+
+    def close(self) -> None:
+        self.flush()
+        for fd in self._fds.values():
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._fds.clear()
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "StageStore":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def move_aside(self) -> Path | None:
+        """--fresh: keep the old output beside the new one, never delete it silently."""
+        if not self.dir.exists():
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.dir.with_name(f"{self.dir.name}.old-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.dir.with_name(f"{self.dir.name}.old-{stamp}-{n}")
+        shutil.move(str(self.dir), str(target))
+        return target
+
+
+def file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,1 +1,0 @@
-"""Reports built from finished stages (score aggregation)."""

@@ -1,0 +1,86 @@
+"""The `llm` generator mode: the rendered prompt (after the system prompt) goes to the stage's teacher."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pocketguide.engine.errors import RecordRejected
+from pocketguide.engine.generators import Generated, Generator
+from pocketguide.engine.records import lookup
+from pocketguide.engine.registry import generator
+from pocketguide.teachers.base import TeacherRequest
+from pocketguide.teachers.pool import TeacherPool
+from pocketguide.teachers.structured import response_format_for, system_prompt_for
+
+SCHEMA_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")  # `{payload_type}` in a response_schema path
+
+
+@generator("llm")
+class LLMGenerator(Generator):
+    """Asks the stage's teacher; structured output uses the stage's response_schema (or its schema)."""
+
+    calls_teacher = True
+
+    def __init__(self, rt: Any, run: Any) -> None:
+        super().__init__(rt, run)
+        stage, s = rt.stage, rt.teacher_settings
+        self.settings = s
+        fixed = stage.response_schema and not SCHEMA_FIELD.search(stage.response_schema)
+        decoding = json.loads(rt.pipe.resolve(stage.response_schema).read_text()) if fixed else rt.schema
+        self.response_format = response_format_for(s, decoding, stage.name)
+        self._formats: dict[str, Any] = {}  # response_schema path → response_format
+        self.teacher = None
+        if not rt.dry_run:
+            pool = run.services.get("teachers", TeacherPool)
+            pool.bind(rt.pipe.data_dir, run.options, stage.name, run.concurrency)
+            self.teacher = pool.get(s)
+            caps = [c for c in (s.max_concurrency, self.teacher.max_concurrency) if c]
+            self.max_concurrency = min(caps) if caps else None
+
+    def prepare(self, item: Any) -> None:
+        item.response_format = self._format_for(item.record)
+
+    def _format_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The stage's response_format; a `{field}` in response_schema is filled from the record's data, so
+        each record can be decoded with its own schema (e.g. one per payload type)."""
+        rel = self.rt.stage.response_schema
+        if not rel or not SCHEMA_FIELD.search(rel):
+            return self.response_format
+        rel = SCHEMA_FIELD.sub(lambda m: str(lookup(record.get("data") or {}, m.group(1), "")), rel)
+        if rel not in self._formats:
+            try:
+                schema = json.loads(self.rt.pipe.resolve(rel).read_text())
+            except (OSError, ValueError) as exc:
+                raise RecordRejected("response_schema_missing", f"{type(exc).__name__}: {exc} — add the schema "
+                                                                f"file or fix response_schema") from None
+            self._formats[rel] = response_format_for(self.settings, schema, self.rt.stage.name)
+        return self._formats[rel]
+
+    async def generate(self, item: Any) -> Generated:
+        if self.rt.dry_run:
+            return Generated(raw=None, dry_run=True)
+        s = self.settings
+        messages = []
+        system = system_prompt_for(s, self.response_format)  # adds the one-shot example when configured
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": item.prompt})
+        request = TeacherRequest(
+            messages=messages,
+            model=(item.variant or {}).get("model") or s.model,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            seed=s.seed,
+            response_format=item.response_format,  # per record: response_schema may name a field
+            repeat_penalty=s.repeat_penalty,
+            sample_index=(item.variant or {}).get("replicate"),
+        )
+        response = await self.teacher.generate(request)
+        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason,
+                         made_by=f"llm:{response.selected_model or response.model}")
+
+    def describe(self) -> dict[str, Any] | None:
+        return self.teacher.describe() if self.teacher is not None else None
