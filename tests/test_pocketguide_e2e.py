@@ -154,6 +154,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
             "verification_when_needed": {"evaluated": 5, "passed": 4, "failed": 1, "pass_rate": 0.8},
         }
         assert report["verdicts"] == {"pass": 3, "reject": 1, "revise": 3}
+        assert report["verdicts_by_critic"] == {"llm:fake": report["verdicts"]}  # an API teacher judges
         assert report["routes"] == {"copy": 3, "llm": 3, "skip": 1}
         assert report["parse_modes"]["draft"] == {"extracted": 1, "failed": 1, "fenced": 1, "strict": 7}
         assert report["parse_modes"]["refine"] == {"failed": 1, "strict": 5}
