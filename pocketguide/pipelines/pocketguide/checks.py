@@ -127,6 +127,11 @@ def norm(text: str) -> str:
     return " ".join(words(text))
 
 
+def _field(path: str) -> str:
+    """A JSON path as a reader names the field: "$.payload.steps[1].why" → "payload.steps[1].why"."""
+    return path[2:] if path.startswith("$.") else path
+
+
 def _quote(text: str, n: int = 60) -> str:
     t = " ".join(str(text).split())
     return t if len(t) <= n else t[: n - 1] + "…"
@@ -194,13 +199,12 @@ def check_placeholders(env: dict[str, Any], q: Question) -> list[Finding]:
         if not found:
             continue
         path, text, why = found[0]
-        where = ", ".join(p for p, _, _ in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        where = ", ".join(f"'{_quote(t, 30)}' ({_field(p)})" for p, t, _ in found[:3])
         out.append(Finding(check, "clarity", "high" if fatal else "medium", path,
                            f"{len(found)} of {len(texts)} text fields are not content ({why}: '{_quote(text)}' at "
                            f"{path})",
-                           f"Replace the {'placeholder' if check == 'placeholder' else 'copied example'} text at "
-                           f"{where} with real, specific content" + (f" about {q.destination}" if q.destination
-                                                                      else "") + ".", fatal=fatal))
+                           f"Replace {where} with real, specific content"
+                           + (f" about {q.destination}" if q.destination else "") + ".", fatal=fatal))
     return out
 
 
@@ -260,8 +264,7 @@ def check_repeated(env: dict[str, Any], q: Question) -> list[Finding]:
             if j is not None:
                 out.append(Finding("repeated_items", "clarity", "medium", f"{path}[{i}]",
                                    f"{path}[{i}] repeats {path}[{j}] ('{_quote(texts[i])}')",
-                                   f"Make every element of {path} different: {path}[{i}] says the same as "
-                                   f"{path}[{j}]."))
+                                   f"Write {_field(path)}[{i}] differently: it repeats '{_quote(texts[j], 50)}'."))
                 break
     seen: dict[str, list[str]] = {}
     for path, _key, text in prose(env):
@@ -271,8 +274,8 @@ def check_repeated(env: dict[str, Any], q: Question) -> list[Finding]:
         if len(paths) >= 3:
             out.append(Finding("repeated_items", "clarity", "medium", paths[0],
                                f"the same text appears in {len(paths)} places ({', '.join(paths[:3])}): "
-                               f"'{_quote(text)}'", f"Write {', '.join(paths[:3])} separately; each says something "
-                                                    f"of its own."))
+                               f"'{_quote(text)}'", f"Say '{_quote(text, 50)}' only once; write something of its own "
+                                                    f"in {', '.join(_field(p) for p in paths[1:3])}."))
     return out[:2]
 
 
@@ -308,7 +311,7 @@ def check_thin(env: dict[str, Any], q: Question) -> list[Finding]:
         return []
     return [Finding("thin_structure", "actionability", "medium", found[0][0],
                     "; ".join(f"{p}: {what}" for p, what, _ in found[:3]),
-                    " ".join(f"Give {p} {need}." for p, _, need in found[:3]))]
+                    " ".join(f"Give {_field(p)} {need}." for p, _, need in found[:3]))]
 
 
 def check_traveller_voice(env: dict[str, Any], q: Question) -> list[Finding]:
@@ -319,7 +322,8 @@ def check_traveller_voice(env: dict[str, Any], q: Question) -> list[Finding]:
         if hits:
             return [Finding("traveller_voice", "clarity", "medium", path,
                             f"written as the traveller ('{hits[0]}'): '{_quote(text)}' at {path}",
-                            f"Write {path} as advice to the traveller ('you'), not in the traveller's own words.")]
+                            f"Rewrite '{_quote(text, 50)}' ({_field(path)}) as advice to the traveller ('you'), "
+                            f"not in the traveller's own words.")]
     return []
 
 
@@ -334,7 +338,7 @@ def check_copied_prompt(env: dict[str, Any], q: Question) -> list[Finding]:
         if key != "assumptions" and norm(text) in sentences:
             return [Finding("copied_prompt", "actionability", "medium", path,
                             f"{path} repeats the question: '{_quote(text)}'",
-                            f"Answer the question at {path} instead of repeating it.")]
+                            f"Replace '{_quote(text, 50)}' ({_field(path)}): it repeats the question; answer it.")]
     return []
 
 
@@ -345,7 +349,7 @@ def check_links(env: dict[str, Any], q: Question) -> list[Finding]:
             if m:
                 return [Finding("fake_link", "hallucination", "high", path,
                                 f"a {kind} a small model cannot know is real: '{_quote(m.group(0), 40)}' at {path}",
-                                f"Remove the {kind} '{_quote(m.group(0), 40)}' at {path}; name the source in words "
+                                f"Remove the {kind} '{_quote(m.group(0), 40)}' ({_field(path)}); name the source in words "
                                 f"instead (for example 'the official tourism website').")]
     return []
 
@@ -364,7 +368,8 @@ def check_absolute(env: dict[str, Any], q: Question) -> list[Finding]:
         if hits:
             return [Finding("absolute_claim", "overconfidence", "medium" if sensitive else "low", path,
                             f"an absolute claim ('{hits[0]}') at {path}: '{_quote(text)}'",
-                            f"Replace '{hits[0]}' at {path} with a hedged statement and say what to check.")]
+                            f"Replace '{hits[0]}' in '{_quote(text, 50)}' with a hedged statement and say what to "
+                            f"check.")]
     return []
 
 
