@@ -203,12 +203,12 @@ def test_route_reads_the_verdict_where_the_critique_stage_writes_it(tmp_path, fa
     opts = RunOptions(teacher=TeacherSettings(provider="openai", model="fake"))
     for stage in ("draft", "critique"):
         run_stage(stage, path, options=opts)
-    route_on = load_pipeline(path).stage("refine").route.on
+    route_on = load_pipeline(path).stage("refine").route.paths[0]
     crits = lines(runs / "critique" / "records.jsonl")
     assert crits and {lookup({"critique": c}, route_on) for c in crits} <= {"pass", "revise", "reject"}
 
     # the same run with the verdict read from a wrong nesting rejects everything as route_unmatched
-    text = path.read_text().replace('"on": critique.parsed.verdict', '"on": critique.parsed.critique.verdict')
+    text = path.read_text().replace('"on": [critique.parsed.verdict', '"on": [critique.parsed.critique.verdict')
     path.write_text(text)
     res = run_stage("refine", path, options=opts)
     assert res.accepted == 0 and res.stats["rejection_reasons"] == {"route_unmatched": len(crits)}

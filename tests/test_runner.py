@@ -164,6 +164,39 @@ def test_route_chooses_mode_per_record(pipeline_dir):
     assert rej == {"1": ["critique_reject"], "3": ["route_unmatched"]}
 
 
+ROUTED_TWO_WAYS = """
+    stages:
+      - {name: verdicts, source: in.jsonl, template: v.j2, mode: copy, parser: json}
+      - name: refine
+        inputs: [verdicts]
+        template: r.j2
+        mode: copy
+        route:
+          "on": [verdicts.parsed.verdict, teacher.judge]
+          cases:
+            pass/*: copy
+            revise/true: copy
+            revise/false: {mode: skip, reason: critique_revise}
+"""
+
+
+def test_a_route_on_two_values_with_wildcards(pipeline_dir):
+    source = "".join(json.dumps({"id": i, "verdict": v}) + "\n" for i, v in enumerate(["pass", "revise", "odd"]))
+    path = pipeline_dir(ROUTED_TWO_WAYS, {"v.j2": '{"verdict": {{ source.verdict | tojson }}}', "r.j2": "ok {{ id }}"},
+                        {"in.jsonl": source})
+    run_pipeline(path)  # the default teacher (openai) can judge: teacher.judge is true
+    runs = path.parent / "data/runs/refine"
+    assert ids(runs / "records.jsonl") == ["0", "1"]
+    rej = {r["id"]: (r["reasons"], r["route"]["value"]) for r in iter_jsonl(runs / "rejected.jsonl")}
+    assert rej == {"2": (["route_unmatched"], ["odd", True])}
+    from pocketguide.engine.session import RunOptions
+    from pocketguide.engine.spec import TeacherSettings
+
+    run_pipeline(path, options=RunOptions(fresh=True, teacher=TeacherSettings(judge=False)))
+    rej = {r["id"]: r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")}
+    assert ids(runs / "records.jsonl") == ["0"] and rej == {"1": ["critique_revise"], "2": ["route_unmatched"]}
+
+
 VARIANTS = """
     pipeline: {teacher: {provider: openai, model: m}}
     stages:

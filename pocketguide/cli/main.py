@@ -79,7 +79,7 @@ def _route_lines(pipe, overrides) -> list[str]:
         if s.route is None:
             continue
         cases = ", ".join(f"{k} → {c.mode}" for k, c in s.route.cases.items())
-        line = f"{s.name}: route on {s.route.on}: {cases}"
+        line = f"{s.name}: route on {' / '.join(s.route.paths)}: {cases}"
         facts = resolved_teacher(pipe.spec.pipeline.teacher, s, overrides).facts()
         fixed = route_on_teacher(s, facts)
         if fixed:

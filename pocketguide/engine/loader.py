@@ -247,9 +247,10 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
         p += _check_schema(pipe, n, stage.schema_)
     if stage.response_schema:
         p += _check_response_schema(pipe, n, stage.response_schema)
-    if stage.route and stage.route.on.split(".")[0] not in provided:
-        p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
-                 f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
+    for path in stage.route.paths if stage.route else []:
+        if path.split(".")[0] not in provided:
+            p.append(f"{n}.route.on: '{path}' does not start with an input stage name (or teacher) — "
+                     f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
     return p
 
 

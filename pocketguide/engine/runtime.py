@@ -115,7 +115,7 @@ def route_on_teacher(stage: StageSpec, facts: dict[str, Any]) -> tuple[str, Any]
     """(case key, case) when the stage routes on a teacher fact (`on: teacher.judge`): the same for every
     record of the run, so it is known before the loop (which generator runs, whether a teacher is needed)."""
     route = stage.route
-    if route is None or not route.on.startswith("teacher."):
+    if route is None or not isinstance(route.on, str) or not route.on.startswith("teacher."):
         return None
     value = lookup({"teacher": facts}, route.on, None)
     key = str(value).lower() if isinstance(value, bool) else str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -52,6 +53,8 @@ class Sampling(Strict):
     max_tokens: int | None = Field(None, ge=1, description="completion token cap")
     seed: int | None = Field(None, description="sampling seed, where the endpoint supports it")
     repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
+    repeat_last_n: int | None = Field(None, ge=-1, description="tokens the repetition penalty looks back over "
+                                      "(embedded, llama.cpp servers; llama.cpp's default 64, -1 = the whole context)")
 
 
 class OutputShape(Strict):
@@ -211,11 +214,30 @@ class RouteCase(Strict):
 
 
 class Route(Strict):
-    """Choose llm / copy / skip per record from a field of the inputs."""
+    """Choose llm / copy / skip per record from a field of the inputs (or several: `on: [a, b]`)."""
 
-    on: str = Field(description="dotted path in the template context, e.g. critique.parsed.verdict")
-    cases: dict[str, RouteCase]
+    on: str | list[str] = Field(description="dotted path in the template context, e.g. critique.parsed.verdict; or "
+                                            "a list of paths, whose values are joined with '/' into the case key")
+    cases: dict[str, RouteCase] = Field(description="case key → case; with several paths a key may use * for any "
+                                                    "value of a part (pass/*)")
     default: RouteCase = RouteCase(mode="skip", reason="route_unmatched")
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.on] if isinstance(self.on, str) else list(self.on)
+
+    @staticmethod
+    def key_of(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    def case_for(self, key: str) -> tuple[str | None, RouteCase]:
+        """(the case key that matched, the case): an exact key first, then the first wildcard key that fits."""
+        if key in self.cases:
+            return key, self.cases[key]
+        for pattern, case in self.cases.items():
+            if "*" in pattern and fnmatch.fnmatchcase(key, pattern):
+                return pattern, case
+        return None, self.default
 
     @model_validator(mode="before")
     @classmethod

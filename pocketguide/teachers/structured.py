@@ -24,7 +24,7 @@ PROVIDER_CAPS: dict[str, tuple[int, int, bool]] = {"embedded": (200, 4, True)}
 #: per provider when `schema_text_chars` is unset. Measured on SmolLM2-135M at temperature 0.7: without
 #: it, drafts filled strings with HTML tags, made-up URLs and code fragments (`<img src=…`, `{{>&}}`);
 #: plain prose needs none of `< > { } [ ] / : @ \ | ` and backticks.
-PROVIDER_TEXT_CHARS: dict[str, str] = {"embedded": "A-Za-z0-9 ,.;'()&%!?+-"}
+PROVIDER_TEXT_CHARS: dict[str, str] = {"embedded": "A-Za-z0-9 ,.;'()&%!?+-"}  # the first must be a letter
 #: characters per token assumed when sizing a schema's worst case against max_tokens (conservative:
 #: JSON text averages ~3.5; looping junk inside a string is often shorter per token)
 CHARS_PER_TOKEN = 3.0
@@ -66,11 +66,12 @@ def _cap_string(node: dict[str, Any], cap: int | None, chars: str | None) -> Non
     floor = node.get("minLength", 0)
     if cap:
         node["maxLength"] = max(min(node.get("maxLength", cap), cap), floor)
-    if chars and "maxLength" in node:
+    if chars and node.get("maxLength", 0) >= 2:  # a 1-character string keeps its own shape
         # llama.cpp's grammar ignores min/maxLength beside a pattern, so the pattern carries the lengths;
-        # at least one character that is a letter or digit: never an empty or punctuation-only string
-        lo, hi = max(floor, 1), max(node["maxLength"], 1)
-        node["pattern"] = f"^[A-Za-z0-9][{chars}]{{{lo - 1},{hi - 1}}}$"
+        # a letter first and 2 characters at least: never empty, never "1" or "..." (measured: 9 of 24 drafts
+        # had number-only or punctuation-only strings in prose fields)
+        lo, hi = max(floor, 2), max(node["maxLength"], 2)
+        node["pattern"] = f"^[A-Za-z][{chars}]{{{lo - 1},{hi - 1}}}$"
         node["minLength"] = lo
 
 

@@ -33,9 +33,9 @@ class EvalConfig(BaseModel):
                              description="registered gates run on every parsed output (absent ones are skipped)")
     decoding_stage: str | None = Field(
         None, description="constrained mode decodes like this stage's teacher: its response_schema (per payload "
-                             "type) capped as the teacher caps it, and its repeat_penalty; null = the full contract, "
+                             "type) capped as the teacher caps it, and its repeat_penalty over repeat_last_n tokens; "
+                             "null = the full contract, "
                              "no penalty")
-    repeat_last_n: int = Field(64, ge=1, description="tokens the repeat penalty looks back over (llama.cpp's default)")
 
     @model_validator(mode="before")
     @classmethod

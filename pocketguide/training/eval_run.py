@@ -52,10 +52,12 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
         if not path.exists():
             raise TrainingError(f"options.eval.decoding_stage: {path} not found for payload type {ptype}")
         out[ptype] = model_schema(settings, json.loads(path.read_text()))
-    penalty = RepeatPenalty(settings.repeat_penalty, ecfg.repeat_last_n) if settings.repeat_penalty else None
+    last_n = settings.repeat_last_n or 64  # llama.cpp's default window; -1 = the whole context
+    last_n = 1 << 30 if last_n < 0 else last_n
+    penalty = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
     note = (f"constrained = the decoding profile of stage '{stage.name}' ({pattern}, capped as its "
             f"{settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
-            + (f", repeat penalty {settings.repeat_penalty} over the last {ecfg.repeat_last_n} tokens" if penalty
+            + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens" if penalty
                else ", no repeat penalty") + ", compact whitespace")
     return out, penalty, note
 

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ CODE_PLACEHOLDERS = frozenset({"text", "string", "example", "sample", "placehold
 FIELD_NAMES = frozenset({"summary", "assumptions", "uncertainty_notes", "next_steps", "verification_steps",
                          "payload", "title", "groups", "name", "items", "text", "trip_days", "activity",
                          "instruction", "why", "nodes", "edges", "root_question", "steps", "action"})
+#: keys whose strings are sentences: one word there is a placeholder ("you", "checklist", "Sterling")
+SENTENCE_KEYS = frozenset({"assumptions", "uncertainty_notes", "next_steps", "verification_steps", "instruction",
+                           "why"})  # and the answer's own summary ($.summary), not a day's short summary
+#: a text of this many lowercase words, fewer than half of them English words, is gibberish
+GIBBERISH_MIN_WORDS = 4
 #: keys of the main text of a list element (a checklist item's text, a step's instruction, …)
 MAIN_TEXT_KEYS = ("text", "activity", "instruction", "summary", "name", "action")
 #: a draft with more than this many kinds of defect is not worth a rewrite: it is rejected
@@ -174,6 +180,8 @@ def is_placeholder(text: str, key: str, keywords: Path | None = None) -> str | N
         return "too short to mean anything"
     if bare in FIELD_NAMES or bare.replace(" ", "_") in FIELD_NAMES:
         return "a field name"
+    if key in SENTENCE_KEYS and len(words(t)) < 2:
+        return "one word where a sentence belongs"
     if RESIDUE.search(t):
         return "template residue"
     if MARKUP.search(t):
@@ -189,6 +197,8 @@ def check_placeholders(env: dict[str, Any], q: Question) -> list[Finding]:
     hits: dict[str, list[tuple[str, str, str]]] = {"placeholder": [], "copied_example": []}
     for path, key, text in strings(env):
         why = is_placeholder(text, key, q.keywords)
+        if why is None and path == "$.summary" and len(words(text)) < 2:
+            why = "one word where a sentence belongs"
         if why:
             hits["placeholder"].append((path, text, why))
         elif key not in CODE_KEYS and (text.strip() in q.example_strings or norm(text) in q.example_strings):
@@ -342,6 +352,23 @@ def check_copied_prompt(env: dict[str, Any], q: Question) -> list[Finding]:
     return []
 
 
+@lru_cache(maxsize=8)
+def _english(path: str) -> frozenset[str]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
+def check_language(env: dict[str, Any], q: Question) -> list[Finding]:
+    """Gibberish: a text whose lowercase words (names are capitalised and left out) are mostly not English."""
+    known = _english(str(q.keywords / "english_words.txt"))
+    for path, _key, text in prose(env):
+        plain = [w.lower() for w in re.findall(r"[A-Za-z]{3,}", text) if w.islower()]
+        if len(plain) >= GIBBERISH_MIN_WORDS and sum(w in known for w in plain) < len(plain) / 2:
+            return [Finding("not_english", "clarity", "high", path, f"not English: '{_quote(text)}' at {path}",
+                            f"Rewrite '{_quote(text, 50)}' ({_field(path)}) in plain English.")]
+    return []
+
+
 def check_links(env: dict[str, Any], q: Question) -> list[Finding]:
     for path, _key, text in strings(env):
         for kind, pattern in (("web address", URL), ("email address", EMAIL), ("phone number", PHONE)):
@@ -391,7 +418,7 @@ def check_verification(env: dict[str, Any], q: Question) -> list[Finding]:
                     f"it may change.")]
 
 
-CHECKS = (check_placeholders, check_destination, check_repeated, check_thin, check_traveller_voice,
+CHECKS = (check_placeholders, check_language, check_destination, check_repeated, check_thin, check_traveller_voice,
           check_copied_prompt, check_links, check_absolute, check_verification)
 
 
