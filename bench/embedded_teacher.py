@@ -72,9 +72,8 @@ def bare_bodies(run: dict) -> list[dict]:
         path = pipe.resolve(stage.response_schema.replace("{payload_type}", rec["data"]["payload_type"]))
         fmt = response_format_for(settings, json.loads(path.read_text()), stage.name)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": rec["prompt"]}]
-        bodies.append({"messages": messages, "temperature": settings.temperature, "max_tokens": settings.max_tokens,
-                       "seed": settings.seed, "response_format": fmt, "repeat_penalty": settings.repeat_penalty,
-                       "cache_prompt": True})
+        # the sampling group goes into every request as is, as the llm generator sends it
+        bodies.append({"messages": messages, **settings.group("sampling"), "response_format": fmt, "cache_prompt": True})
     return bodies
 
 
