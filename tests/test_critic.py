@@ -12,15 +12,15 @@ from jsonschema import Draft202012Validator
 from pg_samples import copy_project
 
 from pocketguide import run_pipeline
-from pocketguide.pipelines.pocketguide.contracts import validate_envelope
-from pocketguide.pipelines.pocketguide.gates import critique_consistent
 from pocketguide.engine.loader import load_pipeline
-from pocketguide.pipelines.pocketguide.checks import Question, run_checks
-from pocketguide.pipelines.pocketguide.critic import CRITIC_ID, critique
-from pocketguide.pipelines.pocketguide.planted import draft_record, rates, score
 from pocketguide.engine.runtime import GateInput, route_on_teacher
 from pocketguide.engine.session import RunOptions
 from pocketguide.engine.spec import TeacherSettings
+from pocketguide.pipelines.pocketguide.checks import Question, run_checks
+from pocketguide.pipelines.pocketguide.contracts import validate_envelope
+from pocketguide.pipelines.pocketguide.critic import CRITIC_ID, critique
+from pocketguide.pipelines.pocketguide.gates import critique_consistent
+from pocketguide.pipelines.pocketguide.planted import draft_record, rates, score
 from pocketguide.teachers.structured import response_format_for, system_prompt_for
 from pocketguide.testing import Reply
 

@@ -9,10 +9,10 @@ from collections import Counter
 from pg_samples import copy_project
 
 from pocketguide import run_stage
-from pocketguide.ops.content import normalize
 from pocketguide.engine.loader import load_pipeline
-from pocketguide.pipelines.pocketguide.plan import load_plan_spec
+from pocketguide.ops.content import normalize
 from pocketguide.pipelines.pocketguide.heldout import training_prompts
+from pocketguide.pipelines.pocketguide.plan import load_plan_spec
 from pocketguide.training.data import prompt_and_reference
 from pocketguide.training.evaluate import suite_items
 

@@ -69,15 +69,17 @@ def _content_cell(m: dict[str, Any], gate: str, good: bool) -> str:
 
 
 def _suite_tables(s: dict[str, Any], types: list[str]) -> list[str]:
-    lines = ["| model | mode | n | parsed | envelope-valid | payload-valid | schema-valid | finished | mean tokens | "
-             "mean chars |", "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| model | mode | n | parsed | envelope-valid | payload-valid | schema-valid | finished | mean tokens | "
+              "mean chars |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for model, modes in s.items():
         for mode, m in modes.items():
             lines.append(f"| {model} | {mode} | {m['n']} | {_pct(m['parsed_rate'])} | {_pct(m['envelope_valid_rate'])} | "
                          f"{_pct(m['payload_valid_rate'])} | **{_pct(m['schema_valid_rate'])}** | "
                          f"{_pct(m['finished_rate'])} | {m['mean_new_tokens']} | {m['mean_chars']} |")
-    lines += ["", "Content, of the answers that parse as JSON objects (placeholders and repeated items: share of "
-                  "answers that have them):", "",
+    content = ("Content, of the answers that parse as JSON objects (placeholders and repeated items: share of "
+               "answers that have them):")
+    lines += ["", content, "",
               "| model | mode | parsed | " + " | ".join(label for _, label, _ in CONTENT) + " |",
               "|---|---|---|" + "---|" * len(CONTENT)]
     for model, modes in s.items():
@@ -109,15 +111,15 @@ def learned(report: dict[str, Any]) -> list[str]:
     c = tuned.get("content_of_parsed") or {}
     facts = [f"{label} {_pct(c.get(g) if good or c.get(g) is None else 1 - c.get(g))}" for g, label, good in CONTENT
              if g in c]
-    return [
-        f"- **Learned: the contract.** Answering freely ({mode}), the fine-tuned student's answers are one "
-        f"schema-valid JSON envelope {_pct(tuned.get('schema_valid_rate'))} of the time, the base model's "
-        f"{_pct(base.get('schema_valid_rate'))}, on {n} '{suite}' prompts that were never used for training.",
-        f"- **Not learned: facts.** The training answers came from the {who} and are only as true as it is. Of the "
-        f"student's parsed answers: {', '.join(facts) or 'no content gates ran'}. No check here can tell whether a "
-        f"place, price, time or rule in an answer is real: the deterministic critic removes placeholders, copies, "
-        f"repetition, invented links and missing caveats, not invented facts.",
-    ]
+    learned_line = (f"- **Learned: the contract.** Answering freely ({mode}), the fine-tuned student's answers are "
+                    f"one schema-valid JSON envelope {_pct(tuned.get('schema_valid_rate'))} of the time, the base "
+                    f"model's {_pct(base.get('schema_valid_rate'))}, on {n} '{suite}' prompts that were never used "
+                    f"for training.")
+    facts_line = (f"- **Not learned: facts.** The training answers came from the {who} and are only as true as it "
+                  f"is. Of the student's parsed answers: {', '.join(facts) or 'no content gates ran'}. No check here "
+                  f"can tell whether a place, price, time or rule in an answer is real: the deterministic critic "
+                  f"removes placeholders, copies, repetition, invented links and missing caveats, not invented facts.")
+    return [learned_line, facts_line]
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -10,8 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pocketguide.engine.registry import gate
 from pocketguide.engine.runtime import GateInput, GateResult
+from pocketguide.pipelines.pocketguide.checks import (
+    Finding,
+    Question,
+    check_destination,
+    check_placeholders,
+    check_repeated,
+    envelope_of,
+    run_checks,
+)
 from pocketguide.pipelines.pocketguide.gates import KEYWORDS_DIR
-from pocketguide.pipelines.pocketguide.checks import Finding, Question, check_destination, check_placeholders, check_repeated, envelope_of, run_checks
 
 
 def _result(findings: list[Finding]) -> GateResult:
