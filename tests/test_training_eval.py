@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pocketguide.engine.loader import load_pipeline
+from pocketguide.engine.spec import TeacherSettings
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.report import markdown, summarize
 
@@ -36,9 +37,10 @@ def test_constrained_mode_decodes_with_the_draft_teachers_profile():
     assert summary["pattern"].startswith("^[A-Za-z][") and summary["maxLength"] <= 200  # capped like the teacher
     assert schemas["procedure"]["properties"]["payload_type"] == {"type": "string", "const": "procedure"}
     assert "stage 'draft'" in note and "repeat penalty 1.2" in note
-    api, none_, _ = decoding_profile(pipe, cfg, ["checklist"], __import__("pocketguide.engine.spec").engine.spec.TeacherSettings(
-        provider="openai", model="m"))
-    assert none_ is not None and "pattern" not in api["checklist"]["properties"]["summary"]  # no caps for an API
+    api, none_, note = decoding_profile(pipe, cfg, ["checklist"], TeacherSettings(provider="openai", model="m"))
+    # an API teacher decodes with the whole contract (the full profile), with no caps and no text pattern
+    assert none_ is not None and "full" in api["checklist"]["title"] and "full decoding profile" in note
+    assert '"pattern"' not in json.dumps(api) and '"maxLength": 200' not in json.dumps(api)
 
 
 def _row(model, mode, output, parsed, valid, gates, ptype="checklist"):

@@ -84,8 +84,10 @@ class StageRuntime:
     choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any, dict[str, Any]]] = field(default_factory=list)  # (name, fn, options, when)
+    root: Path | None = None  # the pipeline's folder (pipe.root, worked out once, not per record)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
     teacher_facts: dict[str, Any] = field(default_factory=dict)  # `teacher` in the template context
+    generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
 
     @property
     def modes(self) -> set[str]:
@@ -145,7 +147,8 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
 
 def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
                   settings: dict[str, Any]) -> StageRuntime:
-    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, teacher_facts=teacher_settings.facts())
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, root=pipe.root,
+                      teacher_facts=teacher_settings.facts())
     if stage.schema_:
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())

@@ -24,9 +24,15 @@ def facet_value(record: dict[str, Any], path: str) -> Any:
     facets ("made_by+parsed.verdict" → "pocketguide_critic:v1 | revise")."""
     if "+" in path:
         return " | ".join(str(facet_value(record, part)) for part in path.split("+"))
-    value = lookup(record.get("data") or {}, path, _MISSING)
-    if value is _MISSING:
-        value = lookup(record, path, None)
+    data = record.get("data") or {}
+    if "." not in path and isinstance(data, dict):  # the common case, without splitting a path per record
+        value = data.get(path, _MISSING)
+        if value is _MISSING:
+            value = record.get(path)
+    else:
+        value = lookup(data, path, _MISSING)
+        if value is _MISSING:
+            value = lookup(record, path, None)
     if isinstance(value, (dict, list)):
         return None
     return value

@@ -17,6 +17,7 @@ from typing import Any
 from pocketguide.engine.session import resolved_teacher
 from pocketguide.engine.spec import TeacherSettings
 from pocketguide.teachers.generator import SCHEMA_FIELD
+from pocketguide.teachers.structured import decoding_profile as teacher_profile
 from pocketguide.teachers.structured import model_schema
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.generate import Generator, RepeatPenalty
@@ -41,7 +42,8 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
         return {}, None, None
     stage = pipe.stage(ecfg.decoding_stage)
     settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, overrides)
-    pattern = stage.response_schema or stage.schema_
+    compact = stage.response_schema and teacher_profile(settings) == "compact"
+    pattern = stage.response_schema if compact else stage.schema_  # what the teacher generator sends
     if not pattern:
         raise TrainingError(f"options.eval.decoding_stage: stage '{stage.name}' has no schema or response_schema — "
                             f"name the stage that drafts envelopes, or set decoding_stage: null")
@@ -55,7 +57,7 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
     last_n = settings.repeat_last_n or 64  # llama.cpp's default window; -1 = the whole context
     last_n = 1 << 30 if last_n < 0 else last_n
     penalty = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
-    note = (f"constrained = the decoding profile of stage '{stage.name}' ({pattern}, capped as its "
+    note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, capped as its "
             f"{settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
             + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens" if penalty
                else ", no repeat penalty") + ", compact whitespace")
