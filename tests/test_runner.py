@@ -105,14 +105,21 @@ def test_changed_inputs_mark_downstream_stale_and_are_redone(pipeline_dir):
     run_pipeline(path)
     pipe = load_pipeline(path)
     assert [s.stale for s in pipeline_status(pipe)] == [False, False]
-    run_stage("first", path, fresh=True)  # new created_at → new input lines for `second`
+    run_stage("first", path, fresh=True)  # the same content again (only created_at differs): nothing to redo
+    assert [s.stale for s in pipeline_status(pipe)] == [False, False]
+    (path.parent / "in.jsonl").write_text(SOURCE.replace("question number 4", "question number four"))
     states = pipeline_status(pipe)
-    assert states[1].stale and states[1].stale_inputs == ["first"]
+    assert states[0].stale and states[0].redo == {"inputs changed": 1}
+    assert states[1].stale and states[1].upstream == ["first"]
+    r = run_stage("first", path)
+    assert (r.superseded, r.new_accepted, r.skipped_done) == (1, 1, 9)
+    states = pipeline_status(pipe)
+    assert states[1].stale and states[1].stale_inputs == ["first"] and states[1].redo == {"inputs changed": 1}
     r = run_stage("second", path)
-    assert r.superseded == 6 and r.new_accepted == 6
+    assert r.superseded == 1 and r.new_accepted == 1 and r.skipped_done == 5
     runs = path.parent / "runs" / "second"
     assert len(ids(runs / "records.jsonl")) == 6 == len(set(ids(runs / "records.jsonl")))
-    assert len(list(iter_jsonl(runs / "superseded.jsonl"))) == 6
+    assert ids(runs / "superseded.jsonl") == ["r4"]
     assert not pipeline_status(pipe)[1].stale
 
 
@@ -195,6 +202,32 @@ def test_a_route_on_two_values_with_wildcards(pipeline_dir):
     run_pipeline(path, options=RunOptions(fresh=True, teacher=TeacherSettings(judge=False)))
     rej = {r["id"]: r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")}
     assert ids(runs / "records.jsonl") == ["0"] and rej == {"1": ["critique_revise"], "2": ["route_unmatched"]}
+
+
+GATED_BY_TEACHER = """
+    stages:
+      - name: a
+        source: in.jsonl
+        template: t.j2
+        mode: copy
+        parser: stripped
+        gates: [{name: length, options: {min_chars: 5}, when: {teacher.judge: false}}]
+"""
+
+
+def test_a_gate_with_when_applies_only_to_the_teacher_it_names(pipeline_dir):
+    from pocketguide.engine.session import RunOptions
+    from pocketguide.engine.spec import TeacherSettings
+
+    source = "".join(json.dumps({"id": i, "q": q}) + "\n" for i, q in enumerate(["hi", "a long answer"]))
+    path = pipeline_dir(GATED_BY_TEACHER, {"t.j2": "{{ source.q }}"}, {"in.jsonl": source})
+    run_pipeline(path)  # the default teacher (openai) can judge: the gate is not this teacher's
+    runs = path.parent / "data/runs/a"
+    assert ids(runs / "records.jsonl") == ["0", "1"]
+    assert json.loads((runs / "manifest.json").read_text())["recipe"]["parts"]["gates"]["value"] == []
+    run_pipeline(path, options=RunOptions(teacher=TeacherSettings(judge=False)))  # now it applies: re-judged
+    assert ids(runs / "records.jsonl") == ["1"]
+    assert [r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")] == [["gate:length:too_short"]]
 
 
 VARIANTS = """

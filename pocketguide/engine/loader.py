@@ -20,6 +20,8 @@ from pocketguide.engine.spec import PipelineSpec, StageSpec
 from pocketguide.engine.store import stage_name_problem
 from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
 
+GATE_WHEN_ROOTS = ("teacher", "vars", "stage")  # what a gate's `when` may test: the same for every record
+
 
 @dataclass
 class Pipeline:
@@ -247,10 +249,10 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
                     p.append(f"{n}.gates[{i}].options.{'.'.join(map(str, e['loc']))}: {e['msg']} — fix the option")
         elif g.options:
             p.append(f"{n}.gates[{i}].options: gate '{g.name}' takes no options — remove them")
-        for path in g.when:
-            if path.split(".")[0] not in provided:
-                p.append(f"{n}.gates[{i}].when: '{path}' does not start with a name the stage provides — use one of "
-                         f"{', '.join(sorted(provided))}")
+        for path in g.when:  # stage-wide values only: the gates that apply are chosen once per stage run
+            if path.split(".")[0] not in GATE_WHEN_ROOTS:
+                p.append(f"{n}.gates[{i}].when: '{path}' is not a stage-wide value — start it with "
+                         f"{', '.join(GATE_WHEN_ROOTS)}")
     if stage.schema_:
         p += _check_schema(pipe, n, stage.schema_)
     if stage.response_schema:

@@ -44,10 +44,15 @@ class ParseContext:
     notes: dict[str, Any] = field(default_factory=dict)  # a parser may say how it parsed (parse_mode…)
     options: Any = None  # the stage's `parser_options`, validated against the parser's options model
     root: Path | None = None  # the pipeline's folder: a parser's data files resolve against it
+    seen: set[Path] | None = None  # the stage's files_read: what is resolved here is watched for changes
 
     def resolve(self, rel: str | Path) -> Path:
-        """A path relative to the pipeline's stages.yaml (the working directory when there is none)."""
-        return _resolve(self.root, rel)
+        """A path relative to the pipeline's stages.yaml (the working directory when there is none). The
+        file (or folder) is watched: when it changes, the stage's records are re-judged (engine/recipe.py)."""
+        path = _resolve(self.root, rel)
+        if self.seen is not None:
+            self.seen.add(path)
+        return path
 
 
 @dataclass
@@ -57,10 +62,15 @@ class GateInput:
     record: dict[str, Any]
     settings: dict[str, Any]  # run-wide knobs, e.g. gating_mode
     root: Path | None = None  # the pipeline's folder: a gate's data files resolve against it
+    seen: set[Path] | None = None  # the stage's files_read: what is resolved here is watched for changes
 
     def resolve(self, rel: str | Path) -> Path:
-        """A path relative to the pipeline's stages.yaml (the working directory when there is none)."""
-        return _resolve(self.root, rel)
+        """A path relative to the pipeline's stages.yaml (the working directory when there is none). The
+        file (or folder) is watched: when it changes, the stage's records are re-judged (engine/recipe.py)."""
+        path = _resolve(self.root, rel)
+        if self.seen is not None:
+            self.seen.add(path)
+        return path
 
 
 @dataclass
@@ -83,11 +93,13 @@ class StageRuntime:
     default_choice: TemplateChoice | None = None
     choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
-    gates: list[tuple[str, Any, Any, dict[str, Any]]] = field(default_factory=list)  # (name, fn, options, when)
+    gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options): those that apply
     root: Path | None = None  # the pipeline's folder (pipe.root, worked out once, not per record)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
     teacher_facts: dict[str, Any] = field(default_factory=dict)  # `teacher` in the template context
     generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
+    recipe: Any = None  # engine/recipe.Recipe: the parts that decide records, and their fingerprints
+    files_read: set[Path] = field(default_factory=set)  # what the parser and gates resolved this run
 
     @property
     def modes(self) -> set[str]:
@@ -162,8 +174,11 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         for key, case in stage.route.cases.items():
             if case.template:
                 rt.route_choices[key] = _choice(pipe, stage, key, case.template, case.mode, None)
+    facts = {"teacher": rt.teacher_facts, "vars": stage.vars, "stage": stage.name}  # the same for every record
     for g in stage.gates:
+        if any(lookup(facts, path, None) != value for path, value in g.when.items()):
+            continue  # e.g. a check that only applies with one critic: not this teacher's gate
         gdef = registry.GATES[g.name]
         opts = gdef.options.model_validate(g.options) if gdef.options else None
-        rt.gates.append((g.name, gdef.fn, opts, g.when))
+        rt.gates.append((g.name, gdef.fn, opts))
     return rt

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pocketguide.engine.generators import Generated, Generator
+from pocketguide.engine.generators import Generated, Generator, GeneratorRecipe
+from pocketguide.engine.recipe import code_version, path_sha
 from pocketguide.engine.registry import generator
 from pocketguide.pipelines.pocketguide.checks import Finding, Question, run_checks, time_sensitive, verdict
 from pocketguide.pipelines.pocketguide.gates import KEYWORDS_DIR
@@ -64,6 +65,12 @@ class DeterministicCritic(Generator):
     word lists are the project's (data/keywords/ beside its stages.yaml)."""
 
     calls_teacher = False
+
+    @classmethod
+    def recipe(cls, rt: Any) -> GeneratorRecipe:
+        """The checks' code and the word lists they read decide each critique: a change to either re-critiques."""
+        return GeneratorRecipe({"critic": CRITIC_ID, "critic code": [code_version(f) for f in (critique, run_checks, Question)],
+                                "critic word lists": path_sha(rt.pipe.resolve(KEYWORDS_DIR))})
 
     def generate(self, item: Any) -> Generated:
         draft = item.context.get("input") or {}
