@@ -28,6 +28,10 @@ from pocketguide.teachers.registry import provider
 
 log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
+#: decoding slots when `n_parallel` is unset: llama.cpp decodes the slots' sequences in one batch (continuous
+#: batching), so a small model on a few cores does several times the tokens/s of one stream
+#: (bench/embedded_teacher.py; docs/embedded.md has the figures). Each slot keeps its own prompt cache.
+DEFAULT_N_PARALLEL = 4
 
 
 def usable_cores() -> int:
@@ -137,7 +141,7 @@ class EmbeddedTeacher:
         self.model_path = resolve_model_path(settings)
         self.threads = settings.threads or default_threads()
         self.n_ctx = settings.n_ctx or DEFAULT_N_CTX
-        self.n_parallel = settings.n_parallel or 1
+        self.n_parallel = settings.n_parallel or DEFAULT_N_PARALLEL
         # more requests in flight than decoding slots only queue up inside llama.cpp
         self.max_concurrency = min(settings.max_concurrency or self.n_parallel, self.n_parallel)
         self.model_id = self.model_path.name
@@ -191,7 +195,9 @@ class EmbeddedTeacher:
         return TeacherResponse(
             text=text or "", finish_reason=choice.get("finish_reason"), model=self.model_id, latency_s=latency,
             usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                   "completion_tokens": int(usage.get("completion_tokens") or 0)})
+                   "completion_tokens": int(usage.get("completion_tokens") or 0),
+                   # prompt tokens served from the slot's prompt cache (the shared prefix is not prefilled again)
+                   "cached_prompt_tokens": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)})
 
     async def aclose(self) -> None:
         # the model stays loaded for the rest of the process: later stages and runs reuse it
