@@ -82,7 +82,8 @@ def bare_bodies(run: dict) -> list[dict]:
         fmt = response_format_for(settings, json.loads(path.read_text()), stage.name)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": rec["prompt"]}]
         # the sampling group goes into every request as is, as the llm generator sends it
-        bodies.append({"messages": messages, **settings.group("sampling"), "response_format": fmt, "cache_prompt": True})
+        bodies.append({"messages": messages, **settings.group("sampling"), "response_format": fmt,
+                       "cache_prompt": True})
     return bodies
 
 

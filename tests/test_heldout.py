@@ -28,8 +28,8 @@ def test_heldout_prompts_are_stratified_disjoint_and_fixed(tmp_path):
     out = tmp_path / "proj/data/runs/heldout"
     suite = _lines(out / "records.jsonl")
     assert res.accepted == len(suite) == 40
-    assert Counter(r["data"]["payload_type"] for r in suite) == {t: 10 for t in
-                                                                  ("checklist", "decision_tree", "itinerary", "procedure")}
+    types = ("checklist", "decision_tree", "itinerary", "procedure")
+    assert Counter(r["data"]["payload_type"] for r in suite) == {t: 10 for t in types}
     assert len({r["id"] for r in suite}) == 40 and all("_heldout_" in r["id"] for r in suite)
     # never a prompt of the training plan: not the 5 planned, nor any of the spec's full count
     spec = load_plan_spec(tmp_path / "proj/data/specs/pocketguide.v1.yaml")

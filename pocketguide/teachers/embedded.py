@@ -165,7 +165,8 @@ class EmbeddedTeacher:
 
     def body(self, request: TeacherRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"messages": request.messages, "cache_prompt": True}
-        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format", "repeat_penalty", "repeat_last_n"):
+        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format", "repeat_penalty",
+                     "repeat_last_n"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value

@@ -57,10 +57,10 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
     last_n = settings.repeat_last_n or 64  # llama.cpp's default window; -1 = the whole context
     last_n = 1 << 30 if last_n < 0 else last_n
     penalty = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
-    note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, capped as its "
-            f"{settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
-            + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens" if penalty
-               else ", no repeat penalty") + ", compact whitespace")
+    note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, "
+            f"capped as its {settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
+            + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens"
+               if penalty else ", no repeat penalty") + ", compact whitespace")
     return out, penalty, note
 
 

@@ -116,7 +116,8 @@ def check_placeholders(env: dict[str, Any], q: Question) -> list[Finding]:
 
 
 def _named(text: str, place: str) -> bool:
-    return re.search(r"(?<!\w)" + r"\s+".join(map(re.escape, place.split())) + r"(?!\w)", text, re.IGNORECASE) is not None
+    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, place.split())) + r"(?!\w)"
+    return re.search(pattern, text, re.IGNORECASE) is not None
 
 
 def check_destination(env: dict[str, Any], q: Question) -> list[Finding]:
@@ -273,8 +274,8 @@ def check_links(env: dict[str, Any], q: Question) -> list[Finding]:
             if m:
                 return [Finding("fake_link", "hallucination", "high", path,
                                 f"a {kind} a small model cannot know is real: '{_quote(m.group(0), 40)}' at {path}",
-                                f"Remove the {kind} '{_quote(m.group(0), 40)}' ({_field(path)}); name the source in words "
-                                f"instead (for example 'the official tourism website').")]
+                                f"Remove the {kind} '{_quote(m.group(0), 40)}' ({_field(path)}); name the source "
+                                f"in words instead (for example 'the official tourism website').")]
     return []
 
 

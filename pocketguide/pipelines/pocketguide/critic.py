@@ -69,7 +69,8 @@ class DeterministicCritic(Generator):
     @classmethod
     def recipe(cls, rt: Any) -> GeneratorRecipe:
         """The checks' code and the word lists they read decide each critique: a change to either re-critiques."""
-        return GeneratorRecipe({"critic": CRITIC_ID, "critic code": [code_version(f) for f in (critique, run_checks, Question)],
+        code = [code_version(f) for f in (critique, run_checks, Question)]
+        return GeneratorRecipe({"critic": CRITIC_ID, "critic code": code,
                                 "critic word lists": path_sha(rt.pipe.resolve(KEYWORDS_DIR))})
 
     def generate(self, item: Any) -> Generated:

@@ -74,6 +74,12 @@ def markdown(rows: list[Scored]) -> str:
     for t in confusion(rows):
         fired = "–" if t["intended_check"] is None else f"{t['intended_check']}/{t['n']}"
         lines.append(f"| {t['defect']} | {t['n']} | {t['pass']} | {t['revise']} | {t['reject']} | {fired} |")
+    good = [r for r in rows if r.defect == "good"]
+    bad = [r for r in rows if r.defect != "good"]
+    lines += ["", "| | critic: pass | critic: flagged (revise or reject) |", "|---|---|---|"]
+    for label, sel in ((f"good ({len(good)})", good), (f"defective ({len(bad)})", bad)):
+        flagged = sum(r.flagged for r in sel)
+        lines.append(f"| {label} | {len(sel) - flagged} | {flagged} |")
     caught, passed = rates(rows)
     lines.append("")
     lines.append(f"defective drafts flagged (revise or reject): {caught:.0%}; good drafts passed: {passed:.0%}")
