@@ -2,14 +2,15 @@
 
 Runs the default pipeline's `draft` stage (plan --limit N, cache off) in a temp copy of the project and
 times the whole stage: model load excluded (loaded before), prefill, decoding, parsing, validation,
-gates and writes included. First with the teacher's default decoding slots (`n_parallel` unset: several
-sequences decoded in one batch, each slot reusing its cached prompt prefix), then with `n_parallel: 1`.
+gates and writes included. First with the teacher's default decoding slots (`n_parallel` unset: 1), then
+with `--slots K` (K sequences decoded in one batch, continuous batching, each slot reusing its cached
+prompt prefix).
 Then sends the very same requests (system prompt, rendered prompt, per-record decoding schema, sampling
 parameters) one at a time to a bare `xllamacpp.Server` with the same model, threads and context. Prints
 each figure with the share of prompt tokens served from the prompt cache, and last
-`stage_vs_bare_ratio=<default stage tok/s ÷ bare stream tok/s> one_slot_vs_bare_ratio=<…>`.
+`stage_vs_bare_ratio=<default stage tok/s ÷ bare stream tok/s> slots_vs_bare_ratio=<K-slot stage ÷ bare>`.
 
-    python bench/embedded_teacher.py [--n 12] [--threads T]
+    python bench/embedded_teacher.py [--n 12] [--slots 4] [--threads T]
 """
 
 from __future__ import annotations
@@ -109,22 +110,23 @@ def bare_stream(teacher: EmbeddedTeacher, bodies: list[dict]) -> tuple[float, in
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=12, help="planned questions drafted")
+    ap.add_argument("--slots", type=int, default=4, help="parallel decoding slots of the second stage run")
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the teacher's own)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        slots = run_draft(Path(d) / "slots", args.n, None, args.threads)  # the teacher's default n_parallel
-        t = slots["teacher"]
+        one = run_draft(Path(d) / "default", args.n, None, args.threads)  # the teacher's default n_parallel
+        t = one["teacher"]
         print(f"model {t.model_id}, threads {t.threads}, n_ctx {t.n_ctx} per slot; {args.n} draft prompts of the "
               f"default pipeline")
-        print(stage_line(f"{t.n_parallel} slots (default)", slots))
-        one = run_draft(Path(d) / "one", args.n, 1, args.threads)
-        print(stage_line("1 slot", one))
-        wall, completion, prompt, cached = bare_stream(one["teacher"], bare_bodies(one))
+        print(stage_line(f"{t.n_parallel} slot(s) (default)", one))
+        slots = run_draft(Path(d) / "slots", args.n, args.slots, args.threads)
+        print(stage_line(f"{args.slots} slots", slots))
+        wall, completion, prompt, cached = bare_stream(t, bare_bodies(one))
         bare_tps = completion / wall
-        print(f"bare xllamacpp, one stream, the 1-slot stage's requests: {completion} completion tokens in "
+        print(f"bare xllamacpp, one stream, the default stage's requests: {completion} completion tokens in "
               f"{wall:.1f} s = {bare_tps:.1f} completion tok/s; prompt cache served {cached}/{prompt} prompt tokens")
-        print(f"stage_vs_bare_ratio={slots['completion'] / slots['wall'] / bare_tps:.3f} "
-              f"one_slot_vs_bare_ratio={one['completion'] / one['wall'] / bare_tps:.3f}")
+        print(f"stage_vs_bare_ratio={one['completion'] / one['wall'] / bare_tps:.3f} "
+              f"slots_vs_bare_ratio={slots['completion'] / slots['wall'] / bare_tps:.3f}")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ from pocketguide.teachers.registry import provider
 
 log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
-#: decoding slots when `n_parallel` is unset: llama.cpp decodes the slots' sequences in one batch (continuous
-#: batching), so a small model on a few cores does several times the tokens/s of one stream
-#: (bench/embedded_teacher.py; docs/embedded.md has the figures). Each slot keeps its own prompt cache.
-DEFAULT_N_PARALLEL = 4
+#: decoding slots when `n_parallel` is unset. More slots decode several sequences in one batch (continuous
+#: batching), but on 2 cores they gave no gain: a bare stream did 57.3 vs 56.1 tok/s with 4 slots on an idle
+#: box, and the draft stage with 4 slots ran at 5.0 tok/s beside 16.9 with 1 on a shared one
+#: (bench/embedded_teacher.py; docs/embedded.md). Set `n_parallel` on a machine with more cores.
+DEFAULT_N_PARALLEL = 1
 
 
 def usable_cores() -> int:
