@@ -55,7 +55,8 @@ class LocalRuntime(Strict):
                               description="embedded: context window per request in tokens (default 4096)")
     n_parallel: int | None = Field(
         None, ge=1, json_schema_extra=HOW_NOT_WHAT,
-        description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+        description="embedded: requests decoded at once (default 1; 4 gave no gain on 2 cores, "
+                    "bench/embedded_teacher.py --slots K measures it)")
 
 
 class Sampling(Strict):
