@@ -226,7 +226,7 @@ class _Loop:
             return False
         old = loads(line)
         teacher = old.get("teacher")
-        gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"))
+        gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"), made_by=old.get("made_by"))
         self.write(self.finished(restored(self.rt, old), gen))
         self.result.rejudged += 1
         return True
