@@ -299,7 +299,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         result.complete = stopped is None and pending[0] == 0
         # what made the records (the teacher's flow: limits, retries, cache), as of the end of the stage
         rt.teacher_info = next((d for g in generators.values() if (d := g.describe()) is not None), None)
-        finish_stage(pipe, stage, store, rt, acc, result, options, started)
+        finish_stage(pipe, stage, store, rt, acc, result, options, started, extra=run.executor.report(stage.name))
     options.progress.stage_finished(stage.name, result)
     return result
 
