@@ -99,4 +99,17 @@ def summary_table(results: list[Any]) -> Table:
 
 
 def notes(results: list[Any]) -> list[str]:
-    return [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    lines = [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    return lines + [line for r in results if (line := worker_line(r))]
+
+
+def worker_line(result: Any) -> str | None:
+    """Records per worker when the stage ran on an executor's workers (and any lost in flight, redone)."""
+    ex = (getattr(result, "stats", None) or {}).get("executor") or {}
+    workers = ex.get("workers") or {}
+    if not workers:
+        return None
+    line = f"{result.stage}: records per {ex.get('name', '')} worker: " + ", ".join(f"{w} ×{n}" for w, n in workers.items())
+    if ex.get("lost_in_flight"):
+        line += f" ({ex['lost_in_flight']} in flight on a lost worker, generated again)"
+    return line

@@ -10,9 +10,11 @@ from typing import Optional
 import typer
 
 from pocketguide.cli.app import (
+    ADDRESS,
     BASE_URL,
     CONC,
     DRY,
+    EXECUTOR,
     FRESH,
     GATING,
     LIMIT,
@@ -21,6 +23,7 @@ from pocketguide.cli.app import (
     MODEL,
     NO_CACHE,
     TEACHER,
+    _executor,
     _options,
     _pipe,
     _settings,
@@ -44,15 +47,18 @@ def _report(results, stopped=None) -> None:
 
 @app.command()
 @guarded
-def stages() -> None:
-    """Validate stages.yaml and list its stages."""
+def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
+    """Validate stages.yaml and list its stages, with where each one runs under the executor."""
     from rich.table import Table
 
     from pocketguide.cli.console import out
+    from pocketguide.engine.executors import build_executor, stage_work
 
     pipe = _pipe()
-    t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path})")
-    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates"):
+    over = _executor(pipe, executor, address)
+    runner = build_executor(pipe, over)  # builds nothing remote: placement is decided from the spec
+    t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path}) — executor {runner.name}")
+    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", "runs on"):
         t.add_column(col)
     for i, s in enumerate(pipe.stages, 1):
         kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
@@ -60,7 +66,8 @@ def stages() -> None:
         template = s.template or ", ".join(t.id for t in fanned)
         parser = ", ".join(dict.fromkeys(t.parser or s.parser or "identity" for t in fanned)) or s.parser
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
-                  parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
+                  parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates),
+                  runner.placement(stage_work(pipe, s)))
     out.print(t)
     out.print("[green]stages.yaml is valid[/]")
 
@@ -71,7 +78,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
         model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-        gating_mode: Optional[str] = GATING) -> None:
+        gating_mode: Optional[str] = GATING, executor: Optional[str] = EXECUTOR,
+        address: Optional[str] = ADDRESS) -> None:
     """Run one stage (resuming where it stopped)."""
 
     from pocketguide.cli.console import RichProgress
@@ -81,7 +89,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
     spec = pipe.stage(stage)
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
                     cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    max_cost=max_cost, max_requests=max_requests, executor=_executor(pipe, executor, address))
 
     with RichProgress() as progress:
         opts.progress = progress
@@ -98,7 +106,8 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-            gating_mode: Optional[str] = GATING) -> None:
+            gating_mode: Optional[str] = GATING, executor: Optional[str] = EXECUTOR,
+            address: Optional[str] = ADDRESS) -> None:
     """Run every stage in order; rerunning resumes and recomputes stale stages."""
     from pocketguide.cli.console import RichProgress
     from pocketguide.engine.pipeline import run_pipeline
@@ -106,7 +115,7 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
     pipe = _pipe()
     opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
                     cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    max_cost=max_cost, max_requests=max_requests, executor=_executor(pipe, executor, address))
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

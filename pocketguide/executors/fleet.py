@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from typing import Any, Callable
 
-from pocketguide.engine.errors import ExecutorError, TeacherConfigError, TeacherError
+from pocketguide.engine.errors import ExecutorError, StageStopped, TeacherConfigError, TeacherError
 from pocketguide.executors.worker import TeacherWorker
 
 log = logging.getLogger(__name__)
@@ -35,46 +35,78 @@ class ActorFleet:
 
     def __init__(self, ray: Any, name: str, settings: Any, build: Callable[[Any], Any], *, actors: int,
                  cpus_per_actor: float, batch_size: int, max_inflight: int, max_retries: int,
-                 ready_timeout_s: float) -> None:
+                 ready_timeout_s: float, actor_prefix: str, info: dict[str, Any] | None = None) -> None:
         self.ray, self.name, self.settings, self.build = ray, name, settings, build
+        self.actor_prefix = actor_prefix  # actors are named <prefix>-<shard>-<start>: `ray list actors` shows them
         self.n, self.batch_size, self.max_inflight, self.max_retries = actors, batch_size, max_inflight, max_retries
         self.max_concurrency = actors * batch_size * max_inflight  # what the runner may keep in flight
-        self._remote = ray.remote(TeacherWorker).options(num_cpus=cpus_per_actor, max_restarts=0)
+        self.ready_timeout_s = ready_timeout_s
+        self._remote, self._cpus, self._starts = ray.remote(TeacherWorker), cpus_per_actor, 0
         self._actors: list[Any] = [None] * actors
         self._queues: list[asyncio.Queue | None] = [None] * actors
         self._tasks: set[asyncio.Task] = set()
+        self._started: asyncio.Task | None = None
         self.counts: Counter[str] = Counter()
         self.lost = 0  # records that were in flight on a worker when it died
-        self.ready_timeout_s = ready_timeout_s
-        info = self._start_all()
-        self._describe = info["describe"]
+        if info is None:  # this machine cannot build the teacher (no model here): ask the workers now
+            info = self._start_now()
+        self._info = info
         identity = info.get("identity")
         # the same cache identity as the in-process teacher: a local run's answers are reused, and vice versa
         self.cache_identity = (lambda: identity) if identity else None
 
     # --- actors -------------------------------------------------------------------------------
-    def _start_all(self) -> dict[str, Any]:
-        for shard in range(self.n):
-            self._actors[shard] = self._remote.remote(self.build, self.settings)
-        return self._wait_ready(list(range(self.n)))
+    def _new_actor(self, shard: int) -> Any:
+        self._starts += 1
+        # max_restarts=0: a lost actor is replaced here, by a fresh one that the lost batch is resent to
+        return self._remote.options(num_cpus=self._cpus, max_restarts=0, name=f"{self.actor_prefix}-{shard}-"
+                                    f"{self._starts}").remote(self.build, self.settings)
 
-    def _wait_ready(self, shards: list[int]) -> dict[str, Any]:
-        refs = [self._actors[s].ready.remote() for s in shards]
+    def _ready_refs(self) -> list[Any]:
+        for shard in range(self.n):
+            if self._actors[shard] is None:
+                self._actors[shard] = self._new_actor(shard)
+        return [a.ready.remote() for a in self._actors]
+
+    def _start_now(self) -> dict[str, Any]:
         try:
-            infos = self.ray.get(refs, timeout=self.ready_timeout_s)
+            infos = self.ray.get(self._ready_refs(), timeout=self.ready_timeout_s)
         except self.ray.exceptions.GetTimeoutError:
-            raise ExecutorError(f"{len(shards)} Ray actor(s) for the {self.name} teacher did not start within "
-                                f"{self.ready_timeout_s:.0f} s (the cluster has {self.ray.available_resources().get('CPU', 0)} "
-                                f"CPUs free) — lower executor option `actors`, or add nodes") from None
+            raise ExecutorError(self._timeout_message()) from None
+        problem = self._problem(infos, None)
+        if problem:
+            raise TeacherConfigError(problem)
+        return infos[0]
+
+    async def _start(self) -> None:
+        """Start every actor (models load in parallel) when the first record needs one; a resumed stage with
+        nothing left to do starts none. A worker that cannot load the model stops the stage, cleanly."""
+        try:
+            infos = await asyncio.wait_for(asyncio.gather(*self._ready_refs()), self.ready_timeout_s)
+        except asyncio.TimeoutError:
+            raise StageStopped(self._timeout_message()) from None
+        problem = self._problem(infos, self._info.get("identity"))
+        if problem:
+            raise StageStopped(problem)
+
+    def _problem(self, infos: list[dict[str, Any]], expected: Any) -> str | None:
         for info in infos:
             if "error" in info:
-                raise TeacherConfigError(f"the {self.name} teacher could not start on Ray worker {info['worker']}: "
-                                         f"{info['error']}")
-        return infos[0]
+                return f"the {self.name} teacher could not start on Ray worker {info['worker']}: {info['error']}"
+            if expected is not None and info.get("identity") != expected:
+                return (f"Ray worker {info['worker']} loads a different model than this machine "
+                        f"({info.get('identity')} vs {expected}) — give teacher.model_path a file that is the same "
+                        f"on every node, so cached answers and provenance stay true")
+        return None
+
+    def _timeout_message(self) -> str:
+        return (f"the Ray actors for the {self.name} teacher did not start within {self.ready_timeout_s:.0f} s (the "
+                f"cluster has {self.ray.available_resources().get('CPU', 0)} CPUs free, each actor needs "
+                f"{self._cpus}) — lower executor option `actors`, or add nodes")
 
     def _actor(self, shard: int) -> Any:
         if self._actors[shard] is None:  # released (an operation needed the CPUs) or replaced after a loss
-            self._actors[shard] = self._remote.remote(self.build, self.settings)
+            self._actors[shard] = self._new_actor(shard)
         return self._actors[shard]
 
     def _replace(self, shard: int, dead: Any) -> None:
@@ -92,10 +124,13 @@ class ActorFleet:
 
     # --- the Teacher interface ----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {**self._describe, "served_by": {"executor": "ray", "actors": self.n, "batch_size": self.batch_size,
+        return {**self._info["describe"], "served_by": {"executor": "ray", "actors": self.n, "batch_size": self.batch_size,
                                                 "max_inflight_batches": self.max_inflight}}
 
     async def generate(self, request: Any) -> Any:
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._started)  # every caller waits for the one start, and sees its failure
         key = request.shard_key or str(request.messages)
         shard = shard_of(key, self.n)
         if self._queues[shard] is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections import Counter, deque
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
@@ -71,6 +72,19 @@ def _public_address(address: str | None) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
 
 
+def _local_info(settings: Any, build: Callable[[Any], Any]) -> dict[str, Any] | None:
+    """The teacher's provenance and cache identity, from a copy built here without loading its model
+    (providers load on first use), so no actor starts before a record needs one. None when this machine
+    cannot build it (no model or runtime here): the workers are asked instead."""
+    try:
+        teacher = build(settings)
+        own = getattr(teacher, "cache_identity", None)
+        return {"describe": teacher.describe(), "identity": own() if callable(own) else None}
+    except Exception as exc:  # noqa: BLE001 — any failure here only means: ask a worker
+        log.info("the teacher cannot be described on the driver (%s: %s); asking a Ray worker", type(exc).__name__, exc)
+        return None
+
+
 @executor("ray", options=RayOptions, requires=("ray",), extra="ray")
 class RayExecutor(Executor):
     name = "ray"
@@ -84,6 +98,7 @@ class RayExecutor(Executor):
         self._map_counts: Counter[str] = Counter()
         self._reported: Counter[str] = Counter()
         self._reported_lost = 0
+        self.run_token = uuid.uuid4().hex[:8]  # names this run's actors apart from other runs on the cluster
 
     # --- the connection ------------------------------------------------------------------------
     def ray(self) -> Any:
@@ -118,10 +133,12 @@ class RayExecutor(Executor):
         actors = o.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // o.cpus_per_actor))
         # each actor's model uses the CPUs it reserved, not every core of its node
         threads = settings.threads or max(1, int(o.cpus_per_actor))
-        fleet = ActorFleet(ray, settings.provider or "local", settings.model_copy(update={"threads": threads}), build,
+        settings = settings.model_copy(update={"threads": threads})
+        fleet = ActorFleet(ray, settings.provider or "local", settings, build, info=_local_info(settings, build),
                            actors=actors, cpus_per_actor=o.cpus_per_actor, batch_size=o.batch_size,
                            max_inflight=o.max_inflight_batches, max_retries=o.max_worker_retries,
-                           ready_timeout_s=o.ready_timeout_s)
+                           ready_timeout_s=o.ready_timeout_s,
+                           actor_prefix=f"pocketguide-{self.run_token}-teacher{len(self.fleets)}")
         self.fleets[key] = fleet
         return fleet
 
