@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dataset_support import read_jsonl, synthetic, with_duplicates, write_project
 
-from pocketguide import run_stage
+from pocketguide import run_pipeline, run_stage
 from pocketguide.cli.console import worker_line
 from pocketguide.engine.session import NullProgress, RunOptions
 from pocketguide.engine.spec import ExecutorSpec
@@ -30,6 +30,7 @@ pipeline:
   teacher: {provider: embedded, threads: 1, max_tokens: 12, temperature: 0.7, seed: 7}
 stages:
   - {name: draft, source: src.jsonl, template: ask.j2, mode: llm, allow_truncated: true}
+  - {name: qa, inputs: [draft], op: qa}
 """
 
 
@@ -72,11 +73,15 @@ def _outputs(root: Path, stage: str) -> list[tuple]:
 @needs_model
 def test_embedded_stage_on_two_actors_equals_the_local_executor(cluster, tmp_path):
     ids = _ids(2)
-    local = run_stage("draft", _project(tmp_path / "local", ids))
-    on_ray = run_stage("draft", _project(tmp_path / "ray", ids), options=_ray(batch_size=1))
-    assert local.complete and on_ray.complete and on_ray.new_accepted == len(ids)
+    local = run_pipeline(_project(tmp_path / "local", ids)).stages[0]
+    # then qa: its Ray tasks need the CPUs the 2 actors hold, so the idle actors must give them back
+    ray_run = run_pipeline(_project(tmp_path / "ray", ids), options=_ray(batch_size=1))
+    on_ray, qa = ray_run.stages
+    assert local.complete and on_ray.complete and qa.complete and on_ray.new_accepted == len(ids)
     # a separate data dir each, so the Ray run has no cached answer to reuse: the actors generated these
     assert _outputs(tmp_path / "ray", "draft") == _outputs(tmp_path / "local", "draft")
+    assert _outputs(tmp_path / "ray", "qa") == _outputs(tmp_path / "local", "qa")  # plain text: invalid envelopes
+    assert all(w.startswith("task ") for w in qa.stats["executor"]["workers"])
     assert [r for r in _outputs(tmp_path / "ray", "draft") if r[3]] and all(
         not r["teacher"]["cached"] for r in read_jsonl(tmp_path / "ray" / "runs" / "draft" / "records.jsonl"))
     workers = on_ray.stats["executor"]["workers"]

@@ -45,6 +45,7 @@ class ActorFleet:
         self._actors: list[Any] = [None] * actors
         self._queues: list[asyncio.Queue | None] = [None] * actors
         self._tasks: set[asyncio.Task] = set()
+        self._inflight = 0  # batches sent and not yet answered
         self._started: asyncio.Task | None = None
         self.counts: Counter[str] = Counter()
         self.lost = 0  # records that were in flight on a worker when it died
@@ -115,8 +116,11 @@ class ActorFleet:
 
     def release(self) -> None:
         """Stop the actors (their CPUs go back to the cluster); they start again on the next request."""
-        if any(q is not None and not q.empty() for q in self._queues) or self._tasks:
+        if self._inflight or any(q is not None and not q.empty() for q in self._queues):
             return  # busy: never drop work in flight
+        for task in list(self._tasks):  # the idle dispatchers; the next request starts new ones
+            task.cancel()
+        self._queues = [None] * self.n
         for shard, actor in enumerate(self._actors):
             if actor is not None:
                 self.ray.kill(actor)
@@ -124,8 +128,9 @@ class ActorFleet:
 
     # --- the Teacher interface ----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {**self._info["describe"], "served_by": {"executor": "ray", "actors": self.n, "batch_size": self.batch_size,
-                                                "max_inflight_batches": self.max_inflight}}
+        served = {"executor": "ray", "actors": self.n, "batch_size": self.batch_size,
+                  "max_inflight_batches": self.max_inflight}
+        return {**self._info["describe"], "served_by": served}
 
     async def generate(self, request: Any) -> Any:
         if self._started is None:
@@ -167,6 +172,7 @@ class ActorFleet:
             self._spawn(self._send(shard, batch, slots))
 
     async def _send(self, shard: int, batch: list[tuple[Any, asyncio.Future]], slots: asyncio.Semaphore) -> None:
+        self._inflight += 1
         try:
             results = await self._call(shard, [r for r, _ in batch])
             for (_, future), res in zip(batch, results):
@@ -183,11 +189,13 @@ class ActorFleet:
                 if not future.done():
                     future.set_exception(err)
         finally:
+            self._inflight -= 1
             slots.release()
 
     async def _call(self, shard: int, requests: list[Any]) -> list[tuple[Any, ...]]:
         """One batch on the shard's actor; resent to a fresh actor when the worker dies under it."""
-        lost_errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError)
+        lost_errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
+                       self.ray.exceptions.NodeDiedError)
         for attempt in range(self.max_retries + 1):
             actor = self._actor(shard)
             try:

@@ -8,6 +8,7 @@ wraps these with ray.remote when a run uses it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -51,15 +52,18 @@ class TeacherWorker:
         """("ok", TeacherResponse) or ("error", kind, message, retryable, status) per request, in order."""
         if self.teacher is None:
             return self.label, [("error", "worker_config", str(self.error), False, None)] * len(requests)
-        out: list[tuple[Any, ...]] = []
-        for request in requests:  # one at a time: the model decodes one request per slot anyway
-            try:
-                out.append(("ok", await self.teacher.generate(request)))
-            except TeacherError as exc:
-                out.append(("error", exc.kind, str(exc), exc.retryable, exc.status))
-            except Exception as exc:  # noqa: BLE001 — one request's failure must not lose the batch
-                out.append(("error", "runtime", f"{type(exc).__name__}: {exc}"[:500], False, None))
-        return self.label, out
+        slots = getattr(self.teacher, "max_concurrency", None) or 1
+        if slots > 1:  # a model with several decoding slots (n_parallel) answers the batch at once
+            return self.label, list(await asyncio.gather(*(self._one(r) for r in requests)))
+        return self.label, [await self._one(r) for r in requests]  # in order, one at a time
+
+    async def _one(self, request: Any) -> tuple[Any, ...]:
+        try:
+            return ("ok", await self.teacher.generate(request))
+        except TeacherError as exc:
+            return ("error", exc.kind, str(exc), exc.retryable, exc.status)
+        except Exception as exc:  # noqa: BLE001 — one request's failure must not lose the batch
+            return ("error", "runtime", f"{type(exc).__name__}: {exc}"[:500], False, None)
 
 
 def run_batch(fn: Callable[..., Any], batch: Any, *args: Any) -> tuple[str, int, Any]:
