@@ -58,8 +58,9 @@ def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS)
     over = _executor(pipe, executor, address)
     runner = build_executor(pipe, over)  # builds nothing remote: placement is decided from the spec
     t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path}) — executor {runner.name}")
-    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", "runs on"):
-        t.add_column(col)
+    spread = runner.name != "local"  # the local executor runs everything in this process: no column for that
+    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", *(["runs on"] if spread else [])):
+        t.add_column(col, min_width=max(len(s.name) for s in pipe.stages) if col == "stage" else None)
     for i, s in enumerate(pipe.stages, 1):
         kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
         fanned = s.variants.templates if s.variants else []  # cohort/catalog stages: show what they fan out to
@@ -67,7 +68,7 @@ def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS)
         parser = ", ".join(dict.fromkeys(t.parser or s.parser or "identity" for t in fanned)) or s.parser
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
                   parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates),
-                  runner.placement(stage_work(pipe, s)))
+                  *([runner.placement(stage_work(pipe, s))] if spread else []))
     out.print(t)
     out.print("[green]stages.yaml is valid[/]")
 

@@ -54,12 +54,12 @@ class RayOptions(BaseModel):
                                                "{env_vars: {POCKETGUIDE_MODEL: ...}} (kept out of manifests)")
 
 
-PLACES = {
+PLACES = {  # `pocketguide stages`, column "runs on" (docs/scale.md says why)
     FREE: "driver",
-    REMOTE_API: "driver event loop (remote API: limits shared)",
-    LOCAL_MODEL: "Ray actors (model loaded once each)",
+    REMOTE_API: "driver (API loop)",  # one event loop keeps an API's rate limits shared and exact
+    LOCAL_MODEL: "Ray actors",  # each loads the model once, serves hash(id) mod N
     OPERATION: "driver",
-    OPERATION_MAP: "driver + Ray tasks (batch map)",
+    OPERATION_MAP: "driver + Ray tasks",  # the operation's ctx.map batches
 }
 
 
