@@ -22,7 +22,8 @@ ALLOWED = {
     "executors": {"engine", "teachers"},  # where work runs (ray); the engine reaches them through its registry
     "pipelines": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training"},
     "testing": {"engine"},
-    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines", "executors"},
+    "report": {"engine"},  # the HTML run report reads the store; operations add sections via the registry
+    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines", "report", "executors"},
     "api": {"engine"},  # pocketguide/__init__.py: the public facade re-exports the engine's API
     "main": {"cli"},  # python -m pocketguide
 }

@@ -18,6 +18,7 @@ from pocketguide.engine.errors import RegistryError, StagesConfigError, Template
 from pocketguide.engine.executors import executor_problems
 from pocketguide.engine.plugins import PluginLoadError, load_plugin
 from pocketguide.engine.spec import PipelineSpec, StageSpec
+from pocketguide.engine.store import stage_name_problem
 from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
 
 
@@ -179,10 +180,17 @@ def check_pipeline(pipe: Pipeline) -> list[str]:
     problems: list[str] = _check_provider("pipeline", pipe.spec.pipeline.teacher.provider)
     problems += executor_problems(pipe.spec.pipeline.executor)
     seen: set[str] = set()
+    folded: dict[str, str] = {}  # stage folders must differ on a case-insensitive disk too
     names = [s.name for s in pipe.stages]
     for stage in pipe.stages:
         if stage.name in seen:
             problems.append(f"{stage.name}.name: duplicate stage name — give each stage a unique name")
+        elif stage.name.casefold() in folded:
+            problems.append(f"{stage.name}.name: differs from stage '{folded[stage.name.casefold()]}' only in case "
+                            f"(one folder on macOS and Windows) — rename one of them")
+        folded.setdefault(stage.name.casefold(), stage.name)
+        if (why := stage_name_problem(stage.name)) is not None:
+            problems.append(f"{stage.name}.name: {why}")
         for inp in stage.inputs:
             if inp == stage.name:
                 problems.append(f"{stage.name}.inputs: the stage reads itself (a cycle) — remove '{inp}'")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import httpx
+
+try:  # the openai SDK's own HTTP client (openai ≥ 3): given an httpx client instead, the SDK converts every
+    import httpx2 as http  # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
+except ImportError:  # an older SDK speaks httpx
+    http = httpx
 import openai
 import orjson
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
-from pocketguide.engine.redact import Redactor
+from pocketguide.engine.redact import Redactor, register, secret_values, strip_credentials
 from pocketguide.engine.spec import TeacherSettings
 
 SAMPLING = TeacherSettings.group_fields("sampling")
@@ -21,7 +27,9 @@ from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
 
+log = logging.getLogger(__name__)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+NO_KEY = "sk-no-key-needed"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
 # httpcore scans every connection of its pool (quadratically) on each request and response; at 32+
 # requests in flight that costs milliseconds of CPU per request, so requests are spread over several
@@ -56,14 +64,14 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
         raise TeacherConfigError(
             f"No API key found for {base_url or 'api.openai.com'}: set the {env_name} environment variable "
             f"(or put it in .env), or point base_url at a local server that needs no key")
-    return "sk-no-key-needed"  # local servers ignore it; the client insists on one
+    return NO_KEY  # local servers ignore it; the client insists on one
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
     """Map a transport exception (the openai SDK's or httpx's) to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException)):
         return "timeout", True, None
-    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, http.TransportError)):
         return "connection", True, None
     return "unexpected", False, None
 
@@ -74,7 +82,7 @@ def _status_kind(status: int) -> tuple[str, bool]:
     return f"http_{status}", status >= 500 or status == 408
 
 
-def _server_message(raw: httpx.Response) -> str:
+def _server_message(raw: Any) -> str:
     """The error text an endpoint sent: OpenAI's {"error": {"message"}}, or the start of the body."""
     try:
         data = orjson.loads(raw.content)
@@ -88,12 +96,23 @@ def _server_message(raw: httpx.Response) -> str:
     return str(data)[:300]
 
 
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
+def _without_credentials(url: str | None) -> str | None:
+    """base_url without user:password@. The openai client would turn them into HTTP Basic auth in place of the
+    Bearer key (the key silently dropped) and httpx logs every full URL, so they are removed, registered as
+    secrets (scrubbed from anything written), and the user is told where the key goes instead."""
+    if not url:
         return url
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    clean, user, password = strip_credentials(url)
+    if clean == url:
+        return url
+    for pw in {password, unquote(password or "")} - {None, ""}:  # as written in the URL, and decoded
+        register(pw, f"{user}:{pw}", f"{unquote(user or '')}:{pw}")
+    if password is None:  # https://TOKEN@host: the user part is the secret
+        register(user, unquote(user or ""))
+    log.warning("base_url %s carried credentials (%s:***@); they were removed and are never sent, logged or "
+                "stored — pocketguide sends the API key as a Bearer token: put it in the environment or .env "
+                "(OPENAI_API_KEY, or the variable named by api_key_env)", clean, user or "")
+    return clean
 
 
 def _limit_headers(headers: Any) -> dict[str, str]:
@@ -125,31 +144,32 @@ class OpenAITeacher:
 
     def __init__(self, settings: TeacherSettings):
         self.settings = settings
-        self.base_url = resolve_base_url(settings)
+        self.base_url = _without_credentials(resolve_base_url(settings))
         key = resolve_api_key(settings, self.base_url)
-        parts = urlsplit(self.base_url or "")
-        # credentials inside the URL (https://user:pass@host/v1) are secrets too: never shown or stored
-        self.redact = Redactor(key, parts.password or "", f"{parts.username}:{parts.password}" if parts.password else "")
-        self.shown_url = _without_userinfo(self.base_url) if self.base_url else None
+        # the key, secret headers (Authorization, X-Api-Key…) and secret extra_body values are scrubbed in every
+        # form from everything the process writes (engine/redact.py); the dummy key of local servers is no secret
+        self.redact = Redactor(key if key != NO_KEY else None, *secret_values(settings.extra_headers),
+                               *secret_values(settings.extra_body))
+        self.shown_url = self.base_url
         self.max_concurrency = settings.max_concurrency
         self._key = key
         self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
         self._shards: list[list[Any]] = []  # [client, requests in flight]
-        self._ssl = httpx.create_ssl_context()  # one for all shards: building one costs ~30 ms
+        self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
         self.client = self._new_shard()
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
 
     def _new_shard(self) -> openai.AsyncOpenAI:
-        timeout = httpx.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
+        timeout = http.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
         client = openai.AsyncOpenAI(
             api_key=self._key,
             base_url=self.base_url,
             timeout=timeout,
             max_retries=0,
             default_headers=self._headers,
-            http_client=httpx.AsyncClient(
+            http_client=http.AsyncClient(
                 timeout=timeout, verify=self._ssl,
-                limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
+                limits=http.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
         )
         self._shards.append([client, 0])
         return client
@@ -184,7 +204,7 @@ class OpenAITeacher:
         shard = self._shard()
         shard[1] += 1
         try:
-            raw = await shard[0].post("/chat/completions", body=body, cast_to=httpx.Response)
+            raw = await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
         except openai.APIStatusError as exc:
             raw = exc.response
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
@@ -212,7 +232,7 @@ class OpenAITeacher:
         err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
-    def _read(self, raw: httpx.Response) -> tuple[str, str | None, str | None, dict[str, int]]:
+    def _read(self, raw: Any) -> tuple[str, str | None, str | None, dict[str, int]]:
         """text, finish_reason, model, usage of a chat completion; anything else is a retryable bad_response."""
         try:
             data = orjson.loads(raw.content)

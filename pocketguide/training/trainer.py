@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import resource
@@ -17,8 +18,10 @@ from typing import Any
 
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from pocketguide.training.config import TrainConfig
-from pocketguide.training.data import IGNORE, Example, chunks, collate, micro_batch_indices
+from pocketguide.training.data import Example, chunks, micro_batch_indices
+from pocketguide.training.loss import PATHS, lean_backward, lean_val_sums, path_for
 
+logger = logging.getLogger("pocketguide.training")
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
 METRICS = "metrics.jsonl"
@@ -90,7 +93,8 @@ def save_adapter(model: Any, target: Path, meta: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any) -> float | None:
+def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any,
+             sums: Callable[..., tuple[float, int]] = lean_val_sums) -> float | None:
     """Mean loss per target token over the whole val split (not a mean of batch means)."""
     import torch
 
@@ -100,9 +104,8 @@ def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, devic
     total, count = 0.0, 0
     with torch.no_grad():
         for group in chunks(val, batch_size):
-            b = {k: v.to(device) for k, v in collate(group, pad_id).items()}
-            n = int((b["labels"][:, 1:] != IGNORE).sum())
-            total += float(model(**b).loss) * n
+            s, n = sums(model, group, pad_id, device)
+            total += s
             count += n
     model.train()
     return total / max(1, count)
@@ -174,6 +177,10 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     start = state["step"]
     log = _metrics_log(out_dir, start)
     pad = tok.pad_token_id
+    path, why = path_for(model)  # the lean loss where the model allows it (loss.py)
+    if why:
+        logger.info("training with the full-logits loss: %s", why)
+    backward, sums = PATHS[path]
     model.train()
     step_times: list[float] = []
     tok_rates: list[float] = []
@@ -183,7 +190,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                 return _result(state, total, start, step_times, tok_rates)
             t0 = time.perf_counter()
             lr = lr_at(cfg, step, total)
-            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr)
+            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr,
+                                               backward)
             dt = time.perf_counter() - t0
             step_times.append(dt)
             tok_rates.append(tokens / dt)
@@ -191,7 +199,7 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                    "step_s": round(dt, 3), "tokens_per_s": round(tokens / dt, 1), "peak_rss_mb": round(peak_rss_mb())}
             done = step + 1
             if done % cfg.eval_every == 0 or done == total:
-                row["val_loss"] = val_loss(model, val_set, cfg.batch_size, pad, device)
+                row["val_loss"] = val_loss(model, val_set, cfg.batch_size, pad, device, sums)
                 better = row["val_loss"] is not None and (state["best_val"] is None or row["val_loss"] < state["best_val"])
                 if better or (row["val_loss"] is None and done == total):
                     state["best_val"], state["best_step"] = row["val_loss"], done
@@ -212,8 +220,10 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
 
 
 def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, train_set: list[Example],
-                    pad: int, device: Any, step: int, lr: float) -> tuple[float, int]:
-    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen)."""
+                    pad: int, device: Any, step: int, lr: float,
+                    backward: Callable[..., tuple[float, int]] = lean_backward) -> tuple[float, int]:
+    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen). The loss is per target token
+    of each micro-batch; loss.py computes it lean (a sequence at a time, target rows only, chunked)."""
     import torch
 
     torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
@@ -222,11 +232,9 @@ def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainCon
     loss_sum, tokens = 0.0, 0
     for j in range(cfg.grad_accum):
         idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
-        b = {k: v.to(device) for k, v in collate([train_set[i] for i in idx], pad).items()}
-        loss = model(**b).loss / cfg.grad_accum
-        loss.backward()
-        loss_sum += float(loss.detach())
-        tokens += int(b["attention_mask"].sum())
+        loss, n = backward(model, [train_set[i] for i in idx], pad, device, 1.0 / cfg.grad_accum)
+        loss_sum += loss / cfg.grad_accum
+        tokens += n
     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
