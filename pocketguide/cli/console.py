@@ -152,7 +152,8 @@ def worker_line(result: Any) -> str | None:
     workers = ex.get("workers") or {}
     if not workers:
         return None
-    line = f"{result.stage}: records per {ex.get('name', '')} worker: " + ", ".join(f"{w} ×{n}" for w, n in workers.items())
+    counts = ", ".join(f"{w} ×{n}" for w, n in workers.items())
+    line = f"{result.stage}: records per {ex.get('name', '')} worker: {counts}"
     if ex.get("lost_in_flight"):
         line += f" ({ex['lost_in_flight']} in flight on a lost worker, generated again)"
     return line

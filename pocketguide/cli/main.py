@@ -59,7 +59,8 @@ def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS)
     runner = build_executor(pipe, over)  # builds nothing remote: placement is decided from the spec
     t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path}) — executor {runner.name}")
     spread = runner.name != "local"  # the local executor runs everything in this process: no column for that
-    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", *(["runs on"] if spread else [])):
+    columns = ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", *(["runs on"] if spread else []))
+    for col in columns:
         t.add_column(col, min_width=max(len(s.name) for s in pipe.stages) if col == "stage" else None)
     for i, s in enumerate(pipe.stages, 1):
         kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
