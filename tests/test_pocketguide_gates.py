@@ -87,6 +87,14 @@ def test_keywords_match_on_word_boundaries_case_insensitively(tmp_path):
     assert find_phrases("100% sure, 1000% not", f) == ["100%"]
 
 
+def test_an_edited_keyword_list_is_read_again_in_the_same_process(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("guaranteed\n")
+    assert find_phrases("Simply guaranteed.", words) == ["guaranteed"]
+    words.write_text("guaranteed\nsimply\n")  # a rerun after editing the list must see the edit
+    assert find_phrases("Simply guaranteed.", words) == ["guaranteed", "simply"]
+
+
 def test_shipped_lists_do_not_flag_know():
     path = REPO / KEYWORDS_DIR / "time_sensitive.txt"
     assert find_phrases("I know you will enjoy the known sights. Acknowledge the view.", path) == []

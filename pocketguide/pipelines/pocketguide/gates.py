@@ -6,6 +6,7 @@ boundaries: a phrase never matches inside a longer word ("now" is not in "know")
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -21,9 +22,15 @@ KEYWORDS_DIR = "data/keywords"  # relative to the pipeline's stages.yaml
 GATING_MODES = ("strict", "lenient")
 
 
-@lru_cache(maxsize=32)
 def phrase_pattern(path: str) -> re.Pattern[str] | None:
-    """One regex for every phrase in a keyword file (longest first), or None for an empty list."""
+    """One regex for every phrase in a keyword file (longest first), or None for an empty list; cached per
+    file version, so a list edited between runs of one process is read again."""
+    st = os.stat(path)
+    return _phrase_pattern(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=32)
+def _phrase_pattern(path: str, mtime_ns: int, size: int) -> re.Pattern[str] | None:
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     phrases = sorted({ln.strip().lower() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")},
                      key=lambda p: (-len(p), p))
