@@ -77,6 +77,7 @@ def _outputs(root: Path, stage: str) -> list[tuple]:
 
 
 @needs_model
+@pytest.mark.slow
 def test_embedded_stage_on_two_actors_equals_the_local_executor(cluster, tmp_path):
     ids = _ids(2)
     local = run_pipeline(_project(tmp_path / "local", ids)).stages[0]
@@ -132,6 +133,7 @@ class KillOneActor(NullProgress):
 
 
 @needs_model
+@pytest.mark.slow
 def test_a_killed_actor_costs_only_its_in_flight_records(cluster, tmp_path):
     ids = _ids(3)
     killer = KillOneActor(ids)
@@ -156,6 +158,7 @@ def _fleet_actors() -> list[str]:
 
 
 @needs_model
+@pytest.mark.slow
 def test_a_driver_killed_with_sigkill_resumes_like_a_local_run(cluster, tmp_path):
     """A `pocketguide run --executor ray` driver on this cluster, SIGKILLed mid-stage: its actors die with it,
     and a rerun writes each remaining id once and never asks a worker again for a finished one."""
