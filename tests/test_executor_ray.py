@@ -98,6 +98,9 @@ def test_embedded_stage_on_two_actors_equals_the_local_executor(cluster, tmp_pat
     assert manifest["executor"]["workers"] == workers and manifest["teacher"]["served_by"]["actors"] == 2
     assert json.loads((tmp_path / "local" / "runs" / "draft" / "manifest.json").read_text())["executor"] == {
         "name": "local"}
+    # the executor decides where, never what: under ray, the local run's outputs are current (nothing redone)
+    again = run_pipeline(tmp_path / "local" / "stages.yaml", options=_ray()).stages
+    assert again[0].skipped_done == len(ids) and all(s.complete and s.new_accepted + s.new_rejected == 0 for s in again)
 
 
 def test_qa_on_ray_tasks_equals_the_local_qa(cluster, tmp_path):
