@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pocketguide.engine.registry import load_builtins  # noqa: E402
 from pocketguide.engine.session import RunOptions  # noqa: E402
 from pocketguide.engine.spec import ExecutorSpec  # noqa: E402
 from pocketguide.executors.fleet import shard_of  # noqa: E402
+from pocketguide.executors.ray_executor import same_priority_workers  # noqa: E402
 
 CITIES = ["Lisbon", "Kyoto", "Oslo", "Lima", "Rome", "Cairo", "Hanoi", "Quito", "Dakar", "Perth", "Sofia", "Porto"]
 STAGES = """
@@ -83,8 +85,10 @@ def main() -> None:
     import ray
 
     t0 = time.perf_counter()
+    same_priority_workers()  # Ray's workers at this process's priority, like the local run
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    print(f"Ray start-up: {time.perf_counter() - t0:.1f} s (once per run)", flush=True)
+    print(f"Ray start-up: {time.perf_counter() - t0:.1f} s (once per run); workers at niceness "
+          f"+{os.environ['RAY_worker_niceness']} over this process's {os.nice(0)}", flush=True)
     times = {}
     for actors in (1, 2):
         s, tok, workers = run(a.n, a.max_tokens, actors)

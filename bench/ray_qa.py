@@ -15,6 +15,7 @@ per stage. Prints both times, and last `ray_speedup=<local seconds / Ray seconds
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from pocketguide.engine.executors import Executor  # noqa: E402
 from pocketguide.engine.registry import load_builtins  # noqa: E402
 from pocketguide.engine.session import RunOptions  # noqa: E402
 from pocketguide.engine.spec import ExecutorSpec  # noqa: E402
-from pocketguide.executors.ray_executor import RayExecutor, RayOptions  # noqa: E402
+from pocketguide.executors.ray_executor import RayExecutor, RayOptions, same_priority_workers  # noqa: E402
 from pocketguide.ops.content import prompt_of  # noqa: E402
 from pocketguide.ops.qa import QAOptions, record_facts  # noqa: E402
 from pocketguide.pipelines.pocketguide.synthetic import make_record, perturb  # noqa: E402
@@ -90,9 +91,11 @@ def main() -> None:
     import ray
 
     t0 = time.perf_counter()
+    same_priority_workers()  # Ray's workers at this process's priority, like the local run
     ray.init(num_cpus=a.workers, include_dashboard=False, log_to_driver=False)
     list(RayExecutor(RayOptions()).map(record_facts, work[: 2 * a.workers], opts))  # workers import their modules
-    print(f"Ray start-up + workers' first imports: {time.perf_counter() - t0:.2f} s (once per run)", flush=True)
+    print(f"Ray start-up + workers' first imports: {time.perf_counter() - t0:.2f} s (once per run); workers "
+          f"at niceness +{os.environ['RAY_worker_niceness']} over this process's {os.nice(0)}", flush=True)
     ray_ex = RayExecutor(RayOptions())  # the connection stays; its per-worker counts start from zero
     ray_s, driver_cpu, ray_out = timed_map(ray_ex, work, opts)
     if not same(local_out, ray_out):

@@ -1,7 +1,8 @@
 """`--executor ray` on a local Ray cluster that this module starts (2 CPUs) and stops: an embedded-teacher
 stage on 2 actors gives the local executor's ids and, seeded, its outputs; qa on Ray tasks equals the local
 qa; an actor killed mid-stage costs only its in-flight records, which are generated again, with no
-duplicate and no lost id; a driver killed with SIGKILL resumes like a local run. One cluster serves the whole module (Ray takes seconds to start)."""
+duplicate and no lost id; a driver killed with SIGKILL resumes like a local run. One cluster serves the whole
+module (Ray takes seconds to start)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pocketguide.teachers import model_files
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'pocketguide[ray]')")
 from pocketguide.executors.fleet import shard_of  # noqa: E402  (after the skip: nothing here runs without ray)
+from pocketguide.executors.ray_executor import same_priority_workers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 needs_model = pytest.mark.skipif(model_files.shipped_model() is None,
@@ -42,6 +44,7 @@ stages:
 
 @pytest.fixture(scope="module")
 def cluster():
+    same_priority_workers()  # as when the executor starts Ray: workers at this process's priority
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -72,6 +72,14 @@ def _public_address(address: str | None) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
 
 
+def same_priority_workers() -> None:
+    """Workers of a Ray started on this machine run at this process's priority. Ray's default (workers 15
+    nicer than the raylet) suits dedicated cluster nodes; on a shared machine it would put a local-model
+    stage behind every other job, where the local executor runs at the user's own priority.
+    RAY_worker_niceness (an increment), if set, wins."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
+
+
 def _local_info(settings: Any, build: Callable[[Any], Any]) -> dict[str, Any] | None:
     """The teacher's provenance and cache identity, from a copy built here without loading its model
     (providers load on first use), so no actor starts before a record needs one. None when this machine
@@ -115,6 +123,8 @@ class RayExecutor(Executor):
             if o.num_cpus and not (o.address or os.environ.get("RAY_ADDRESS")):
                 kwargs["num_cpus"] = o.num_cpus
             where = _public_address(o.address) or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+            if not (o.address or os.environ.get("RAY_ADDRESS")):
+                same_priority_workers()
             try:
                 ray.init(**kwargs)
             except Exception as exc:  # noqa: BLE001 — ray raises ConnectionError, RuntimeError, ValueError…
