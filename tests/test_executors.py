@@ -104,6 +104,9 @@ def test_stages_says_where_each_kind_of_stage_runs_under_ray(pipeline_dir):
             if line.count("│") > 8 and line.split("│")[1].strip().isdigit()}
     assert rows == {"cards": "driver", "local_answers": "Ray actors", "api_answers": "driver (API loop)",
                     "qa": "driver + Ray tasks"}
+    api = CliRunner().invoke(app, ["--pipeline", str(path), "stages", "--executor", "ray", "--teacher", "openai",
+                                   "--model", "m"], env={"COLUMNS": "300"})
+    assert "Ray actors" not in api.output  # this run's teacher is an API: every teacher stage stays on the driver
     local = CliRunner().invoke(app, ["--pipeline", str(path), "stages"], env={"COLUMNS": "300"})
     words = " ".join(local.output.split())
     assert "executor local" in words and "runs on" not in words  # one process runs everything: no column

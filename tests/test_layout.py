@@ -18,7 +18,7 @@ ALLOWED = {
     "exporters": {"engine"},
     "teachers": {"engine"},
     "ops": {"engine"},
-    "training": {"engine", "ops"},
+    "training": {"engine", "ops", "teachers"},  # constrained eval decodes with the teacher's schema caps
     "executors": {"engine", "teachers"},  # where work runs (ray); the engine reaches them through its registry
     "pipelines": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training"},
     "testing": {"engine"},

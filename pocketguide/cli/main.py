@@ -23,6 +23,7 @@ from pocketguide.cli.app import (
     MODEL,
     NO_CACHE,
     TEACHER,
+    THREADS,
     _executor,
     _options,
     _pipe,
@@ -47,14 +48,18 @@ def _report(results, stopped=None) -> None:
 
 @app.command()
 @guarded
-def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
-    """Validate stages.yaml and list its stages, with where each one runs under the executor."""
+def stages(teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL,
+           base_url: Optional[str] = BASE_URL, executor: Optional[str] = EXECUTOR,
+           address: Optional[str] = ADDRESS) -> None:
+    """Validate stages.yaml and list its stages, with where each one runs under the executor, and how each
+    route resolves for the teacher of this run."""
     from rich.table import Table
 
     from pocketguide.cli.console import out
     from pocketguide.engine.executors import build_executor, stage_work
 
     pipe = _pipe()
+    overrides = _options(None, False, False, None, teacher, model, base_url).teacher  # this run's teacher
     over = _executor(pipe, executor, address)
     runner = build_executor(pipe, over)  # builds nothing remote: placement is decided from the spec
     t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path}) — executor {runner.name}")
@@ -69,9 +74,31 @@ def stages(executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS)
         parser = ", ".join(dict.fromkeys(t.parser or s.parser or "identity" for t in fanned)) or s.parser
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
                   parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates),
-                  *([runner.placement(stage_work(pipe, s))] if spread else []))
+                  *([runner.placement(stage_work(pipe, s, overrides))] if spread else []))
     out.print(t)
+    for line in _route_lines(pipe, overrides):
+        out.print(line, markup=False, highlight=False)
     out.print("[green]stages.yaml is valid[/]")
+
+
+def _route_lines(pipe, overrides) -> list[str]:
+    """One line per routed stage: the cases, and for a route on the teacher which case this run takes."""
+    from pocketguide.engine.runtime import route_on_teacher
+    from pocketguide.engine.session import resolved_teacher
+
+    lines = []
+    for s in pipe.stages:
+        if s.route is None:
+            continue
+        cases = ", ".join(f"{k} → {c.mode}" for k, c in s.route.cases.items())
+        line = f"{s.name}: route on {' / '.join(s.route.paths)}: {cases}"
+        facts = resolved_teacher(pipe.spec.pipeline.teacher, s, overrides).facts()
+        fixed = route_on_teacher(s, facts)
+        if fixed:
+            line += (f" — with this teacher ({facts['provider']}, {s.route.on} = {fixed[0]}): "
+                     f"{fixed[1].mode}")
+        lines.append(line)
+    return lines
 
 
 @app.command()
@@ -80,8 +107,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
         model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-        gating_mode: Optional[str] = GATING, executor: Optional[str] = EXECUTOR,
-        address: Optional[str] = ADDRESS) -> None:
+        gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS,
+        executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
     """Run one stage (resuming where it stopped)."""
 
     from pocketguide.cli.console import RichProgress
@@ -90,8 +117,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
     pipe = _pipe()
     spec = pipe.stage(stage)
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests, executor=_executor(pipe, executor, address))
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests,
+                    executor=_executor(pipe, executor, address))
 
     with RichProgress() as progress:
         opts.progress = progress
@@ -109,8 +136,8 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-            gating_mode: Optional[str] = GATING, executor: Optional[str] = EXECUTOR,
-            address: Optional[str] = ADDRESS) -> None:
+            gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS,
+            executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
     """Run every stage in order; a rerun resumes and redoes only what changed (re-judging stored
     answers with no teacher call when only parsers, schemas or gates changed)."""
     from pocketguide.cli.console import RichProgress
@@ -118,8 +145,8 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
 
     pipe = _pipe()
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests, executor=_executor(pipe, executor, address))
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests,
+                    executor=_executor(pipe, executor, address))
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

@@ -97,6 +97,12 @@ def validate_envelope(obj: Any, schemas_dir: Path | str) -> tuple[bool, str | No
 # shrinks string caps until the schema's worst case fits max_tokens).
 COMPACT_KEEP = frozenset({"priority", "why", "type", "text", "options", "root_question", "edges", "condition"})
 COMPACT_MAX_ITEMS = 3
+# ... and asks for a minimum of substance where the contract allows less: measured on SmolLM2-135M, drafts
+# left next_steps and verification_steps empty and wrote one-item groups, steps and days (the critic's
+# `thin_structure`), and decision-tree nodes with an id only. A grammar can rule those out; it cannot
+# make the content good.
+COMPACT_MIN_ITEMS = {"assumptions": 1, "next_steps": 1, "verification_steps": 1, "items": 2, "steps": 2, "nodes": 2}
+COMPACT_REQUIRE = {"nodes": ("type", "text")}  # node fields the compact profile makes required
 
 
 def _compact(node: Any) -> None:
@@ -104,6 +110,13 @@ def _compact(node: Any) -> None:
         if node.get("type") == "object" and "properties" in node:
             required = set(node.get("required", []))
             node["properties"] = {k: v for k, v in node["properties"].items() if k in required or k in COMPACT_KEEP}
+            for key, sub in node["properties"].items():
+                if isinstance(sub, dict) and sub.get("type") == "array":
+                    if key in COMPACT_MIN_ITEMS:
+                        sub["minItems"] = max(sub.get("minItems", 0), COMPACT_MIN_ITEMS[key])
+                    item = sub.get("items")
+                    if key in COMPACT_REQUIRE and isinstance(item, dict):
+                        item["required"] = list(dict.fromkeys([*item.get("required", []), *COMPACT_REQUIRE[key]]))
         if node.get("type") == "array":
             node["maxItems"] = min(node.get("maxItems", COMPACT_MAX_ITEMS), COMPACT_MAX_ITEMS)
         for v in node.values():
