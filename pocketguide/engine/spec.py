@@ -341,6 +341,19 @@ class StageSpec(Strict):
         return self.op is not None
 
 
+class ExecutorSpec(Strict):
+    """Where a run's work happens: `local` (this process) or a registered executor such as `ray`."""
+
+    name: str = Field("local", description="a registered executor: local (default) or ray (the ray extra)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the executor's options, e.g. ray: "
+                                    "{address: auto, actors: 4} (validated against the executor's model)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
 class PipelineDefaults(Strict):
     name: str = "pipeline"
     data_dir: str = "data/runs"
@@ -348,6 +361,8 @@ class PipelineDefaults(Strict):
     concurrency: int = Field(16, ge=1)
     teacher: TeacherSettings = TeacherSettings()
     cohort: str | None = Field(None, description="cohort file whose axes fill the stages' variants (see cohort.py)")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="where the work runs (`executor: "
+                                   "ray` or {name: ray, options: {...}}); --executor overrides it")
 
 
 class PipelineSpec(Strict):
