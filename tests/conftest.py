@@ -21,6 +21,11 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
     yield
+    import sys
+
+    helpers = sys.modules.get("report_helpers")  # its loopback server lives for one test only
+    if helpers is not None:
+        helpers.stop_server()
 
 
 @pytest.fixture

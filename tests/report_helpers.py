@@ -3,7 +3,6 @@ the loopback server, with one teacher reply that plants markup and script in the
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 from pathlib import Path
@@ -23,8 +22,8 @@ PLANTED_RAW = ('<script>document.body.setAttribute("data-pwned", "script")</scri
 PLANTED_JSON = json.dumps({"answer": '</script><script>document.body.setAttribute("data-pwned", "json")</script>'
                                      '<!-- <img src=x onerror=alert(1)>', "tone": "calm"})
 
-_SERVER: FakeOpenAI | None = None  # one loopback server for the whole test process: the teacher's
-# endpoint is part of every record's fingerprint, so reruns must reach the same address
+_SERVER: FakeOpenAI | None = None  # one loopback server per test (conftest stops it after each): the teacher's
+# endpoint is part of every record's fingerprint, so a test's reruns must reach the same address
 
 
 def fake_teacher() -> TeacherSettings:
@@ -32,7 +31,6 @@ def fake_teacher() -> TeacherSettings:
     global _SERVER
     if _SERVER is None:
         _SERVER = FakeOpenAI(reply).__enter__()
-        atexit.register(_SERVER.__exit__, None, None, None)
     return TeacherSettings(provider="openai", model="fake-teacher", base_url=_SERVER.base_url)
 
 
@@ -93,6 +91,14 @@ def make_run(root: Path, questions: list[dict] | None = None) -> Path:
     path = write_project(root, questions)
     rerun(path)
     return path
+
+
+def stop_server() -> None:
+    """Stop the loopback server if a test started one (other tests check this process listens nowhere)."""
+    global _SERVER
+    if _SERVER is not None:
+        _SERVER.__exit__(None, None, None)
+        _SERVER = None
 
 
 def rerun(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The package's shape holds: arrows point down (cli → pipelines → ops/training → teachers → engine), no
+"""The package's shape holds: arrows point down (cli → pipelines → ops/training/executors → teachers → engine), no
 import cycles, operations never import the runner. Function-level imports count too."""
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ ALLOWED = {
     "teachers": {"engine"},
     "ops": {"engine"},
     "training": {"engine", "ops", "teachers"},  # constrained eval decodes with the teacher's schema caps
+    "executors": {"engine", "teachers"},  # where work runs (ray); the engine reaches them through its registry
     "pipelines": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training"},
     "testing": {"engine"},
     "report": {"engine"},  # the HTML run report reads the store; operations add sections via the registry
-    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines", "report"},
+    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines", "report", "executors"},
     "api": {"engine"},  # pocketguide/__init__.py: the public facade re-exports the engine's API
     "main": {"cli"},  # python -m pocketguide
 }

@@ -235,7 +235,23 @@ def teacher():
     return EmbeddedTeacher(TeacherSettings(provider="embedded"))
 
 
+def _python_sockets() -> set[str]:
+    """Inodes of the sockets Python code holds (other tests' loopback servers in this process), not llama.cpp's."""
+    import gc
+    import socket
+
+    out = set()
+    for obj in gc.get_objects():
+        if isinstance(obj, socket.socket) and obj.fileno() >= 0:
+            try:
+                out.add(os.readlink(f"/proc/self/fd/{obj.fileno()}")[8:-1])
+            except OSError:
+                continue
+    return out
+
+
 def _own_tcp_listeners() -> list[str]:
+    """Listening TCP sockets this process holds outside Python's own socket objects (i.e. llama.cpp's)."""
     mine = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -244,6 +260,7 @@ def _own_tcp_listeners() -> list[str]:
             continue
         if link.startswith("socket:["):
             mine.add(link[8:-1])
+    mine -= _python_sockets()
     found = []
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         if os.path.exists(table):

@@ -114,6 +114,28 @@ BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for the embedded teacher and for training "
                                                       "(default: the cores this process may use)")
 GATING = typer.Option(None, "--gating-mode", help="run setting gating_mode for gates that read it: strict or lenient")
+EXECUTOR = typer.Option(None, "--executor", help="where the work runs: local (default: this process) or ray "
+                        "(the ray extra); overrides pipeline.executor")
+ADDRESS = typer.Option(None, "--address", help="ray: the cluster — auto, ray://head:10001 or head:6379 "
+                       "(default: RAY_ADDRESS, else a Ray started for this run)")
+
+
+def _executor(pipe, name, address):
+    """The run's executor override, checked now: a missing extra fails here with the install line."""
+    if name is None and address is None:
+        return None
+    from pocketguide.engine.executors import effective_spec, executor_problems
+    from pocketguide.engine.registry import EXECUTORS
+    from pocketguide.engine.spec import ExecutorSpec
+
+    spec = ExecutorSpec(name=name or pipe.spec.pipeline.executor.name, options={"address": address} if address else {})
+    edef = EXECUTORS.get(spec.name)
+    if address and edef is not None and not (edef.options and "address" in edef.options.model_fields):
+        raise PocketguideError(f"--address is for an executor that takes one (--executor ray), not '{spec.name}'")
+    problems = executor_problems(effective_spec(pipe, spec), "--executor")
+    if problems:
+        raise PocketguideError("; ".join(problems))
+    return spec
 
 
 def _settings(gating_mode):

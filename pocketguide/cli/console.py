@@ -132,6 +132,7 @@ def notes(results: list[Any]) -> list[str]:
             out.append(f"{r.stage}: {r.note}")
     out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
     out += [f"{r.stage}: {line}" for r in results if (line := phase_note(r.stats))]
+    out += [line for r in results if (line := worker_line(r))]
     threads = threads_line(results)
     return out + ([threads] if threads else [])
 
@@ -239,3 +240,16 @@ def flow_note(stats: dict[str, Any]) -> str | None:
     if f.get("concurrency_cuts"):
         parts.append(f"in-flight cap cut {f['concurrency_cuts']}×")
     return "rate limits: " + "; ".join(parts)
+
+
+def worker_line(result: Any) -> str | None:
+    """Records per worker when the stage ran on an executor's workers (and any lost in flight, redone)."""
+    ex = (getattr(result, "stats", None) or {}).get("executor") or {}
+    workers = ex.get("workers") or {}
+    if not workers:
+        return None
+    counts = ", ".join(f"{w} ×{n}" for w, n in workers.items())
+    line = f"{result.stage}: records per {ex.get('name', '')} worker: {counts}"
+    if ex.get("lost_in_flight"):
+        line += f" ({ex['lost_in_flight']} in flight on a lost worker, generated again)"
+    return line

@@ -10,9 +10,11 @@ from typing import Optional
 import typer
 
 from pocketguide.cli.app import (
+    ADDRESS,
     BASE_URL,
     CONC,
     DRY,
+    EXECUTOR,
     FRESH,
     GATING,
     LIMIT,
@@ -22,6 +24,7 @@ from pocketguide.cli.app import (
     NO_CACHE,
     TEACHER,
     THREADS,
+    _executor,
     _options,
     _pipe,
     _settings,
@@ -46,25 +49,34 @@ def _report(results, stopped=None) -> None:
 @app.command()
 @guarded
 def stages(teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL,
-           base_url: Optional[str] = BASE_URL) -> None:
-    """Validate stages.yaml and list its stages, and how each route resolves for the teacher of this run."""
+           base_url: Optional[str] = BASE_URL, executor: Optional[str] = EXECUTOR,
+           address: Optional[str] = ADDRESS) -> None:
+    """Validate stages.yaml and list its stages, with where each one runs under the executor, and how each
+    route resolves for the teacher of this run."""
     from rich.table import Table
 
     from pocketguide.cli.console import out
+    from pocketguide.engine.executors import build_executor, stage_work
 
     pipe = _pipe()
-    t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path})")
-    for col in ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates"):
-        t.add_column(col)
+    overrides = _options(None, False, False, None, teacher, model, base_url).teacher  # this run's teacher
+    over = _executor(pipe, executor, address)
+    runner = build_executor(pipe, over)  # builds nothing remote: placement is decided from the spec
+    t = Table(title=f"{pipe.spec.pipeline.name} ({pipe.path}) — executor {runner.name}")
+    spread = runner.name != "local"  # the local executor runs everything in this process: no column for that
+    columns = ("#", "stage", "inputs", "kind", "template", "parser", "schema", "gates", *(["runs on"] if spread else []))
+    for col in columns:
+        t.add_column(col, min_width=max(len(s.name) for s in pipe.stages) if col == "stage" else None)
     for i, s in enumerate(pipe.stages, 1):
         kind = f"op:{s.op}" if s.op else (s.mode or "") + (" +route" if s.route else "") + (" +variants" if s.variants else "")
         fanned = s.variants.templates if s.variants else []  # cohort/catalog stages: show what they fan out to
         template = s.template or ", ".join(t.id for t in fanned)
         parser = ", ".join(dict.fromkeys(t.parser or s.parser or "identity" for t in fanned)) or s.parser
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
-                  parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
+                  parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates),
+                  *([runner.placement(stage_work(pipe, s, overrides))] if spread else []))
     out.print(t)
-    for line in _route_lines(pipe, _options(None, False, False, None, teacher, model, base_url).teacher):
+    for line in _route_lines(pipe, overrides):
         out.print(line, markup=False, highlight=False)
     out.print("[green]stages.yaml is valid[/]")
 
@@ -95,7 +107,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
         model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-        gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
+        gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS,
+        executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
     """Run one stage (resuming where it stopped)."""
 
     from pocketguide.cli.console import RichProgress
@@ -104,7 +117,8 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
     pipe = _pipe()
     spec = pipe.stage(stage)
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests,
+                    executor=_executor(pipe, executor, address))
 
     with RichProgress() as progress:
         opts.progress = progress
@@ -122,7 +136,8 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-            gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
+            gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS,
+            executor: Optional[str] = EXECUTOR, address: Optional[str] = ADDRESS) -> None:
     """Run every stage in order; a rerun resumes and redoes only what changed (re-judging stored
     answers with no teacher call when only parsers, schemas or gates changed)."""
     from pocketguide.cli.console import RichProgress
@@ -130,7 +145,8 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
 
     pipe = _pipe()
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests,
+                    executor=_executor(pipe, executor, address))
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

@@ -72,6 +72,10 @@ class MissingExtra(PocketguideError):
                          f"python -m pip install 'pocketguide[{extra}]'")
 
 
+class ExecutorError(PocketguideError):
+    """The run's executor could not start or reach its workers (e.g. no Ray cluster at the address)."""
+
+
 class StageStopped(PocketguideError):
     """Something that concerns the whole stage (a budget, a dead endpoint) ends it early; finished
     records are kept and a rerun resumes."""

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from pocketguide.engine import registry
 from pocketguide.engine.errors import RegistryError, StagesConfigError, TemplateError
+from pocketguide.engine.executors import executor_problems
 from pocketguide.engine.plugins import PluginLoadError, load_plugin
 from pocketguide.engine.spec import PipelineSpec, StageSpec
 from pocketguide.engine.store import stage_name_problem
@@ -183,6 +184,7 @@ def run_load_hooks(pipe: Pipeline) -> list[str]:
 
 def check_pipeline(pipe: Pipeline) -> list[str]:
     problems: list[str] = _check_provider("pipeline", pipe.spec.pipeline.teacher.provider)
+    problems += executor_problems(pipe.spec.pipeline.executor)
     seen: set[str] = set()
     folded: dict[str, str] = {}  # stage folders must differ on a case-insensitive disk too
     names = [s.name for s in pipe.stages]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pocketguide.engine.errors import PocketguideError, StageError
 from pocketguide.engine.inputs import content_digest, input_store, read_stage, require_upstream
@@ -27,6 +27,7 @@ class OpContext:
 
     def __init__(self, stage_run: StageRun, stage: StageSpec, store: StageStore, acc: StatsAccumulator):
         self.pipe, self.stage, self.store = stage_run.pipe, stage, store
+        self.executor = stage_run.executor  # where ctx.map runs its batches
         self.run: RunOptions = stage_run.options
         self.services = stage_run.services  # run-scoped resources (a teacher pool, a loaded model)
         self.acc = acc
@@ -83,6 +84,12 @@ class OpContext:
         else:
             self.rejected += 1
         self.run.progress.record_done(self.stage.name, record)
+
+    def map(self, fn: Callable[..., Any], batches: Iterable[Any], *args: Any) -> Iterator[Any]:
+        """fn(batch, *args) for each batch, results in input order: in this process, or spread over the
+        run's executor's workers (`--executor ray`). fn must be a module-level function that depends only on
+        its arguments, so every executor gives the same result."""
+        return self.executor.map(fn, batches, *args)
 
     def write_json(self, name: str, obj: Any) -> None:
         self.store.write_json(name, obj)
@@ -180,8 +187,10 @@ async def run_operation(stage_run: StageRun, stage: StageSpec, store: StageStore
         result.complete = True
         result.changed = list(changes or {})
         recipe = op_recipe(pipe, stage, run.limit, run.dry_run, ctx.manifest_extra.get("files_read"))
+        execution = stage_run.executor.report(stage.name)
         finish_stage(pipe, stage, store, None, acc, result, run, started,
-                     extra={"stats": ctx.stats_extra, "manifest": {"limit": run.limit, **ctx.manifest_extra},
+                     extra={"stats": {**ctx.stats_extra, **execution["stats"]},
+                            "manifest": {"limit": run.limit, **ctx.manifest_extra, **execution["manifest"]},
                             "recipe": recipe})
     run.progress.stage_finished(stage.name, result)
     return result

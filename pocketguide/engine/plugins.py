@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "pocketguide.plugins"
 BUILTIN_PLUGINS = (
     "pocketguide.engine.generators",  # copy
+    "pocketguide.engine.executors",  # local
     "pocketguide.parsers",  # identity, json, …
     "pocketguide.gates",  # length, required_fields, min_lines, …
     "pocketguide.exporters",  # jsonl, parquet, hf
     "pocketguide.ops",  # qa, split, sft, eval_suite
     "pocketguide.teachers",  # providers openai + embedded, generator llm
     "pocketguide.training",  # op train
+    "pocketguide.executors",  # ray (imports ray only when a run uses it)
 )
 
 _loaded: dict[str, ModuleType] = {}  # plugin name or resolved file path -> module

@@ -33,6 +33,8 @@ EXPORTERS: dict[str, Callable[..., Any]] = {}
 # operation name -> section(pipe, stage_spec, store_of) -> dict | None: what that op's stages add to the
 # HTML run report (charts, tables, side-by-side texts; shape in pocketguide/reports/sections.py)
 REPORT_SECTIONS: dict[str, Callable[..., Any]] = {}
+# name -> ExecutorDef: where a run's work happens (engine/executors.py ships `local`)
+EXECUTORS: dict[str, "ExecutorDef"] = {}
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,22 @@ class OperationDef:
     options: type[BaseModel] | None
     description: str
     requires: Requires = Requires()
+    maps_batches: bool = False  # its CPU-bound part goes through ctx.map (an executor may spread it)
 
 
 @dataclass(frozen=True)
 class ProviderDef:
     name: str
     factory: Callable[..., Any]  # factory(settings) -> Teacher
+    requires: Requires = Requires()
+    local: bool = False  # the model runs inside the process (a GGUF), not behind a network API
+
+
+@dataclass(frozen=True)
+class ExecutorDef:
+    name: str
+    cls: Any  # cls(options) -> an Executor (engine/executors.py)
+    options: type[BaseModel] | None
     requires: Requires = Requires()
 
 
@@ -158,28 +170,45 @@ def calls_teacher(mode: str) -> bool:
 
 
 def operation(name: str, options: type[BaseModel] | None = None, description: str = "",
-              requires: tuple[str, ...] = (), extra: str | None = None):
+              requires: tuple[str, ...] = (), extra: str | None = None, maps_batches: bool = False):
     """Register a whole-dataset operation: fn(ctx: OpContext, options). `requires` names the optional
-    modules it imports when it runs; the loader refuses the stage, naming `extra`, when one is missing."""
+    modules it imports when it runs; the loader refuses the stage, naming `extra`, when one is missing.
+    `maps_batches`: its CPU-bound work goes through `ctx.map` (so `pocketguide stages` can say where it runs)."""
 
     def decorate(fn):
         if name in OPERATIONS:
             raise RegistryError(f"operation '{name}' is already registered; pick another name")
         OPERATIONS[name] = OperationDef(name, fn, options, description or (fn.__doc__ or "").strip(),
-                                        Requires(tuple(requires), extra))
+                                        Requires(tuple(requires), extra), maps_batches)
         return fn
 
     return decorate
 
 
-def provider(name: str, requires: tuple[str, ...] = (), extra: str | None = None):
-    """Register a teacher provider: factory(settings: TeacherSettings) -> Teacher."""
+def provider(name: str, requires: tuple[str, ...] = (), extra: str | None = None, local: bool = False):
+    """Register a teacher provider: factory(settings: TeacherSettings) -> Teacher. `local=True`: the model
+    runs in the process (an executor may then serve it from workers, each loading it once)."""
 
     def decorate(factory):
         if name in PROVIDERS:
             raise RegistryError(f"teacher provider '{name}' is already registered")
-        PROVIDERS[name] = ProviderDef(name, factory, Requires(tuple(requires), extra))
+        PROVIDERS[name] = ProviderDef(name, factory, Requires(tuple(requires), extra), local)
         return factory
+
+    return decorate
+
+
+def executor(name: str, options: type[BaseModel] | None = None, requires: tuple[str, ...] = (),
+             extra: str | None = None):
+    """Register an executor class (where a run's work happens): cls(options) -> Executor. The loader
+    refuses `pipeline.executor: name` (and the CLI `--executor name`), naming `extra`, when a module of
+    `requires` is missing."""
+
+    def decorate(cls):
+        if name in EXECUTORS:
+            raise RegistryError(f"executor '{name}' is already registered")
+        EXECUTORS[name] = ExecutorDef(name, cls, options, Requires(tuple(requires), extra))
+        return cls
 
     return decorate
 

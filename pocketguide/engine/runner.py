@@ -341,7 +341,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         # what made the records (the teacher's flow: limits, retries, cache), as of the end of the stage
         rt.teacher_info = next((d for g in generators.values() if (d := g.describe()) is not None), None)
         rt.generator_stats = [s for g in generators.values() if (s := getattr(g, "stats", lambda: None)())]
-        finish_stage(pipe, stage, store, rt, acc, result, options, started)
+        finish_stage(pipe, stage, store, rt, acc, result, options, started, extra=run.executor.report(stage.name))
     options.progress.stage_finished(stage.name, result)
     return result
 

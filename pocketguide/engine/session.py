@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from pocketguide.engine.spec import StageSpec, TeacherSettings
+from pocketguide.engine.executors import build_executor
+from pocketguide.engine.spec import ExecutorSpec, StageSpec, TeacherSettings
 
 
 class Progress(Protocol):
@@ -44,6 +45,7 @@ class RunOptions:
     cache_path: str | None = None  # default <data_dir>/cache.sqlite
     max_cost: float | None = None  # stop the run cleanly once this many USD are spent (needs a price table)
     max_requests: int | None = None  # stop the run cleanly once this many requests were sent
+    executor: ExecutorSpec | None = None  # overrides pipeline.executor (--executor, --address)
 
 
 class Services:
@@ -75,6 +77,11 @@ class StageRun:
     options: RunOptions
     services: Services
     concurrency: int
+
+    @property
+    def executor(self) -> Any:
+        """The run's executor (engine/executors.py), built on first use and shared by every stage."""
+        return self.services.get("executor", lambda: build_executor(self.pipe, self.options.executor))
 
 
 def resolved_teacher(defaults: TeacherSettings, stage: StageSpec, overrides: TeacherSettings | None) -> TeacherSettings:

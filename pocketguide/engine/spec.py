@@ -363,6 +363,19 @@ class StageSpec(Strict):
         return self.op is not None
 
 
+class ExecutorSpec(Strict):
+    """Where a run's work happens: `local` (this process) or a registered executor such as `ray`."""
+
+    name: str = Field("local", description="a registered executor: local (default) or ray (the ray extra)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the executor's options, e.g. ray: "
+                                    "{address: auto, actors: 4} (validated against the executor's model)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
 class PipelineDefaults(Strict):
     name: str = "pipeline"
     data_dir: str = "data/runs"
@@ -375,6 +388,8 @@ class PipelineDefaults(Strict):
                                    "file); default DD_COHORT")
     models_catalog: str | None = Field(None, description="models catalog (CSV or YAML: id, for_generation, "
                                        "for_evaluation[, active, description]) that cohort axes pick models from")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec, description="where the work runs (`executor: "
+                                   "ray` or {name: ray, options: {...}}); --executor overrides it")
 
 
 class PipelineSpec(Strict):

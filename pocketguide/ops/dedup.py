@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from pocketguide.ops.content import shingles
 from pocketguide.ops.unionfind import UnionFind
+
+
+@functools.lru_cache(maxsize=4)  # per process: a worker keeps its prepared MinHash between batches
+def _prototype(num_perm: int, seed: int) -> Any:
+    from datasketch import MinHash  # imported here: datasketch pulls in scipy (≈1 s)
+
+    # crc32 (C, ~10x faster than the default sha1) hashes shingles; measured estimator error is the same
+    return MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
+
+
+def signatures(texts: list[str], num_perm: int, seed: int, shingle_size: int) -> np.ndarray:
+    """MinHash signatures of normalized texts' word shingles, one uint32 row per text. Depends only on its
+    arguments, so any worker computes the same rows (qa hands batches of these to ctx.map)."""
+    proto = _prototype(num_perm, seed)
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for k, text in enumerate(texts):
+        mh = proto.copy()  # copying a prepared MinHash skips re-deriving the permutations
+        mh.update_batch(shingles(text, shingle_size, normalized=True))
+        out[k] = mh.hashvalues
+    return out
 
 
 @dataclass
@@ -20,7 +42,7 @@ class NearDupResult:
 
 
 class NearDupIndex:
-    """Streams documents (as shingle lists) through MinHash + LSH; unions similar pairs.
+    """Streams documents (signatures, or shingle lists) through MinHash LSH; unions similar pairs.
 
     One LSH at the lower of the two thresholds finds candidates; each candidate pair's estimated
     Jaccard then decides whether it is a duplicate (>= threshold) or only related (>= group_threshold)."""
@@ -28,7 +50,7 @@ class NearDupIndex:
     def __init__(self, threshold: float, group_threshold: float, num_perm: int, seed: int):
         self.threshold, self.group_threshold = threshold, min(group_threshold, threshold)
         self.num_perm, self.seed = num_perm, seed
-        from datasketch import MinHash, MinHashLSH  # imported here: datasketch pulls in scipy (≈1 s)
+        from datasketch import LeanMinHash, MinHashLSH
 
         self.lsh = MinHashLSH(threshold=self.group_threshold, num_perm=num_perm)
         # signatures in one growing uint32 matrix (row per document): 51 MB at 100k records and no
@@ -36,14 +58,18 @@ class NearDupIndex:
         self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
         self._row: dict[int, int] = {}
         self.result = NearDupResult()
-        # crc32 (C, ~10x faster than the default sha1) hashes shingles; measured estimator error is the same
-        self._proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
+        self._lean, self._scheme = LeanMinHash, _prototype(num_perm, seed).scheme
 
-    def add(self, i: int, shingles: list[bytes]) -> None:
-        """Index document `i` (indices must grow) and union it with the similar earlier documents."""
-        mh = self._proto.copy()  # copying a prepared MinHash skips re-deriving the permutations
-        mh.update_batch(shingles)
+    def add(self, i: int, shingle_list: list[bytes]) -> None:
+        """Index document `i` (indices must grow) from its shingles."""
+        mh = _prototype(self.num_perm, self.seed).copy()
+        mh.update_batch(shingle_list)
         self._add(i, mh)
+
+    def add_signature(self, i: int, sig: np.ndarray) -> None:
+        """Index document `i` (indices must grow) from its signature (a row of `signatures`) and union it
+        with the similar earlier documents."""
+        self._add(i, self._lean(seed=self.seed, hashvalues=sig, scheme=self._scheme))
 
     def _add(self, i: int, mh: Any) -> None:
         res = self.result

@@ -1,16 +1,20 @@
 """`op: qa`: filters, exact and near-duplicate removal (MinHash + LSH), bucket balancing.
 
 Two passes over the input so 100k records never sit in memory: the first decides every record's
-fate from small per-record facts, the second writes each record accepted or rejected."""
+fate from small per-record facts, the second writes each record accepted or rejected. The per-record
+part of the first pass (filters, exact-duplicate key, MinHash signature) goes through `ctx.map` in
+batches, so `--executor ray` spreads it over workers; the LSH, which needs every earlier record, stays
+in order on the driver, so the result is the same on any executor."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +28,6 @@ from pocketguide.ops.content import (
     normalize,
     prompt_of,
     response_text,
-    shingles,
 )
 
 if TYPE_CHECKING:  # numpy and datasketch (the dataset extra) load when the stage runs
@@ -61,6 +64,8 @@ class QAOptions(BaseModel):
     max_bucket_ratio: float | None = Field(3.0, gt=0, description="cap each bucket at this multiple of the mean "
                                            "bucket size (needs bucket_by); null: no ratio cap")
     max_per_bucket: int | None = Field(None, ge=1, description="absolute cap per bucket; null: none")
+    batch_size: int = Field(1024, ge=1, description="records per batch of per-record work (filters, MinHash "
+                            "signatures) handed to the executor; the result does not depend on it")
 
 
 @dataclass(slots=True)  # one per input record: 100k of them in the benchmark
@@ -112,35 +117,72 @@ def _bucket(record: dict[str, Any], fields: list[str]) -> tuple[str, ...]:
     return tuple(facet_value(record, f) for f in fields) or ("all",)
 
 
-def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], "NearDupIndex"]:
-    from pocketguide.ops.dedup import NearDupIndex
+@functools.lru_cache(maxsize=4)  # per process: a worker compiles the phrase patterns once
+def _filters(opts_json: str) -> Filters:
+    return Filters(QAOptions.model_validate_json(opts_json))
 
-    filters = Filters(opts)
-    index = NearDupIndex(opts.threshold, opts.group_threshold, opts.num_perm, opts.seed)
-    seen: dict[str, int] = {}
-    facts: list[Fact] = []
-    for i, rec in enumerate(ctx.records()):
-        fact = Fact(str(rec.get("id")), _bucket(rec, opts.bucket_by))
-        facts.append(fact)
-        env, prompt = rec.get("parsed"), prompt_of(rec)
+
+def record_facts(batch: list[tuple[Any, str]], opts: QAOptions) -> tuple[list[Any], Any]:
+    """The per-record facts of a batch of (parsed, prompt): for each record its first failing check as
+    (reason, detail), or its exact-duplicate key; and the MinHash signatures of the records that passed
+    (one row each, in order). Depends only on its arguments: ctx.map may run it on any worker."""
+    from pocketguide.ops.dedup import signatures
+
+    filters = _filters(opts.model_dump_json())
+    out: list[Any] = []
+    texts: list[str] = []
+    for env, prompt in batch:
         if not isinstance(env, dict):
-            fact.reason, fact.detail = "qa:invalid_envelope", "parsed is not a JSON object"
+            out.append(("qa:invalid_envelope", "parsed is not a JSON object"))
             continue
         if not prompt.strip():
-            fact.reason, fact.detail = "qa:missing_prompt", "data.prompt is empty or missing"
+            out.append(("qa:missing_prompt", "data.prompt is empty or missing"))
             continue
         text = response_text(env)
         bad = filters.check(env, text)
         if bad:
-            fact.reason, fact.detail = bad
+            out.append(bad)
             continue
         norm_prompt, norm_text = normalize(prompt), normalize(text)  # once: both keys below use them
-        key = content_hash(norm_prompt, norm_text, normalized=True)
-        if key in seen:
-            fact.reason, fact.duplicate_of, fact.similarity = "qa:exact_duplicate", seen[key], 1.0
-            continue
-        seen[key] = i
-        index.add(i, shingles(norm_prompt + " " + norm_text, opts.shingle_size, normalized=True))
+        out.append(content_hash(norm_prompt, norm_text, normalized=True))
+        texts.append(norm_prompt + " " + norm_text)
+    return out, signatures(texts, opts.num_perm, opts.seed, opts.shingle_size)
+
+
+def _batches(ctx: Any, opts: QAOptions, facts: list[Fact]) -> Iterator[list[tuple[Any, str]]]:
+    """Input records in batches of (parsed, prompt); each record's Fact (id, bucket) is noted as it passes."""
+    batch: list[tuple[Any, str]] = []
+    for rec in ctx.records():
+        facts.append(Fact(str(rec.get("id")), _bucket(rec, opts.bucket_by)))
+        batch.append((rec.get("parsed"), prompt_of(rec)))
+        if len(batch) >= opts.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _first_pass(ctx: Any, opts: QAOptions) -> tuple[list[Fact], "NearDupIndex"]:
+    from pocketguide.ops.dedup import NearDupIndex
+
+    index = NearDupIndex(opts.threshold, opts.group_threshold, opts.num_perm, opts.seed)
+    seen: dict[str, int] = {}
+    facts: list[Fact] = []
+    i = 0
+    for outcomes, sigs in ctx.map(record_facts, _batches(ctx, opts, facts), opts):
+        row = 0
+        for outcome in outcomes:
+            fact = facts[i]
+            if isinstance(outcome, tuple):
+                fact.reason, fact.detail = outcome
+            elif outcome in seen:
+                fact.reason, fact.duplicate_of, fact.similarity = "qa:exact_duplicate", seen[outcome], 1.0
+                row += 1
+            else:
+                seen[outcome] = i
+                index.add_signature(i, sigs[row])
+                row += 1
+            i += 1
     return facts, index
 
 
@@ -181,7 +223,7 @@ def _balance(facts: list[Fact], opts: QAOptions) -> dict[str, Any]:
     return {"cap": cap, "capped_buckets": capped}
 
 
-@operation("qa", options=QAOptions, requires=("numpy", "datasketch"), extra="dataset")
+@operation("qa", options=QAOptions, requires=("numpy", "datasketch"), extra="dataset", maps_batches=True)
 def qa(ctx: Any, opts: QAOptions) -> None:
     """Drop exact and near duplicates, vague, overclaiming and out-of-bounds records; cap big buckets."""
     facts, index = _first_pass(ctx, opts)

@@ -21,11 +21,12 @@ class TeacherRequest:
     repeat_last_n: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None  # which replicate of the same prompt; keeps replicates apart in the cache
+    shard_key: str | None = None  # the record's id: which worker serves it when a model runs on several
 
     def cache_material(self) -> dict[str, Any]:
         """Everything that changes the answer; used by the response cache (a shallow copy: asdict's deep
-        copy of the messages costs more than hashing them)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        copy of the messages costs more than hashing them). Where it runs (shard_key) is not part of it."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "shard_key"}
 
 
 @dataclass

@@ -122,7 +122,7 @@ def _error_from(answer: dict[str, Any]) -> TeacherError:
     return TeacherError(kind, f"llama.cpp: {err.get('message') or err}{hint}"[:500], status=err.get("code"))
 
 
-@provider("embedded", requires=("xllamacpp",), extra="embedded")
+@provider("embedded", requires=("xllamacpp",), extra="embedded", local=True)
 class EmbeddedTeacher:
     """A local GGUF model behind the Teacher interface; decoding runs off the event loop."""
 
@@ -153,6 +153,10 @@ class EmbeddedTeacher:
         if self._engine is None:
             self._engine = get_engine(self.model_path, self.threads, self.n_ctx, self.n_parallel)
         return self._engine
+
+    def load(self) -> None:
+        """Load the model now (a worker that serves this teacher loads it once, when it starts)."""
+        _ = self.engine
 
     def describe(self) -> dict[str, Any]:
         return {"provider": "embedded", "runtime": "xllamacpp", "runtime_version": self.runtime_version,

@@ -40,7 +40,7 @@ class LLMGenerator(Generator):
         self.teacher = None
         if not rt.dry_run:
             pool = run.services.get("teachers", TeacherPool)
-            pool.bind(rt.pipe.data_dir, run.options, stage.name, run.concurrency)
+            pool.bind(rt.pipe.data_dir, run.options, stage.name, run.concurrency, run.executor)
             self.teacher = pool.get(s)
             caps = [c for c in (s.max_concurrency, self.teacher.max_concurrency) if c]
             self.max_concurrency = min(caps) if caps else None
@@ -106,6 +106,7 @@ class LLMGenerator(Generator):
             model=(item.variant or {}).get("model") or s.model,
             response_format=item.response_format,  # per record: response_schema may name a field
             sample_index=(item.variant or {}).get("replicate"),
+            shard_key=item.record["id"],  # a model served by several workers: this record's worker
             **s.group("sampling"),  # temperature, top_p, max_tokens, seed, repeat_penalty: as set
         )
         response = await self.teacher.generate(request)
