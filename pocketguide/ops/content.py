@@ -13,7 +13,7 @@ from typing import Any
 
 # envelope/payload keys whose values are enums or bookkeeping, not content
 NON_CONTENT_KEYS = frozenset({"payload_type", "metadata", "priority", "mode", "type", "time_block", "id", "from",
-                              "to", "done", "booking_needed"})
+                              "to", "next_node_id", "done", "booking_needed"})
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
 
 
