@@ -60,3 +60,28 @@ def test_dry_run_says_so(tmp_path):
     assert r.exit_code == 0 and "DRY RUN" in r.output
     assert (tmp_path / "hello/runs/dry-run/cards/manifest.json").exists()
     assert not (tmp_path / "hello/runs/cards").exists()
+
+
+def test_data_dir_on_any_command_sends_outputs_elsewhere(tmp_path):
+    p = hello(tmp_path)
+    sample = tmp_path / "sample-run"
+    assert invoke("--pipeline", p, "--data-dir", str(sample), "run-all").exit_code == 0
+    assert (sample / "answers" / "records.jsonl").exists() and not (tmp_path / "hello/runs").exists()
+    status = invoke("--pipeline", p, "--data-dir", str(sample), "status").output
+    assert "answers" in status and "done" in status
+    assert invoke("--pipeline", p, "--data-dir", str(sample), "inspect", "cards", "q1").exit_code == 0
+    assert "not run" in invoke("--pipeline", p, "status").output  # the YAML's own data_dir is untouched
+
+
+def test_clean_asks_and_removes_only_run_outputs(tmp_path):
+    p = hello(tmp_path)
+    assert invoke("--pipeline", p, "run-all").exit_code == 0
+    runs = tmp_path / "hello/runs"
+    (runs / "my-notes.txt").write_text("not pocketguide's")  # something the store did not make
+    assert invoke("--pipeline", p, "clean", "--stage", "answers", "--yes").exit_code == 0
+    assert not (runs / "answers").exists() and (runs / "cards").exists()
+    kept = CliRunner().invoke(app, ["--pipeline", p, "clean"], input="n\n")
+    assert kept.exit_code == 1 and (runs / "cards").exists()
+    assert CliRunner().invoke(app, ["--pipeline", p, "clean"], input="y\n").exit_code == 0
+    assert not (runs / "cards").exists() and (runs / "my-notes.txt").exists()
+    assert (tmp_path / "hello/stages.yaml").exists() and (tmp_path / "hello/templates").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional  # noqa: F401
+from typing import Optional
 
 import typer
 
@@ -12,13 +12,15 @@ from pocketguide.engine.errors import PocketguideError
 
 app = typer.Typer(help="pocketguide: declarative synthetic-training-data pipelines.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-STATE = {"pipeline": Path("stages.yaml"), "verbose": False}
+STATE: dict = {"pipeline": Path("stages.yaml"), "verbose": False, "data_dir": None}
 
 
 @app.callback()
 def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", help="the stages.yaml to use"),
+         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where run outputs go for this "
+                                                 "command (default: pipeline.data_dir in stages.yaml)"),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="full tracebacks and debug logs")) -> None:
-    STATE["pipeline"], STATE["verbose"] = pipeline, verbose
+    STATE["pipeline"], STATE["verbose"], STATE["data_dir"] = pipeline, verbose, data_dir
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -59,7 +61,10 @@ def guarded(fn):
 def _pipe():
     from pocketguide.engine.loader import load_pipeline
 
-    return load_pipeline(STATE["pipeline"])
+    pipe = load_pipeline(STATE["pipeline"])
+    if STATE["data_dir"] is not None:  # relative to where the user typed it, not to stages.yaml
+        pipe.data_dir_override = Path(STATE["data_dir"]).resolve()
+    return pipe
 
 
 def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, **run_knobs):

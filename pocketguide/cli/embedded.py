@@ -10,12 +10,9 @@ import typer
 
 from pocketguide.cli.app import STATE, app, guarded
 
-_FROM_PIPELINE = ("model_path", "threads", "n_ctx", "n_parallel", "schema_max_string", "schema_max_items",
-                  "repeat_penalty", "one_shot")
-
-
 def _pipeline_settings():
-    """The embedded knobs from stages.yaml defaults, when it exists and loads; else nothing."""
+    """The pipeline's local-runtime settings (model_path, threads, n_ctx, n_parallel) for the doctor's check,
+    when stages.yaml exists and loads; the probe brings its own sampling and output settings."""
     from pocketguide.engine.errors import PocketguideError
     from pocketguide.engine.spec import TeacherSettings
 
@@ -28,7 +25,7 @@ def _pipeline_settings():
         t = load_pipeline(path).spec.pipeline.teacher
     except PocketguideError:
         return None
-    return TeacherSettings(**{k: v for k, v in t.model_dump(exclude_none=True).items() if k in _FROM_PIPELINE})
+    return TeacherSettings(**t.group("local"))
 
 
 @app.command()

@@ -191,3 +191,27 @@ def export(stage: str = typer.Argument(...), fmt: str = typer.Option("jsonl", "-
         raise PocketguideError(f"stage '{stage}' has no output yet — run `pocketguide run {stage}` first")
     path = EXPORTERS[fmt](pipe, spec, store, out)
     console_out.print(f"wrote {path}")
+
+
+@app.command()
+@guarded
+def clean(stage: Optional[str] = typer.Option(None, "--stage", "-s", help="only this stage's outputs"),
+          yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
+    """Remove run outputs (stage folders, set-aside copies, dry runs, the response cache) after confirming."""
+    from pocketguide.cli.console import out
+    from pocketguide.engine.clean import clean_targets, remove
+
+    pipe = _pipe()
+    if stage is not None:
+        pipe.stage(stage)
+    targets = clean_targets(pipe, stage)
+    if not targets:
+        out.print(f"nothing to clean under {pipe.data_dir}", markup=False)
+        return
+    for p in targets:
+        out.print(f"  {p}", markup=False, highlight=False)
+    if not yes and not typer.confirm(f"remove these {len(targets)} path(s)?", default=False):
+        out.print("kept everything", markup=False)
+        raise typer.Exit(1)
+    remove(targets)
+    out.print(f"removed {len(targets)} path(s)", markup=False)

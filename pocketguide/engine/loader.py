@@ -25,6 +25,7 @@ class Pipeline:
     spec: PipelineSpec
     path: Path
     extras: dict[str, Any] = dc_field(default_factory=dict)  # what load hooks attach (e.g. the loaded cohort)
+    data_dir_override: Path | None = None  # --data-dir: this run's outputs go here instead of pipeline.data_dir
 
     @property
     def root(self) -> Path:
@@ -32,7 +33,7 @@ class Pipeline:
 
     @property
     def data_dir(self) -> Path:
-        return self.resolve(self.spec.pipeline.data_dir)
+        return self.data_dir_override or self.resolve(self.spec.pipeline.data_dir)
 
     @property
     def templates_dir(self) -> Path:

@@ -18,8 +18,8 @@ class Price(Strict):
     output: float = Field(ge=0, description="USD per million completion (output) tokens")
 
 
-class TeacherSettings(Strict):
-    """How to reach a teacher. Every field is optional so stages can override a few."""
+class Endpoint(Strict):
+    """Where the teacher is: which provider and model, and how to reach it."""
 
     provider: str | None = Field(
         None, description="a registered teacher provider: openai = any OpenAI-compatible endpoint; embedded = "
@@ -28,17 +28,38 @@ class TeacherSettings(Strict):
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str | None = Field(
         None, description="name of the environment variable holding the key (default OPENAI_API_KEY)")
+    timeout_s: float | None = Field(None, gt=0, description="per-request timeout in seconds")
+    extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
+    extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
+
+
+class LocalRuntime(Strict):
+    """An in-process model (the embedded provider): the weights and the llama.cpp runtime."""
+
     model_path: str | None = Field(None, description="GGUF file for the embedded teacher")
+    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
+                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
+    n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
+    n_parallel: int | None = Field(
+        None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+
+
+class Sampling(Strict):
+    """How the teacher samples; each set field goes into every request as is."""
+
     temperature: float | None = Field(None, ge=0, le=2, description="sampling temperature")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling")
     max_tokens: int | None = Field(None, ge=1, description="completion token cap")
     seed: int | None = Field(None, description="sampling seed, where the endpoint supports it")
-    timeout_s: float | None = Field(None, gt=0, description="per-request timeout in seconds")
+    repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
+
+
+class OutputShape(Strict):
+    """What the teacher is asked to write: system prompt, structured output, the schema sent."""
+
     system_prompt: str | None = Field(None, description="system message sent before the rendered prompt")
     response_format: Literal["json_schema", "json_object", "text"] | None = Field(
         None, description="ask the endpoint for structured output (json_schema uses the stage's schema)")
-    repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
-    max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight for this teacher")
     schema_max_string: int | None = Field(
         None, ge=0, description="cap every string's maxLength in the schema sent to the model (validation keeps "
                                 "the real schema); unset = 200 for embedded, no cap otherwise; 0 = no cap")
@@ -51,14 +72,12 @@ class TeacherSettings(Strict):
     one_shot: str | None = Field(
         None, description="example answer appended to the system prompt: literal text, 'auto' (built from the "
                           "schema sent to the model) or 'none'; unset = auto for embedded with a schema")
-    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
-                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
-    n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
-    n_parallel: int | None = Field(
-        None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
-    extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
-    extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
-    # --- at scale: fallback, limits, retries, circuit breaker, prices (teachers/managed.py) ---
+
+
+class LimitsAndRetries(Strict):
+    """How hard the endpoint is driven and what happens when it fails: limits, retries, fallback models, the circuit breaker (teachers/managed.py)."""
+
+    max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight for this teacher")
     models: list[str] | None = Field(
         None, description="ordered model chain on this endpoint: the first answers, the rest are fallbacks")
     fallback_models: list[str] | None = Field(
@@ -77,16 +96,48 @@ class TeacherSettings(Strict):
         None, ge=2, description="the circuit breaker judges the last N calls to a model (default 100)")
     circuit_error_rate: float | None = Field(
         None, gt=0, le=1, description="error share over the window that opens the circuit (default 0.5)")
+
+
+class Prices(Strict):
+    """What calls cost, for cost per record and --max-cost."""
+
     prices: dict[str, Price] | None = Field(
         None, description="price table by model, USD per million tokens ('*' matches any other model)")
 
+
+
+# the groups in the order `pocketguide stages`, docs and errors show them; YAML may nest a group's keys under
+# its name (teacher: {sampling: {temperature: 0.2}}) or write them flat (teacher: {temperature: 0.2})
+TEACHER_GROUPS: dict[str, type[Strict]] = {"endpoint": Endpoint, "local": LocalRuntime, "sampling": Sampling,
+                                          "output": OutputShape, "limits": LimitsAndRetries, "cost": Prices}
+
+
+class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRetries, Prices):
+    """How to reach and drive a teacher, in groups (TEACHER_GROUPS). Every field is optional so stages can
+    override a few; code reads a group with `settings.group("sampling")` instead of lists of names."""
+
     @model_validator(mode="before")
     @classmethod
-    def _no_inline_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "api_key" in data:
+    def _flat_and_keyless(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if any(isinstance(data.get(g), dict) for g in TEACHER_GROUPS):
+            data = dict(data)
+            for g in TEACHER_GROUPS:
+                if isinstance(data.get(g), dict):
+                    data.update(data.pop(g))
+        if "api_key" in data:
             raise ValueError("api_key is not allowed in stages.yaml — put the key in the environment or .env "
                              "and name the variable with api_key_env")
         return data
+
+    @classmethod
+    def group_fields(cls, group: str) -> tuple[str, ...]:
+        return tuple(TEACHER_GROUPS[group].model_fields)
+
+    def group(self, group: str) -> dict[str, Any]:
+        """The group's fields that are set (None means: leave it to the endpoint's default)."""
+        return {k: v for k in self.group_fields(group) if (v := getattr(self, k)) is not None}
 
     def merged(self, *overrides: "TeacherSettings | None") -> "TeacherSettings":
         data = self.model_dump(exclude_none=True)

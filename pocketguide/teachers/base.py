@@ -8,6 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class TeacherRequest:
+    """One chat request. The sampling fields carry the names of TeacherSettings' sampling group."""
+
     messages: list[dict[str, str]]
     model: str | None = None
     temperature: float | None = None

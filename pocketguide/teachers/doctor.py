@@ -42,8 +42,7 @@ def _check_generation(teacher: Any, settings: TeacherSettings) -> dict[str, Any]
     rf = response_format_for(settings, PROBE_SCHEMA, "doctor_probe")
     messages = [{"role": "system", "content": system_prompt_for(settings, rf) or ""},
                 {"role": "user", "content": PROBE_PROMPT}]
-    request = TeacherRequest(messages=messages, temperature=settings.temperature, max_tokens=settings.max_tokens,
-                             seed=settings.seed, response_format=rf, repeat_penalty=settings.repeat_penalty)
+    request = TeacherRequest(messages=messages, response_format=rf, **settings.group("sampling"))
     response = asyncio.run(teacher.generate(request))
     errors: list[str] = []
     try:

@@ -70,13 +70,9 @@ class LLMGenerator(Generator):
         request = TeacherRequest(
             messages=messages,
             model=(item.variant or {}).get("model") or s.model,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            max_tokens=s.max_tokens,
-            seed=s.seed,
             response_format=item.response_format,  # per record: response_schema may name a field
-            repeat_penalty=s.repeat_penalty,
             sample_index=(item.variant or {}).get("replicate"),
+            **s.group("sampling"),  # temperature, top_p, max_tokens, seed, repeat_penalty: as set
         )
         response = await self.teacher.generate(request)
         return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)

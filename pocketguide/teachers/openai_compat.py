@@ -15,6 +15,8 @@ import orjson
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
 from pocketguide.engine.redact import Redactor
 from pocketguide.engine.spec import TeacherSettings
+
+SAMPLING = TeacherSettings.group_fields("sampling")
 from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
@@ -166,12 +168,10 @@ class OpenAITeacher:
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
         body: dict[str, Any] = {"model": request.model or self.settings.model, "messages": request.messages}
-        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format"):
+        for name in (*SAMPLING, "response_format"):  # the sampling group's fields travel under their own names
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
-        if request.repeat_penalty is not None:
-            body["repeat_penalty"] = request.repeat_penalty
         body.update(self.settings.extra_body or {})
         body.update(request.extra_body)
         return body

@@ -12,14 +12,6 @@ from pocketguide.teachers.cache import ResponseCache
 from pocketguide.teachers.managed import ManagedTeacher, RunShared
 from pocketguide.teachers.registry import build_teacher
 
-# Settings that shape how a teacher is called, not which endpoint it is (one provider per endpoint).
-_CALL_SETTINGS = {"temperature", "top_p", "max_tokens", "seed", "system_prompt", "response_format", "repeat_penalty",
-                  "models", "fallback_models", "requests_per_minute", "input_tokens_per_minute",
-                  "output_tokens_per_minute", "max_retries", "retry_initial_s", "retry_max_s", "circuit_window",
-                  "circuit_error_rate", "prices", "schema_max_string", "schema_max_items",
-                  "schema_fit_max_tokens", "one_shot"}
-
-
 class TeacherPool:
     def __init__(self) -> None:
         self._teachers: dict[str, Any] = {}
@@ -40,7 +32,9 @@ class TeacherPool:
             self.shared.cache = None
 
     def get(self, settings: TeacherSettings, stage: str | None = None) -> ManagedTeacher:
-        key = json.dumps(settings.model_dump(exclude=_CALL_SETTINGS, exclude_none=True), sort_keys=True)
+        # one provider per endpoint: the endpoint and local-runtime groups say which one this is; sampling,
+        # output shape, limits and prices change how it is called, not what it is
+        key = json.dumps({**settings.group("endpoint"), **settings.group("local")}, sort_keys=True, default=str)
         if key not in self._teachers:
             self._teachers[key] = build_teacher(settings)
         if self.shared.cache is None and self._cache_path is not None:  # opened by the first teacher user
