@@ -128,12 +128,16 @@ def status(dry_run: bool = typer.Option(False, "--dry-run", help="show the dry-r
     t = Table(title=f"status of {pipe.path}")
     for col in ("stage", "kind", "state", "accepted", "rejected", "stale because", "finished"):
         t.add_column(col)
-    for s in pipeline_status(pipe, dry_run):
+    states = pipeline_status(pipe, dry_run)
+    for s in states:
         state = ("[red]stale[/]" if s.stale else "[green]done[/]" if s.complete else
                  "[yellow]partial[/]" if s.ran else "[dim]not run[/]")
         t.add_row(s.name, s.kind, state, str(s.accepted), str(s.rejected),
                   ", ".join(f"{x} changed" for x in s.stale_inputs), s.finished_at or "")
     out.print(t)
+    for s in states:  # values the plan had and a stage lost: a payload type with no training data, say
+        for line in s.missing:
+            out.print(f"[yellow]{s.name}: missing {line}[/]")
 
 
 @app.command()

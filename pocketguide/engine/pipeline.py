@@ -66,11 +66,38 @@ class StageState:
     dry_run: bool
     output_dir: Path
     finished_at: str | None
+    missing: list[str] = field(default_factory=list)  # facet values upstream has and this stage lost
+
+
+def _accepted_values(stats: dict[str, Any] | None, facet: str) -> set[str] | None:
+    by_value = ((stats or {}).get("facets") or {}).get(facet)
+    return None if by_value is None else {v for v, c in by_value.items() if (c or {}).get("accepted")}
+
+
+def missing_values(pipe: Pipeline, stage: Any, stats: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Facet values this stage lost: accepted by the farthest ancestor (along first inputs) that counts the
+    same facet, but by no record here — e.g. a payload type the plan asked for that never reached the
+    dataset. An operation may add its own in stats.json → coverage ({facet, missing: {where: [values]}})."""
+    out = []
+    for facet in ((stats.get(stage.name) or {}).get("facets") or {}):
+        here, ref, name = _accepted_values(stats.get(stage.name), facet), None, stage.name
+        while pipe.stage(name).inputs:
+            name = pipe.stage(name).inputs[0]
+            ref = _accepted_values(stats.get(name), facet) or ref
+        lost = sorted((ref or set()) - (here or set()))
+        if lost:
+            out.append(f"{facet}: {', '.join(lost)}")
+    cov = (stats.get(stage.name) or {}).get("coverage") or {}
+    for where, values in (cov.get("missing") or {}).items():
+        if values:
+            out.append(f"{where} {cov.get('facet', '')}: {', '.join(values)}".replace("  ", " "))
+    return out
 
 
 def pipeline_status(pipe: Pipeline, dry_run: bool = False) -> list[StageState]:
     states = []
     stale_upstream: set[str] = set()
+    stats = {s.name: StageStore(store_root(pipe, dry_run), s.name).stats() for s in pipe.stages}
     for stage in pipe.stages:
         store = StageStore(store_root(pipe, dry_run), stage.name)
         m: dict[str, Any] | None = store.manifest()
@@ -89,7 +116,8 @@ def pipeline_status(pipe: Pipeline, dry_run: bool = False) -> list[StageState]:
         counts = m.get("counts") or {}
         states.append(StageState(stage.name, kind, True, bool(m.get("complete")) and not stale,
                                  counts.get("accepted", 0), counts.get("rejected", 0), stale, changed,
-                                 bool(m.get("dry_run")), store.dir, m.get("finished_at")))
+                                 bool(m.get("dry_run")), store.dir, m.get("finished_at"),
+                                 missing_values(pipe, stage, stats)))
     return states
 
 

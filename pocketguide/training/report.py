@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pocketguide.training.coverage import markdown_lines
 from pocketguide.training.evaluate import RATE_KEYS
 
 
@@ -42,7 +43,8 @@ def gains(summary: dict[str, Any]) -> dict[str, Any]:
     base, tuned = summary.get("base") or {}, summary.get("tuned") or {}
     for mode in sorted(set(base) & set(tuned)):
         out[mode] = {k: round(100 * ((tuned[mode][k] or 0) - (base[mode][k] or 0)), 1)
-                     for k in ("schema_valid_rate", "parsed_rate", "envelope_valid_rate", "payload_valid_rate")}
+                     for k in ("schema_valid_rate", "parsed_rate", "envelope_valid_rate", "payload_valid_rate",
+                           "finished_rate")}
     return out
 
 
@@ -50,10 +52,16 @@ def _pct(x: Any) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
 
 
+def _valid_and_finished(rates: dict[str, Any]) -> str:
+    """'40% (90%)': schema-valid, and in brackets how many answers ended before the token cap."""
+    return f"{_pct(rates.get('schema_valid_rate'))} ({_pct(rates.get('finished_rate'))})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
+    chosen = f" ({report['max_new_tokens_chosen']})" if report.get("max_new_tokens_chosen") else ""
     title = (f"# Student evaluation ({report['n_examples']} eval-suite prompts, max_new_tokens "
-             f"{report['max_new_tokens']}, greedy)")
+             f"{report['max_new_tokens']}{chosen}, greedy)")
     header = ("| model | mode | n | parsed | envelope-valid | payload-valid | schema-valid | finished | "
               "mean latency (s) | gates |")
     lines = [title, "", header,
@@ -64,16 +72,18 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {model} | {mode} | {m['n']} | {_pct(m['parsed_rate'])} | {_pct(m['envelope_valid_rate'])} | "
                          f"{_pct(m['payload_valid_rate'])} | {_pct(m['schema_valid_rate'])} | "
                          f"{_pct(m['finished_rate'])} | {m['mean_latency_s']} | {gates} |")
-    lines += ["", "## Schema-valid rate by payload type", "", "| model | mode | " +
+    lines += ["", "## Schema-valid rate by payload type (finished rate in brackets)", "", "| model | mode | " +
               " | ".join(report["payload_types"]) + " |", "|---|---|" + "---|" * len(report["payload_types"])]
     for model, modes in s.items():
         for mode, m in modes.items():
-            cells = [_pct((m["by_payload_type"].get(t) or {}).get("schema_valid_rate")) for t in report["payload_types"]]
+            cells = [_valid_and_finished(m["by_payload_type"].get(t) or {}) for t in report["payload_types"]]
             lines.append(f"| {model} | {mode} | " + " | ".join(cells) + " |")
+    lines += markdown_lines(report.get("coverage"))
     if report.get("gain_points"):
         lines += ["", "## Tuned minus base (percentage points)", ""]
         for mode, g in report["gain_points"].items():
-            lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}")
+            lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}, "
+                         f"finished {g['finished_rate']:+.1f}")
     if report.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
