@@ -23,25 +23,22 @@ def ctx(**options):
 
 
 JUDGE_OUTPUTS = [
-    ("plain SCORE line", "The essay is fresh.\nSCORE: 7", 7.0, "SCORE"),
-    ("bold markdown", "Good flow.\n\n**SCORE: 8**", 8.0, "SCORE"),
-    ("bold label only", "Reasoning here.\n**Score:** 6", 6.0, "labelled"),
-    ("heading", "## Final Score: 9", 9.0, "labelled"),
-    ("total score", "Novelty 3, coherence 4.\nTotal score: 7.5", 7.5, "labelled"),
-    ("fraction out of ten", "Decent.\nScore: 8/10", 8.0, "labelled"),
-    ("fraction out of five rescaled", "Decent.\nScore: 4/5", 8.0, "labelled"),
-    ("fraction out of a hundred", "Score: 85 / 100", 8.5, "labelled"),
-    ("decimal comma", "Score: 6,5", 6.5, "labelled"),
-    ("second-to-last line", "Analysis.\nSCORE: 5\nThanks for reading!", 5.0, "SCORE"),
-    ("third-to-last line", "SCORE: 4\nI hope this helps.\nLet me know.", 4.0, "SCORE"),
-    ("SCORE beats Score", "SCORE: 3\nScore: 9 would be too generous", 3.0, "SCORE"),
-    ("last SCORE wins", "SCORE: 2\nOn reflection:\nSCORE: 6", 6.0, "SCORE"),
-    ("three-number average", "Per criterion:\nScore: 6 7 8", 7.0, "average"),
-    ("three numbers with commas", "Score: 5, 6, 10", 7.0, "average"),
-    ("perfect ten is in range", "Flawless.\nSCORE: 10", 10.0, "SCORE"),
-    ("zero is in range", "Nothing here.\nSCORE: 0", 0.0, "SCORE"),
-    ("trailing prose after number", "Final score: 7 - solid but safe", 7.0, "labelled"),
-    ("windows newlines and blank lines", "Ok.\r\n\r\nSCORE: 6\r\n\r\n", 6.0, "SCORE"),
+    ("plain SCORE line", "The essay is fresh.\nSCORE: 7", 7.0, "final"),
+    ("bold markdown", "Good flow.\n\n**SCORE: 8**", 8.0, "final"),
+    ("bold label only", "Reasoning here.\n**Score:** 6", 6.0, "label"),
+    ("heading", "## Final Score: 9", 9.0, "final"),
+    ("total score", "Novelty 3, coherence 4.\nTotal score: 7.5", 7.5, "final"),
+    ("fraction out of ten", "Decent.\nScore: 8/10", 8.0, "label"),
+    ("final fraction out of five rescaled", "Decent.\nFinal score: 4/5", 8.0, "final"),
+    ("total out of a hundred rescaled", "Total score: 85 / 100", 8.5, "final"),
+    ("decimal comma", "Score: 6,5", 6.5, "label"),
+    ("second-to-last line", "Analysis.\nSCORE: 5\nThanks for reading!", 5.0, "final"),
+    ("third-to-last line", "SCORE: 4\nI hope this helps.\nLet me know.", 4.0, "final"),
+    ("heading with the value on the next line", "Sub: Score: 2/3 pts\n### Final Score\n**7**", 7.0, "final"),
+    ("perfect ten is in range", "Flawless.\nSCORE: 10", 10.0, "final"),
+    ("zero is in range", "Nothing here.\nSCORE: 0", 0.0, "final"),
+    ("trailing prose after number", "Final score: 7 - solid but safe", 7.0, "final"),
+    ("windows newlines and blank lines", "Ok.\r\n\r\nSCORE: 6\r\n\r\n", 6.0, "final"),
 ]
 
 
@@ -52,12 +49,17 @@ def test_in_last_line_extracts(name, raw, score, method):
     assert c.notes["parse_mode"] == method
 
 
-FAILURES = [
+FAILURES = [  # precision first: a guessed score is worse than none
     ("empty", "", "empty_response"),
     ("whitespace", "  \n\t\n", "empty_response"),
     ("no score at all", "This essay is interesting.\nI liked it.", "no_score_last_lines"),
     ("score too early", "SCORE: 7\nline two\nline three\nline four", "no_score_last_lines"),
     ("score without number", "Score: N/A", "no_score_last_lines"),
+    ("a sub-score on another scale", "Decent.\nScore: 4/5", "no_score_last_lines"),
+    ("SCORE then a different Score", "SCORE: 3\nScore: 9 would be too generous", "ambiguous_score"),
+    ("two SCOREs", "SCORE: 2\nOn reflection:\nSCORE: 6", "ambiguous_score"),
+    ("three numbers", "Per criterion:\nScore: 6 7 8", "ambiguous_score"),
+    ("three numbers with commas", "Score: 5, 6, 10", "ambiguous_score"),
     ("eleven", "SCORE: 11", "out_of_range"),
     ("negative", "Score: -2", "out_of_range"),
     ("fifteen out of ten", "Score: 15/10", "out_of_range"),
@@ -77,7 +79,7 @@ def test_in_last_line_range_is_configurable_and_inclusive():
     assert in_last_line("Score: 3/5", ctx(min_score=1, max_score=5)) == 3.0
     with pytest.raises(ParseError) as exc:
         in_last_line("SCORE: 0", ctx(min_score=1, max_score=5))
-    assert exc.value.code == "out_of_range" and "1.0–5.0 (inclusive)" in str(exc.value)
+    assert exc.value.code == "out_of_range" and "1–5 (inclusive)" in str(exc.value)
     with pytest.raises(ParseError):
         in_last_line("SCORE: 7\nmore\nmore\nmore", ctx(last_lines=3))
     assert in_last_line("SCORE: 7\nmore\nmore\nmore", ctx(last_lines=4)) == 7.0

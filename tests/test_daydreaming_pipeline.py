@@ -101,12 +101,12 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     pipe = load_pipeline(path)
     run_pipeline(pipe, options=RunOptions(cache=False, limit=1, teacher=LOOPBACK))
     out = EXPORTERS["gens"](pipe, pipe.stage("evaluation"), StageStore(pipe.data_dir, "evaluation"), tmp_path / "g")
-    folders = sorted(out.iterdir())
-    assert len(folders) == 48
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 48 and len(json.loads((out / "names.json").read_text())) == 48
     meta = json.loads((folders[0] / "metadata.json").read_text())
     assert meta["stage"] == "evaluation" and meta["cohort"] == "pilot" and meta["mode"] == "llm"
     assert meta["model"] in ("smollm2-135m", "judge-b") and meta["replicate"] in (0, 1)
-    assert meta["parser"]["name"] == "in_last_line" and meta["usage"]["completion_tokens"] > 0
+    assert meta["parser"]["name"] == "judge_score" and meta["usage"]["completion_tokens"] > 0
     assert meta["parent_id"].startswith("essay_") and meta["error"] is None
     assert (folders[0] / "prompt.txt").read_text().startswith("Rate the")
     assert float((folders[0] / "parsed.txt").read_text()) >= 0
@@ -115,7 +115,7 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
                                    "--out", str(tmp_path / "g")])
     assert res.exit_code == 0, res.output
     copy = [d for d in (tmp_path / "g" / "essay").iterdir()
-            if json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
+            if d.is_dir() and json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
     assert len(copy) == 2 and json.loads((copy[0] / "metadata.json").read_text())["usage"] is None
 
     res = CliRunner().invoke(app, ["--pipeline", str(path), "report", "--out", str(tmp_path / "rep"), "--top", "3"])
@@ -152,7 +152,7 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypat
     assert len(evals) == 2 * 12  # 1 surviving draft → 2 essays → 12 evaluations each
     reasons = {r["reasons"][0] if r["reasons"] else r["parsed"] for r in evals}
     assert 10.0 in reasons, "a perfect 10 is accepted (the range is inclusive)"
-    assert reasons == {10.0, "no_score_last_lines", "out_of_range", "truncated"}
+    assert reasons == {10.0, "no_final_score", "out_of_range", "truncated"}
     truncated = [r for r in evals if r["reasons"] == ["truncated"]]
     assert all(r["raw"] == "Very long..." for r in truncated)
     report = (pipe.data_dir / "report" / "pivot.csv").read_text()

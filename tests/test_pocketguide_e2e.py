@@ -172,15 +172,13 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
 
     # the teacher saw the structured-output request the YAML asks for
     assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
-    from pocketguide.pipelines.pocketguide.contracts import compose_typed_response_schema
-    planned = {r["data"]["prompt"]: r["data"]["payload_type"] for r in plan}
+    from pocketguide.pipelines.pocketguide.contracts import compose_response_schema
     for r in server.requests:
         user, schema = r["messages"][-1]["content"], r["response_format"]["json_schema"]["schema"]
-        question = user.split("Question: ", 1)[1].split("\n", 1)[0]
         if user.startswith("Review"):
             assert schema["title"].startswith("Critique")
-        else:  # draft and refine decode with the compact schema of the planned payload type
-            assert schema == compose_typed_response_schema(planned[question], REPO / "data" / "schemas")
+        else:  # a remote teacher decodes draft and refine with the whole contract, not the compact profile
+            assert schema == compose_response_schema(REPO / "data" / "schemas", profile="full")
     assert all(r["max_tokens"] == 900 and r["temperature"] == 0.7 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
@@ -263,7 +261,8 @@ def test_a_record_whose_decoding_schema_is_missing_is_rejected(tmp_path, fake_op
     gone = plan[0]["data"]["payload_type"]
     (tmp_path / "proj" / "data" / "schemas" / f"response.{gone}.v1.json").unlink()
     server = fake_openai(script(plan))
-    res = run_stage("draft", path, options=RunOptions(teacher=TeacherSettings(provider="openai", model="fake")))
+    teacher = TeacherSettings(provider="openai", model="fake", decoding_profile="compact")  # per-type files
+    res = run_stage("draft", path, options=RunOptions(teacher=teacher))
     rejected = lines(res.output_dir / "rejected.jsonl")
     missing = sorted(r["id"] for r in rejected if r["reasons"] == ["response_schema_missing"])
     assert missing == sorted(r["id"] for r in plan if r["data"]["payload_type"] == gone)

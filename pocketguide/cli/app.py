@@ -22,14 +22,33 @@ def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", 
          verbose: bool = typer.Option(False, "--verbose", "-v", help="full tracebacks and debug logs")) -> None:
     STATE["pipeline"], STATE["verbose"], STATE["data_dir"] = pipeline, verbose, data_dir
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_log_safety()
+
+
+# HTTP libraries log full URLs (httpx at INFO) and request details (openai, httpcore at DEBUG): even with
+# --verbose they stay at WARNING, and every handler scrubs registered secrets from what it writes
+QUIET_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "huggingface_hub.utils._http")
+
+
+def setup_log_safety() -> None:
+    from pocketguide.engine.redact import SecretFilter
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, SecretFilter) for f in handler.filters):
+            handler.addFilter(SecretFilter())
 
 
 def fail(exc: BaseException) -> None:
-    from pocketguide.cli.console import console
+    import traceback
 
-    if STATE["verbose"]:
-        console.print_exception()
-    message = str(exc) if isinstance(exc, PocketguideError) else f"{type(exc).__name__}: {exc}"
+    from pocketguide.cli.console import console
+    from pocketguide.engine.redact import scrub
+
+    if STATE["verbose"]:  # the traceback as plain text, so that it can be scrubbed like everything else
+        console.out(scrub("".join(traceback.format_exception(exc))), highlight=False)
+    message = scrub(str(exc) if isinstance(exc, PocketguideError) else f"{type(exc).__name__}: {exc}")
     from rich.text import Text
 
     console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)

@@ -17,6 +17,7 @@ from pocketguide.engine import registry
 from pocketguide.engine.errors import RegistryError, StagesConfigError, TemplateError
 from pocketguide.engine.plugins import PluginLoadError, load_plugin
 from pocketguide.engine.spec import PipelineSpec, StageSpec
+from pocketguide.engine.store import stage_name_problem
 from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
 
 
@@ -177,10 +178,17 @@ def run_load_hooks(pipe: Pipeline) -> list[str]:
 def check_pipeline(pipe: Pipeline) -> list[str]:
     problems: list[str] = _check_provider("pipeline", pipe.spec.pipeline.teacher.provider)
     seen: set[str] = set()
+    folded: dict[str, str] = {}  # stage folders must differ on a case-insensitive disk too
     names = [s.name for s in pipe.stages]
     for stage in pipe.stages:
         if stage.name in seen:
             problems.append(f"{stage.name}.name: duplicate stage name — give each stage a unique name")
+        elif stage.name.casefold() in folded:
+            problems.append(f"{stage.name}.name: differs from stage '{folded[stage.name.casefold()]}' only in case "
+                            f"(one folder on macOS and Windows) — rename one of them")
+        folded.setdefault(stage.name.casefold(), stage.name)
+        if (why := stage_name_problem(stage.name)) is not None:
+            problems.append(f"{stage.name}.name: {why}")
         for inp in stage.inputs:
             if inp == stage.name:
                 problems.append(f"{stage.name}.inputs: the stage reads itself (a cycle) — remove '{inp}'")

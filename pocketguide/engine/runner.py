@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pocketguide.engine import registry
-from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, TeacherError
+from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, StoreError, TeacherError
 from pocketguide.engine.inputs import (
     Joined,
     Upstream,
@@ -31,7 +31,17 @@ from pocketguide.engine.records import ACCEPTED, child_id
 from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
-from pocketguide.engine.steps import Item, Prepared, _reject, finish, prepare
+from pocketguide.engine.steps import (
+    Item,
+    Prepared,
+    _reject,
+    error_text,
+    failed_record,
+    finish,
+    prepare,
+    record_failed,
+    unwritable,
+)
 from pocketguide.engine.store import StageStore
 
 log = logging.getLogger("pocketguide.engine.runner")
@@ -122,7 +132,14 @@ class _Loop:
 
     def write(self, record: dict[str, Any]) -> None:
         teacher = record.get("teacher")
-        self.store.append(record, buffered=not (teacher and not teacher.get("cached")))
+        buffered = not (teacher and not teacher.get("cached"))
+        try:
+            self.store.append(record, buffered=buffered)
+        except (OSError, StoreError):
+            raise  # the store itself failed (a full disk…): the stage stops
+        except Exception as exc:  # this record cannot be stored as it is (nested too deep for JSON…)
+            record = unwritable(record, exc)
+            self.store.append(record, buffered=buffered)
         self.acc.add(record)
         if record["status"] == ACCEPTED:
             self.result.new_accepted += 1
@@ -148,7 +165,10 @@ class _Loop:
         except RecordRejected as exc:
             self.write(_reject(p.record, exc.code, str(exc)))
             return
-        self.write(finish(self.rt, p, gen))
+        except Exception as exc:  # a generator's bug fails this record; record_failed re-raises stage stops
+            self.write(record_failed(p.record, "generator_error", exc))
+            return
+        self.write(self.finished(p, gen))
 
     def run_sync(self, p: Prepared) -> None:
         try:
@@ -156,20 +176,36 @@ class _Loop:
         except RecordRejected as exc:
             self.write(_reject(p.record, exc.code, str(exc)))
             return
-        self.write(finish(self.rt, p, gen))
+        except Exception as exc:
+            self.write(record_failed(p.record, "generator_error", exc))
+            return
+        self.write(self.finished(p, gen))
 
-    def prepared(self, p: Prepared) -> Prepared | dict[str, Any]:
-        """The generator's own per-record preparation (e.g. the record's response format)."""
+    def finished(self, p: Prepared, gen: Any) -> dict[str, Any]:
+        try:
+            return finish(self.rt, p, gen)
+        except Exception as exc:  # finish catches each step's errors; this is the engine's own safety net
+            return record_failed(p.record, "internal_error", exc)
+
+    def prepared(self, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
+        """Render the record, then the generator's own per-record preparation (e.g. its response format)."""
+        try:
+            p = prepare(self.rt, item, joined)
+        except Exception as exc:
+            return record_failed(failed_record(self.rt, item), "internal_error", exc)
+        if isinstance(p, dict):
+            return p
         try:
             self.generators[p.mode].prepare(p)
         except RecordRejected as exc:
             return _reject(p.record, exc.code, str(exc))
+        except Exception as exc:
+            return record_failed(p.record, "generator_error", exc)
         return p
 
 
 async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
     """Feed items through at most `concurrency` teacher calls; copy items run inline."""
-    rt = loop.rt
     sem = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task] = set()
     stop: list[str] = []
@@ -180,9 +216,9 @@ async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concu
         exc = task.exception() if not task.cancelled() else None
         if isinstance(exc, StageStopped):
             stop.append(str(exc))
-        elif exc is not None:
-            log.error("record task failed: %r", exc)
-            stop.append(f"internal error: {type(exc).__name__}: {exc}")
+        elif exc is not None:  # only what concerns the whole stage gets here (a full disk, a config error)
+            log.error("stage stopped: %s", error_text(exc))
+            stop.append(error_text(exc))
 
     n = 0
     for item in items:
@@ -190,9 +226,7 @@ async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concu
             break
         n += 1
         try:
-            p = prepare(rt, item, joined)
-            if not isinstance(p, dict):
-                p = loop.prepared(p)
+            p = loop.prepared(item, joined)
             if isinstance(p, dict):
                 loop.write(p)
             elif loop.generators[p.mode].calls_teacher:

@@ -60,6 +60,10 @@ class OutputShape(Strict):
     system_prompt: str | None = Field(None, description="system message sent before the rendered prompt")
     response_format: Literal["json_schema", "json_object", "text"] | None = Field(
         None, description="ask the endpoint for structured output (json_schema uses the stage's schema)")
+    decoding_profile: Literal["compact", "full"] | None = Field(
+        None, description="the schema structured output sends: compact = the stage's response_schema (a smaller "
+                          "decoding profile for small local models), full = the stage's schema (the whole contract); "
+                          "unset = compact for embedded, full for every other provider")
     schema_max_string: int | None = Field(
         None, ge=0, description="cap every string's maxLength in the schema sent to the model (validation keeps "
                                 "the real schema); unset = 200 for embedded, no cap otherwise; 0 = no cap")

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any
 
-from pocketguide.engine.errors import ParseError, TemplateError
+from pocketguide.engine.errors import (
+    MissingExtra,
+    ParseError,
+    StagesConfigError,
+    StageStopped,
+    StoreError,
+    TeacherConfigError,
+    TemplateError,
+)
 from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import Joined, Upstream
 from pocketguide.engine.records import ACCEPTED, REJECTED, lookup, new_record
@@ -47,6 +56,36 @@ def _reject(record: dict[str, Any], reason: str, error: str | None = None) -> di
     return record
 
 
+# failures that concern the whole stage stop it; every other exception fails only the record at hand
+_STAGE_ERRORS = (StageStopped, StagesConfigError, TeacherConfigError, MissingExtra, StoreError)
+_STAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a full or read-only disk fails every record
+MAX_ERROR_CHARS = 500
+
+
+def stops_stage(exc: BaseException) -> bool:
+    """True for what no other record can get past: a config error, an open circuit or a spent budget,
+    a store that cannot write, a full disk. Anything else raised while handling one record fails that record."""
+    if not isinstance(exc, Exception):
+        return True  # KeyboardInterrupt, SystemExit, cancellation
+    return isinstance(exc, _STAGE_ERRORS) or (isinstance(exc, OSError) and exc.errno in _STAGE_ERRNOS)
+
+
+def error_text(exc: BaseException) -> str:
+    """`Type: message`, cut to MAX_ERROR_CHARS (a 10 MB message must not become a 10 MB record)."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a plugin's exception whose __str__ raises
+        text = f"{type(exc).__name__}: (message could not be shown)"
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "…"
+
+
+def record_failed(record: dict[str, Any], code: str, exc: BaseException) -> dict[str, Any]:
+    """Reject one record for an exception raised while handling it; re-raise what stops the stage."""
+    if stops_stage(exc):
+        raise exc
+    return _reject(record, code, error_text(exc))
+
+
 class Prepared:
     __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format")
 
@@ -54,6 +93,26 @@ class Prepared:
         self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
         self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
         self.response_format = response_format
+
+
+def failed_record(rt: StageRuntime, item: Item) -> dict[str, Any]:
+    """The bare record of an item, for when building the real one failed."""
+    up = item.upstream.record
+    parent = up.get("id") if isinstance(up, dict) else None
+    record = new_record(id=item.id, stage=rt.stage.name, parent_ids=[parent] if rt.stage.inputs else [],
+                        ancestors=[parent] if rt.stage.inputs else [], data={}, variant=item.variant)
+    record["input_fp"] = item.fp
+    return record
+
+
+def unwritable(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """What is kept of a record the store cannot encode (a value nested deeper than JSON writers go):
+    who it is, why it failed and what it cost, without the payload."""
+    keep = ("id", "stage", "parent_ids", "ancestors", "variant", "mode", "teacher", "created_at", "input_fp")
+    out = {k: record.get(k) for k in keep}
+    out.update(status=REJECTED, reasons=[*record.get("reasons", []), "record_unwritable"], data={},
+               error=error_text(exc))
+    return out
 
 
 def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | dict[str, Any]:
@@ -89,8 +148,8 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
     if choice and choice.renderer:
         try:
             prompt = choice.renderer.render(ctx)
-        except TemplateError as exc:
-            return _reject(record, "template_error", str(exc))
+        except TemplateError as exc:  # any error of this record's values, Jinja's or Python's
+            return _reject(record, "template_error", str(exc)[:MAX_ERROR_CHARS])
         record["prompt"] = prompt
     return Prepared(record, choice, mode, ctx, prompt, rt)
 
@@ -112,14 +171,17 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
         parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
     except ParseError as exc:
         record["parse_notes"] = pctx.notes or None
-        return _reject(record, exc.code, str(exc))
+        return _reject(record, exc.code, str(exc)[:MAX_ERROR_CHARS])
     except Exception as exc:  # a parser bug must not end the run
-        return _reject(record, "parse_failed", f"{type(exc).__name__}: {exc}")
+        return record_failed(record, "parse_failed", exc)
     record["parsed"] = parsed
     if pctx.notes:
         record["parse_notes"] = pctx.notes
     if rt.validator is not None:
-        err = next(iter(rt.validator.iter_errors(parsed)), None)
+        try:
+            err = next(iter(rt.validator.iter_errors(parsed)), None)
+        except Exception as exc:  # e.g. RecursionError on a value nested thousands deep
+            return record_failed(record, "validation_error", exc)
         record["validation"] = {"ok": err is None}
         if err is not None:
             path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
@@ -129,10 +191,11 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     for name, fn, opts in rt.gates:
         try:
             res = fn(gi, opts)
-        except Exception as exc:
-            res_d = {"name": name, "passed": False, "reason": "error", "details": {"error": f"{type(exc).__name__}: {exc}"}}
-        else:
             res_d = {"name": name, "passed": bool(res.passed), "reason": res.reason, "details": res.details}
+        except Exception as exc:
+            if stops_stage(exc):
+                raise
+            res_d = {"name": name, "passed": False, "reason": "error", "details": {"error": error_text(exc)}}
         record["gates"].append(res_d)
         if not res_d["passed"]:
             record["reasons"].append(f"gate:{name}:{res_d['reason'] or 'failed'}")

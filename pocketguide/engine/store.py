@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -13,20 +14,69 @@ from typing import Any, Iterator
 
 import orjson
 
+from pocketguide.engine import redact
 from pocketguide.engine.errors import StoreError
 
 RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 STATS = "stats.json"
 MANIFEST = "manifest.json"
+# what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
+# files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
+RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
+                  "exports", "reports", "gens", "_models")
+_MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
+MAX_STAGE_NAME = 100
+
+
+def stage_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a stage folder under data_dir, or None."""
+    if name.casefold() in {r.casefold() for r in RESERVED_NAMES}:
+        return f"'{name}' is a name the store uses under data_dir ({', '.join(RESERVED_NAMES)}) — rename the stage"
+    if _MOVED_ASIDE.search(name):
+        return f"'{name}' looks like a folder --fresh sets aside (<stage>.old-<stamp>) — rename the stage"
+    if len(name) > MAX_STAGE_NAME:
+        return f"the name is {len(name)} characters long; at most {MAX_STAGE_NAME} — shorten it"
+    return None
+
+
+class UnstorableValue(ValueError):
+    """A record holds a value no line could carry and be read back (nested past the readers' limit,
+    a number beyond 1e308); the runner keeps the record without it."""
 
 
 def dumps_line(obj: Any) -> bytes:
-    """One JSON line. orjson for speed; text it cannot encode (lone surrogates) goes through json."""
+    """One JSON line, with every form of every registered secret removed (engine/redact.py)."""
+    line = _dumps_line(obj)
+    if not redact.active():
+        return line
+    clean = redact.scrub_bytes(line)
+    if clean is line or clean == line:
+        return line
+    try:  # a secret that looked like part of a number would break the line: scrub the strings instead
+        orjson.loads(clean)
+        return clean
+    except orjson.JSONDecodeError:
+        return _dumps_line(redact.scrub_obj(obj))
+
+
+def _dumps_line(obj: Any) -> bytes:
+    """One JSON line. orjson for speed; what it cannot encode (lone surrogates, integers past 64 bits,
+    nesting past 255) goes through json, and that line must read back with orjson (the reader) or
+    UnstorableValue is raised: a line written but skipped on reading would be redone on every resume."""
     try:
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        return (json.dumps(obj, ensure_ascii=True, default=str) + "\n").encode("ascii")
+        pass
+    try:
+        text = json.dumps(obj, ensure_ascii=False, default=str, allow_nan=False)
+        # a lone surrogate (half of a UTF-16 pair) is no valid UTF-8 and orjson refuses its \ud800 escape:
+        # it becomes U+FFFD, so the line reads back instead of being skipped as corrupt on resume
+        line = (text.encode("utf-16", "surrogatepass").decode("utf-16", "replace") + "\n").encode()
+        orjson.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise UnstorableValue(f"the record cannot be written as a JSON line: {str(exc)[:200]}") from None
+    return line
 
 
 def loads(line: bytes | str) -> Any:
@@ -52,7 +102,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+    """`obj` as indented JSON, written atomically, every registered secret removed."""
+    if redact.active():
+        obj = redact.scrub_obj(obj)
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8", "replace"))
 
 
 def read_json(path: Path) -> Any:

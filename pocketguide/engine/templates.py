@@ -84,3 +84,5 @@ class Renderer:
             raise TemplateError(f"template '{self.name}': {exc.message}") from exc
         except jinja2.TemplateError as exc:  # sandbox violations and runtime errors
             raise TemplateError(f"template '{self.name}': {exc}") from exc
+        except Exception as exc:  # Python errors of one record's values: `n + 1` on a string, range(10**9)…
+            raise TemplateError(f"template '{self.name}': {type(exc).__name__}: {exc}") from exc

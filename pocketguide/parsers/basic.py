@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
+from pocketguide.parsers.jsonsafe import loads_json
 
 
 @parser("identity")
@@ -19,7 +19,7 @@ def identity(raw: str, ctx: Any) -> str:
 def strict_json(raw: str, ctx: Any) -> Any:
     """The whole text must be one JSON value."""
     try:
-        return json.loads(raw)
+        return loads_json(raw)
     except ValueError as exc:
         raise ParseError("parse_failed", f"not valid JSON: {exc}") from None
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from pocketguide.engine.errors import StoreError
+from pocketguide.engine.redact import scrub
 from pocketguide.teachers.base import TeacherRequest
 
 SCHEMA = """
@@ -93,7 +94,8 @@ class ResponseCache:
     def put(self, key: str, response: dict[str, Any], *, stage: str | None, endpoint: str, model: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO responses(key, stage, endpoint, model, created_at, response) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
-                        (key, stage, endpoint, model, time.time(), json.dumps(response, ensure_ascii=False)))
+                        (key, stage, endpoint, model, time.time(),
+                         scrub(json.dumps(response, ensure_ascii=False))))  # an answer may echo the key
         self.writes += 1
 
     def stats(self) -> dict[str, Any]:

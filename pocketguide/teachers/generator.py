@@ -12,14 +12,15 @@ from pocketguide.engine.records import lookup
 from pocketguide.engine.registry import generator
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.pool import TeacherPool
-from pocketguide.teachers.structured import response_format_for, system_prompt_for
+from pocketguide.teachers.structured import decoding_profile, response_format_for, system_prompt_for
 
 SCHEMA_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")  # `{payload_type}` in a response_schema path
 
 
 @generator("llm")
 class LLMGenerator(Generator):
-    """Asks the stage's teacher; structured output uses the stage's response_schema (or its schema)."""
+    """Asks the stage's teacher; structured output sends the stage's response_schema to a teacher whose
+    decoding_profile is compact (the embedded one by default), its schema (the whole contract) otherwise."""
 
     calls_teacher = True
 
@@ -27,8 +28,10 @@ class LLMGenerator(Generator):
         super().__init__(rt, run)
         stage, s = rt.stage, rt.teacher_settings
         self.settings = s
-        fixed = stage.response_schema and not SCHEMA_FIELD.search(stage.response_schema)
-        decoding = json.loads(rt.pipe.resolve(stage.response_schema).read_text()) if fixed else rt.schema
+        # the stage's response_schema (compact) only for a teacher that needs it; else the full contract
+        self.response_schema = stage.response_schema if decoding_profile(s) == "compact" else None
+        fixed = self.response_schema and not SCHEMA_FIELD.search(self.response_schema)
+        decoding = json.loads(rt.pipe.resolve(self.response_schema).read_text()) if fixed else rt.schema
         self.response_format = response_format_for(s, decoding, stage.name)
         self._formats: dict[str, Any] = {}  # response_schema path → response_format
         self.teacher = None
@@ -45,7 +48,7 @@ class LLMGenerator(Generator):
     def _format_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """The stage's response_format; a `{field}` in response_schema is filled from the record's data, so
         each record can be decoded with its own schema (e.g. one per payload type)."""
-        rel = self.rt.stage.response_schema
+        rel = self.response_schema
         if not rel or not SCHEMA_FIELD.search(rel):
             return self.response_format
         rel = SCHEMA_FIELD.sub(lambda m: str(lookup(record.get("data") or {}, m.group(1), "")), rel)
@@ -78,4 +81,10 @@ class LLMGenerator(Generator):
         return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)
 
     def describe(self) -> dict[str, Any] | None:
-        return self.teacher.describe() if self.teacher is not None else None
+        if self.teacher is None:
+            return None
+        info = dict(self.teacher.describe())
+        if self.response_format and self.response_format.get("type") == "json_schema":
+            info["decoding"] = {"profile": decoding_profile(self.settings),
+                                "schema": self.response_schema or self.rt.stage.schema_}
+        return info

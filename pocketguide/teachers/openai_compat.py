@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import httpx
 import openai
 import orjson
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
-from pocketguide.engine.redact import Redactor
+from pocketguide.engine.redact import Redactor, register, secret_values, strip_credentials
 from pocketguide.engine.spec import TeacherSettings
 
 SAMPLING = TeacherSettings.group_fields("sampling")
@@ -21,7 +22,9 @@ from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
 
+log = logging.getLogger(__name__)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+NO_KEY = "sk-no-key-needed"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
 # httpcore scans every connection of its pool (quadratically) on each request and response; at 32+
 # requests in flight that costs milliseconds of CPU per request, so requests are spread over several
@@ -56,7 +59,7 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
         raise TeacherConfigError(
             f"No API key found for {base_url or 'api.openai.com'}: set the {env_name} environment variable "
             f"(or put it in .env), or point base_url at a local server that needs no key")
-    return "sk-no-key-needed"  # local servers ignore it; the client insists on one
+    return NO_KEY  # local servers ignore it; the client insists on one
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
@@ -88,12 +91,23 @@ def _server_message(raw: httpx.Response) -> str:
     return str(data)[:300]
 
 
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
+def _without_credentials(url: str | None) -> str | None:
+    """base_url without user:password@. The openai client would turn them into HTTP Basic auth in place of the
+    Bearer key (the key silently dropped) and httpx logs every full URL, so they are removed, registered as
+    secrets (scrubbed from anything written), and the user is told where the key goes instead."""
+    if not url:
         return url
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    clean, user, password = strip_credentials(url)
+    if clean == url:
+        return url
+    for pw in {password, unquote(password or "")} - {None, ""}:  # as written in the URL, and decoded
+        register(pw, f"{user}:{pw}", f"{unquote(user or '')}:{pw}")
+    if password is None:  # https://TOKEN@host: the user part is the secret
+        register(user, unquote(user or ""))
+    log.warning("base_url %s carried credentials (%s:***@); they were removed and are never sent, logged or "
+                "stored — pocketguide sends the API key as a Bearer token: put it in the environment or .env "
+                "(OPENAI_API_KEY, or the variable named by api_key_env)", clean, user or "")
+    return clean
 
 
 def _limit_headers(headers: Any) -> dict[str, str]:
@@ -125,12 +139,13 @@ class OpenAITeacher:
 
     def __init__(self, settings: TeacherSettings):
         self.settings = settings
-        self.base_url = resolve_base_url(settings)
+        self.base_url = _without_credentials(resolve_base_url(settings))
         key = resolve_api_key(settings, self.base_url)
-        parts = urlsplit(self.base_url or "")
-        # credentials inside the URL (https://user:pass@host/v1) are secrets too: never shown or stored
-        self.redact = Redactor(key, parts.password or "", f"{parts.username}:{parts.password}" if parts.password else "")
-        self.shown_url = _without_userinfo(self.base_url) if self.base_url else None
+        # the key, secret headers (Authorization, X-Api-Key…) and secret extra_body values are scrubbed in every
+        # form from everything the process writes (engine/redact.py); the dummy key of local servers is no secret
+        self.redact = Redactor(key if key != NO_KEY else None, *secret_values(settings.extra_headers),
+                               *secret_values(settings.extra_body))
+        self.shown_url = self.base_url
         self.max_concurrency = settings.max_concurrency
         self._key = key
         self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}

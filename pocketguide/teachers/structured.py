@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 #: provider → (max string length, max array items, fit to max_tokens) when the settings leave them unset
 PROVIDER_CAPS: dict[str, tuple[int, int, bool]] = {"embedded": (200, 4, True)}
+#: provider → decoding profile when the settings leave it unset: only a small local model needs the compact
+#: response_schema; a capable endpoint decoding with it could never write what the contract allows beyond it
+#: (a 4-item checklist when the compact profile caps arrays at 3)
+PROVIDER_PROFILE: dict[str, str] = {"embedded": "compact"}
 #: characters per token assumed when sizing a schema's worst case against max_tokens (conservative:
 #: JSON text averages ~3.5; looping junk inside a string is often shorter per token)
 CHARS_PER_TOKEN = 3.0
@@ -183,6 +187,11 @@ def _type_chars(t: str, node: dict[str, Any], root: dict[str, Any], depth: int, 
 def worst_case_tokens(schema: dict[str, Any]) -> int | None:
     chars = worst_case_chars(schema)
     return None if chars is None else int(chars / CHARS_PER_TOKEN) + 1
+
+
+def decoding_profile(settings: TeacherSettings) -> str:
+    """compact (send the stage's response_schema) or full (send its schema): the setting, else the provider's."""
+    return settings.decoding_profile or PROVIDER_PROFILE.get(settings.provider or "openai", "full")
 
 
 def resolve_caps(settings: TeacherSettings) -> tuple[Caps, bool]:

@@ -1,7 +1,9 @@
 """`--format gens`: one folder per record, `gens/<stage>/<id>/{prompt.txt,raw.txt,parsed.txt,metadata.json}`.
 
 Every file is written atomically (temp file + fsync + rename), so a reader never sees half a file and
-a rerun overwrites in place. Rejected records are exported too: their metadata says why (error)."""
+a rerun overwrites in place. Rejected records are exported too: their metadata says why (error).
+The folder name is the id made safe (engine/safenames.py: `..`, `/`, NUL bytes, 300 characters, case
+twins); `names.json` beside the folders maps every folder name back to its id."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pocketguide.engine.registry import exporter
+from pocketguide.engine.safenames import NameMap
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json
+
+NAMES_FILE = "names.json"
 
 
 def _text(value: Any) -> str:
@@ -50,13 +55,15 @@ def export_gens(pipe: Any, stage: Any, store: Any, out: Path | None) -> Path:
     parsers = {}  # template id → parser name, for the metadata
     if stage.variants:
         parsers = {t.id: t.parser or stage.parser or "identity" for t in stage.variants.templates}
+    names = NameMap(reserved=(NAMES_FILE,))
     for rec in store.all_records():
-        folder = root / str(rec["id"]).replace("/", "_")
+        folder = root / names.name(str(rec["id"]))
         meta = metadata(rec, cohort)
         meta["parser"] = {"name": parsers.get(meta["template"] or "", stage.parser or "identity"),
                           "notes": rec.get("parse_notes")}
         for name, value in (("prompt.txt", rec.get("prompt")), ("raw.txt", rec.get("raw")),
                             ("parsed.txt", rec.get("parsed"))):
-            atomic_write_bytes(folder / name, _text(value).encode())
+            atomic_write_bytes(folder / name, _text(value).encode("utf-8", "replace"))
         atomic_write_json(folder / "metadata.json", meta)
+    atomic_write_json(root / NAMES_FILE, names.mapping())  # folder name → record id
     return root

@@ -10,14 +10,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
+from pocketguide.pipelines.daydreaming.judge import answer_text, final_score
 
 TEXT_STAGES = ("draft", "essay")  # essay-extracting parsers serve LLM essays too
 
-_ESSAY_OPEN = re.compile(r"<essay\b[^>]*>", re.IGNORECASE)
+# Attribute runs are bounded ({0,500}): an unbounded [^>]* rescans to the end of the text from every
+# unclosed `<essay ` and makes `"<essay " * 100_000` take minutes.
+_ESSAY_OPEN = re.compile(r"<essay(?:\s[^<>]{0,500})?>", re.IGNORECASE)  # not <essay-idea>
 _ESSAY_CLOSE = re.compile(r"</essay\s*>", re.IGNORECASE)
-_THINKING = re.compile(r"<thinking\b[^>]*>.*?</thinking\s*>", re.IGNORECASE | re.DOTALL)
-_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.IGNORECASE | re.DOTALL)
-_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?(\d+)""", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<thinking(?:\s[^<>]{0,500})?>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</thinking\s*>", re.IGNORECASE)
+_IDEA = re.compile(r"<essay-idea\b([^<>]{0,500})>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)",
+                   re.IGNORECASE | re.DOTALL)
+_IDEA_STAGE = re.compile(r"""stage\s*=\s*["']?0*(\d+)""", re.IGNORECASE)
+
+
+def drop_blocks(raw: str, opener: re.Pattern, closer: re.Pattern) -> str:
+    """Text with every closed opener…closer block removed, in one left-to-right pass (an unclosed opener
+    and what follows it are kept)."""
+    out, pos = [], 0
+    while (start := opener.search(raw, pos)) is not None:
+        end = closer.search(raw, start.end())
+        if end is None:
+            break
+        out.append(raw[pos:start.start()])
+        pos = end.end()
+    out.append(raw[pos:])
+    return "".join(out)
 
 
 def _register(name: str, stages: tuple[str, ...] = TEXT_STAGES, options: type[BaseModel] | None = None):
@@ -55,7 +74,7 @@ def essay_block(raw: str, ctx: Any) -> str:
 @_register("essay_block_lenient")
 def essay_block_lenient(raw: str, ctx: Any) -> str:
     """`<thinking>` blocks dropped, then the first `<essay>` block, else the whole remaining text."""
-    cleaned = _THINKING.sub("", raw)
+    cleaned = drop_blocks(raw, _THINK_OPEN, _THINK_CLOSE)
     text = _essay_block(cleaned)
     if text:
         ctx.notes["parse_mode"] = "essay_block"
@@ -73,7 +92,9 @@ def essay_idea_last(raw: str, ctx: Any) -> str:
     blocks = []
     for order, m in enumerate(_IDEA.finditer(raw)):
         stage = _IDEA_STAGE.search(m.group(1))
-        blocks.append((int(stage.group(1)) if stage else None, order, m.group(2).strip()))
+        # (digit count, digits) orders stage numbers of any length without int(), which refuses 4,300+ digits
+        number = (len(stage.group(1)), stage.group(1)) if stage else None
+        blocks.append((number, order, m.group(2).strip()))
     blocks = [b for b in blocks if b[2]]
     if not blocks:
         code = "empty_response" if not raw.strip() else "no_essay_idea"
@@ -81,89 +102,60 @@ def essay_idea_last(raw: str, ctx: Any) -> str:
     numbered = [b for b in blocks if b[0] is not None]
     # highest stage wins; among equal stages the later block (a revision) wins
     best = max(numbered, key=lambda b: (b[0], b[1])) if numbered else blocks[-1]
-    ctx.notes["parse_mode"] = f"stage_{best[0]}" if best[0] is not None else "last_block"
+    ctx.notes["parse_mode"] = f"stage_{best[0][1][:20]}" if best[0] is not None else "last_block"
     return best[2]
 
 
 # --- evaluation scores ------------------------------------------------------------------------
 
-class ScoreRange(BaseModel):
-    """Options of `in_last_line`: the accepted score range, both ends INCLUDED."""
+class ScoreBounds(BaseModel):
+    """Options of `judge_score`: the accepted score range, both ends INCLUDED (max_score is also the scale
+    a fraction must use: `7/10` on 0–10)."""
 
     model_config = ConfigDict(extra="forbid")
     min_score: float = Field(0, description="lowest accepted score (inclusive)")
-    max_score: float = Field(10, description="highest accepted score (inclusive)")
-    last_lines: int = Field(3, ge=1, description="how many non-empty lines from the end to search")
+    max_score: float = Field(10, description="highest accepted score (inclusive), and the judge's scale")
 
     @model_validator(mode="after")
-    def _ordered(self) -> ScoreRange:
+    def _ordered(self) -> "ScoreBounds":
         if self.min_score >= self.max_score:
             raise ValueError(f"min_score {self.min_score} must be below max_score {self.max_score}")
         return self
 
 
-_NUM = r"[-+]?\d+(?:[.,]\d+)?"
-_FRACTION = rf"({_NUM})(?:\s*/\s*({_NUM}))?"
-_NOT_ANOTHER_NUMBER = r"(?!\s*[,;]?\s*[-+]?\d)"
-_PATTERNS = [  # (method, regex) in order of preference
-    ("SCORE", re.compile(rf"\bSCORE\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}")),
-    ("labelled", re.compile(rf"\b(?:final\s+score|total\s+score|score)\s*:\s*{_FRACTION}{_NOT_ANOTHER_NUMBER}",
-                            re.IGNORECASE)),
-]
-_THREE = re.compile(rf"\bscore\s*:\s*({_NUM})[\s,;]+({_NUM})[\s,;]+({_NUM})\s*\.?\s*$", re.IGNORECASE)
+class ScoreRange(ScoreBounds):
+    """Options of `in_last_line`: the score range, and how many non-empty lines from the end to read."""
+
+    last_lines: int = Field(3, ge=1, description="how many non-empty lines from the end to search")
 
 
-def _num(text: str) -> float:
-    return float(text.replace(",", "."))
-
-
-def _value(m: re.Match, top: float) -> float:
-    """`7`, `7.5`, or a fraction `7/10` (out of the range's top: as is; out of 5 or 100: rescaled)."""
-    value = _num(m.group(1))
-    if m.group(2) is not None:
-        denominator = _num(m.group(2))
-        if denominator <= 0:
-            raise ParseError("no_score_last_lines", f"score fraction with denominator {m.group(2)}")
-        if denominator != top:
-            value = value / denominator * top
+def _scored(raw: str, ctx: Any, opts: ScoreBounds) -> float:
+    value, found = final_score(raw, opts.min_score, opts.max_score)
+    ctx.notes.update(parse_mode=found.kind, score_line=found.text[:200])
     return value
 
 
-def _last_lines(raw: str, n: int) -> list[str]:
-    lines = [re.sub(r"[*#]", "", line).strip() for line in raw.splitlines()]
-    return [line for line in lines if line][-n:]
+@parser("judge_score", stage="evaluation", options=ScoreBounds)
+def judge_score(raw: str, ctx: Any) -> float:
+    """The judge's one unambiguous final score anywhere in its reply (judge.py: headings, bold, `x/10`,
+    `x out of 10`, JSON, `<think>` ignored, sub-scores and rubric ranges never taken); else a rejection:
+    empty_response, no_final_score, ambiguous_score, out_of_range."""
+    return _scored(raw, ctx, ctx.options or ScoreBounds())
 
 
 @parser("in_last_line", stage="evaluation", options=ScoreRange)
 def in_last_line(raw: str, ctx: Any) -> float:
-    """The judge's score from the last non-empty lines: `SCORE: n`, else `Score:`/`Final score:`/`Total
-    score: n`, else `Score: a b c` averaged. Markdown `*` and `#` are ignored; the range is inclusive."""
+    """judge_score's rules on the last `last_lines` non-empty lines only (after <think> blocks are dropped);
+    nothing there is `no_score_last_lines`."""
     opts: ScoreRange = ctx.options or ScoreRange()
     if not raw or not raw.strip():
         raise ParseError("empty_response", "the judge's response is empty")
-    lines = _last_lines(raw, opts.last_lines)
-    found = None
-    for method, pattern in _PATTERNS:
-        for line in reversed(lines):  # the nearest the end wins within one pattern
-            m = pattern.search(line)
-            if m:
-                found = (method, line, _value(m, opts.max_score))
-                break
-        if found:
-            break
-    if found is None:
-        for line in reversed(lines):
-            m = _THREE.search(line)
-            if m:
-                found = ("average", line, sum(_num(g) for g in m.groups()) / 3)
-                break
-    if found is None:
-        tail = " | ".join(lines)[:200]
-        raise ParseError("no_score_last_lines", f"no score in the last {opts.last_lines} non-empty lines: {tail!r}")
-    method, line, value = found
-    ctx.notes.update(parse_mode=method, score_line=line[:200])
-    value = round(value, 4)
-    if not opts.min_score <= value <= opts.max_score:
-        raise ParseError("out_of_range", f"score {value} is outside {opts.min_score}–{opts.max_score} "
-                                         f"(inclusive) in line {line[:120]!r}")
-    return value
+    lines = [line for line in answer_text(raw).splitlines() if line.strip()][-opts.last_lines:]
+    try:
+        return _scored("\n".join(lines), ctx, opts)
+    except ParseError as exc:
+        if exc.code in ("no_final_score", "empty_response"):
+            tail = " | ".join(line.strip() for line in lines)[:200]
+            raise ParseError("no_score_last_lines", f"no score in the last {opts.last_lines} non-empty lines: "
+                                                    f"{tail!r}") from None
+        raise

@@ -1,14 +1,14 @@
 """Parsers for teacher answers that should be one JSON object (the PocketGuide envelope, a critique).
 
-Lenient extraction, in order: the whole text; a fenced ```json block; the first balanced {...} found
-by brace matching that skips braces inside JSON strings. Never `eval`. The mode that worked is
+Lenient extraction, in order: the whole text; a fenced ```json block; the first `{` from which a JSON
+object parses to its own closing brace (braces inside JSON strings are skipped by the JSON scanner).
+Never `eval`. The mode that worked is
 recorded in `ctx.notes["parse_mode"]` (strict | fenced | extracted) so stats can show how much of a
 dataset needed rescuing.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -16,60 +16,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pocketguide.engine.errors import ParseError
 from pocketguide.engine.registry import parser
+from pocketguide.parsers.jsonsafe import decode_at, loads_json
 from pocketguide.pipelines.pocketguide.contracts import SCHEMAS_DIR, check_envelope
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n?(.*?)```", re.DOTALL)
-MAX_CANDIDATES = 64  # brace starts tried before giving up: bounds the work on hostile text
+MAX_CANDIDATES = 64  # fences and brace starts tried before giving up: bounds the work on hostile text
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text)
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index of the brace closing text[start] ('{'), ignoring braces inside strings; None if unbalanced."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+    return loads_json(text)  # ValueError for anything unstorable (RecursionError on deep nesting included)
 
 
 def _braced_objects(text: str):
-    """Balanced {...} spans in order of their start, each parsed; at most MAX_CANDIDATES tries."""
+    """Objects that start at a `{` and parse as JSON up to their own closing brace, in order of their start;
+    at most MAX_CANDIDATES starts tried. Each try is json's C scanner from that brace (it stops at the first
+    error), so hostile text — `{{{{…`, a brace in prose, an unclosed string — costs little."""
     pos = text.find("{")
     tries = 0
     while pos != -1 and tries < MAX_CANDIDATES:
         tries += 1
-        end = _balanced_end(text, pos)
-        if end is None:  # a stray quote in prose can unbalance this start; a later one may still close
-            pos = text.find("{", pos + 1)
-            continue
         try:
-            value = _loads(text[pos:end + 1])
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            yield value
-            pos = text.find("{", end + 1)
-        else:
-            pos = text.find("{", pos + 1)
+            value, end = decode_at(text, pos)
+        except ValueError as exc:  # a run of openers nested past MAX_DEPTH is junk: skip it at once
+            pos = text.find("{", getattr(exc, "resume", None) or pos + 1)
+            continue
+        yield value  # a `{` start can only decode to an object
+        pos = text.find("{", end)
 
 
 def extract_json_object(raw: str, lenient: bool) -> tuple[dict[str, Any], str]:
@@ -88,7 +60,10 @@ def extract_json_object(raw: str, lenient: bool) -> tuple[dict[str, Any], str]:
         raise ParseError("json_parse_failed", f"expected one JSON object, got a top-level {type(whole).__name__}")
     if not lenient:
         raise ParseError("json_parse_failed", f"strict parsing: {why}")
-    for block in _FENCE.findall(text):
+    for n, fence in enumerate(_FENCE.finditer(text)):
+        if n >= MAX_CANDIDATES:
+            break
+        block = fence.group(1)
         try:
             value = _loads(block.strip())
         except ValueError:
