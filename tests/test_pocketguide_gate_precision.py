@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pocketguide.pipelines.pocketguide.gate_eval import load_sentences, score_gates
 
@@ -36,3 +38,19 @@ def test_the_issues_three_hedges_pass():
     scores = score_gates([{"text": t, "absolute": False, "time_sensitive": False, "kind": "advice"} for t in (
         "Not always checked but recommended", "always observe locals", "always prioritize primary sources")], REPO)
     assert scores["overconfidence_guard"].fp == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("ab ,.;:!?-'’\n") + ["always ", "never ", "not ", "n't ", "should ", "carry ",
+                                                              "open ", "guaranteed ", "to ", "100%", "for sure"]),
+                max_size=30).map("".join))
+def test_any_text_sorts_into_claims_hedges_and_advice_without_crashing(text):
+    from pocketguide.pipelines.pocketguide.claims import ClaimLists, scan_claims
+    from pocketguide.pipelines.pocketguide.keywords import find_phrases
+
+    words = REPO / "data" / "keywords"
+    lists = ClaimLists(words / "absolute_phrases.txt", words / "safe_phrases.txt", words / "negators.txt",
+                       words / "advice_verbs.txt")
+    scan = scan_claims(text, lists)
+    found = set(find_phrases(text.replace("\u2019", "'"), lists.absolute))
+    assert set(scan.claims) | set(scan.hedged) | set(scan.advice) <= found
