@@ -1,6 +1,8 @@
 """Runner overhead: a copy-mode stage over N records vs a bare read-parse-write JSONL loop.
 
 Both run in this process on the same input file; the figure is the ratio of their times.
+`--floor` also times a bare loop that writes pocketguide's whole record (provenance, fingerprint,
+timestamp): what the record format alone costs, apart from the engine.
 Last line: overhead_ratio=<x> (aim ≤ 3).
 """
 
@@ -47,9 +49,28 @@ def bare_loop(src: Path, dst: Path) -> None:
             fout.write(orjson.dumps({"id": rec["id"], "text": rec["text"]}) + b"\n")
 
 
+def full_record_loop(src: Path, dst: Path) -> None:
+    """The floor for pocketguide's record format: the same bare loop, writing the whole record a copy stage
+    writes (provenance fields, the input line's fingerprint, a timestamp) — no engine, no stats."""
+    from pocketguide.engine.inputs import fingerprint
+    from pocketguide.engine.records import now_iso
+
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for line in fin:
+            rec = orjson.loads(line)
+            data = {k: v for k, v in rec.items() if k != "id"}
+            text = rec["text"]
+            out = {"id": rec["id"], "stage": "copy", "status": "accepted", "reasons": [], "parent_ids": [],
+                   "ancestors": [], "variant": None, "data": data, "mode": "copy", "prompt": text, "raw": text,
+                   "parsed": text, "validation": None, "gates": [], "teacher": None, "error": None,
+                   "created_at": now_iso(), "input_fp": fingerprint(line)}
+            fout.write(orjson.dumps(out, option=orjson.OPT_APPEND_NEWLINE))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--floor", action="store_true", help="also time a bare loop writing pocketguide's whole record")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -66,6 +87,15 @@ def main() -> None:
         result = run_stage("copy", pipe)
         ours = time.perf_counter() - t0
         assert result.accepted == args.records, result
+        if args.floor:
+            t0 = time.perf_counter()
+            full_record_loop(root / "in.jsonl", root / "full.jsonl")
+            full = time.perf_counter() - t0
+            mine = orjson.loads((root / "runs" / "copy" / "records.jsonl").open("rb").readline())
+            theirs = orjson.loads((root / "full.jsonl").open("rb").readline())
+            assert set(mine) == set(theirs), set(mine) ^ set(theirs)  # the same record shape
+            print(f"full_record_loop_s={full:.3f} (the bare loop writing the whole record: "
+                  f"{full / bare:.2f}× the bare loop; pocketguide is {ours / full:.2f}× it)")
     print(f"records={args.records}")
     print(f"bare_loop_s={bare:.3f} bare_records_per_s={args.records / bare:,.0f}")
     print(f"pocketguide_s={ours:.3f} pocketguide_records_per_s={args.records / ours:,.0f}")

@@ -1,19 +1,26 @@
-"""Teacher throughput through the real runner: a 2,000-record `llm` stage (run_stage) against the
-loopback OpenAI-compatible server answering every request after 250 ms, at concurrency 32.
+"""Teacher throughput through the real runner, beside a bare AsyncOpenAI loop on the same server.
 
-Ideal = 32 / 0.25 s = 128 requests/s. Then the same with 5% injected 429s and 5% 500s (answered after
-the same 250 ms, no Retry-After), then the requests sent by an immediate rerun and by a `--fresh`
-rerun (both must be 0: the first skips finished records, the second is answered by the response cache).
+Three servers (each `python -m pocketguide.testing` in its own process, as a real endpoint would be;
+`--in-process` puts it on a thread here), every answer after 250 ms, concurrency 32:
+  clean    no faults. Ideal = 32 / 0.25 s = 128 requests/s.
+  faulty   5% 429 (Retry-After: 1) + 5% 500. Same ideal.
+  limited  the server enforces 600 requests/min (a token bucket holding 6 s' worth, 429 + Retry-After +
+           x-ratelimit-* headers beyond it); no limit is configured in stages.yaml. Ideal = what the
+           server allowed over the run: its burst + 10 requests/s × elapsed.
+For each: a 2,000-record (600 for `limited`) `llm` stage via run_stage, then (clean, faulty) an immediate
+rerun and a `--fresh` rerun (both must send 0 requests), then the bare loop: `AsyncOpenAI(max_retries=6)`,
+a semaphore of 32, `chat.completions.create` per record — the SDK alone, the ceiling a 20-line script gets.
 
-The server runs in its own process by default, as a real endpoint would (`--in-process` puts it on a
-thread of this process, sharing the GIL with the client, for comparison).
+    python bench/teacher_throughput.py [--modes clean,faulty,limited] [--records 2000] [--no-bare]
 
-    python bench/teacher_throughput.py [--records 2000] [--latency 0.25] [--concurrency 32] [--in-process]
+Last line: throughput_ratio=… faulty_throughput_ratio=… rate_limited_ratio=… rows_lost=… (one figure per
+mode run; rows_lost counts records not accepted by pocketguide across them, which must be 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -28,9 +35,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pocketguide.engine.runner import run_stage  # noqa: E402
+import pocketguide.teachers.openai_compat  # noqa: F401  # imports the openai SDK (~1 s) before any timing,
+from pocketguide.engine.runner import run_stage  # noqa: E402  # as the bare loop does
 from pocketguide.engine.session import RunOptions  # noqa: E402
-from pocketguide.testing import FakeOpenAI, Faults  # noqa: E402
+from pocketguide.testing import FakeOpenAI, Faults, RateLimit  # noqa: E402
 
 STAGES = """
 pipeline:
@@ -51,6 +59,12 @@ stages:
     mode: llm
     parser: stripped
 """
+MODES = {  # name: server flags
+    "clean": {},
+    "faulty": {"p429": 0.05, "p500": 0.05, "retry_after": 1.0},
+    "limited": {"rpm": 600.0},
+}
+BURST_S = 6.0  # the limited server's buckets hold this many seconds' worth
 
 
 def make_project(root: Path, base_url: str, records: int, concurrency: int) -> Path:
@@ -65,74 +79,127 @@ def make_project(root: Path, base_url: str, records: int, concurrency: int) -> P
 
 
 @contextlib.contextmanager
-def server(latency: float, p429: float, p500: float, in_process: bool):
-    """Yields (base_url, count()) for a loopback server in a child process (or on a thread here)."""
+def server(latency: float, flags: dict, in_process: bool):
+    """Yields (base_url, stats()) for a loopback server in a child process (or on a thread here)."""
     if in_process:
-        with FakeOpenAI(Faults(latency, p429, p500)) as s:
-            yield s.base_url, s.count
+        limit = RateLimit(flags["rpm"], None, BURST_S) if flags.get("rpm") else None
+        faults = Faults(latency, flags.get("p429", 0.0), flags.get("p500", 0.0), retry_after=flags.get("retry_after"))
+        with FakeOpenAI(faults, limit=limit) as s:
+            yield s.base_url, lambda: {"requests": s.count(), **(limit.stats() if limit else {})}
         return
-    proc = subprocess.Popen([sys.executable, "-m", "pocketguide.testing", "--latency", str(latency),
-                             "--p429", str(p429), "--p500", str(p500)], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "pocketguide.testing", "--latency", str(latency), "--burst-s", str(BURST_S)]
+    for name, value in flags.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         base_url = proc.stdout.readline().strip()
         with httpx.Client() as client:
-            yield base_url, lambda: client.get(base_url + "/_stats").json()["requests"]
+            yield base_url, lambda: client.get(base_url + "/_stats").json()
     finally:
         proc.stdin.close()
         proc.wait(10)
 
 
-def run_once(root: Path, records: int, concurrency: int, latency: float, p429: float, p500: float,
-             in_process: bool) -> dict:
-    with server(latency, p429, p500, in_process) as (base_url, count):
+def run_pocketguide(root: Path, records: int, concurrency: int, latency: float, flags: dict, in_process: bool,
+                    reruns: bool) -> dict:
+    with server(latency, flags, in_process) as (base_url, stats):
         stages = make_project(root, base_url, records, concurrency)
         started, cpu = time.perf_counter(), time.process_time()
         result = run_stage("answers", stages, options=RunOptions())
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        sent = count()
-        manifest = json.loads((result.output_dir / "manifest.json").read_text())
-        flow = manifest["teacher"]["flow"][0]
-        rerun = run_stage("answers", stages, options=RunOptions())
-        rerun_sent = count() - sent
-        fresh = run_stage("answers", stages, options=RunOptions(fresh=True))
-        fresh_sent = count() - sent - rerun_sent
-    return {"elapsed": elapsed, "cpu": cpu, "accepted": result.new_accepted, "rejected": result.new_rejected,
-            "sent": sent, "rerun_sent": rerun_sent, "rerun_skipped": rerun.skipped_done, "fresh_sent": fresh_sent,
-            "fresh_cached": fresh.stats["teacher"]["cached"], "stopped": result.stopped,
-            "reasons": result.stats.get("rejection_reasons"), "flow": flow}
+        seen = stats()
+        sent = seen["requests"]
+        out = {"elapsed": elapsed, "cpu": cpu, "accepted": result.new_accepted, "rejected": result.new_rejected,
+               "sent": sent, "server": seen, "stopped": result.stopped,
+               "reasons": result.stats.get("rejection_reasons"), "flow": result.stats["teacher"].get("flow")}
+        if reruns:
+            rerun = run_stage("answers", stages, options=RunOptions())
+            out["rerun_sent"] = stats()["requests"] - sent
+            out["rerun_skipped"] = rerun.skipped_done
+            fresh = run_stage("answers", stages, options=RunOptions(fresh=True))
+            out["fresh_sent"] = stats()["requests"] - sent - out["rerun_sent"]
+            out["fresh_cached"] = fresh.stats["teacher"]["cached"]
+    return out
+
+
+async def _bare(base_url: str, records: int, concurrency: int) -> tuple[int, int]:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=6)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> str:
+        async with sem:
+            r = await client.chat.completions.create(
+                model="bench-model", max_tokens=64,
+                messages=[{"role": "user", "content": f"Answer briefly: what is item number {i}?"}])
+        return r.choices[0].message.content
+
+    results = await asyncio.gather(*(one(i) for i in range(records)), return_exceptions=True)
+    await client.close()
+    failed = sum(1 for r in results if isinstance(r, BaseException))
+    return records - failed, failed
+
+
+def run_bare(records: int, concurrency: int, latency: float, flags: dict, in_process: bool) -> dict:
+    with server(latency, flags, in_process) as (base_url, stats):
+        started, cpu = time.perf_counter(), time.process_time()
+        ok, failed = asyncio.run(_bare(base_url, records, concurrency))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        seen = stats()
+    return {"elapsed": elapsed, "cpu": cpu, "accepted": ok, "failed": failed, "sent": seen["requests"],
+            "server": seen}
+
+
+def ratio(mode: str, r: dict, ideal_rps: float) -> float:
+    if mode != "limited":
+        return r["accepted"] / r["elapsed"] / ideal_rps
+    per_s = MODES["limited"]["rpm"] / 60.0
+    return r["accepted"] / (per_s * BURST_S + per_s * r["elapsed"])  # of what the server allowed meanwhile
+
+
+def report(mode: str, who: str, r: dict, ideal_rps: float) -> None:
+    s = r["server"]
+    limited = f"; the limit answered {s['limited']} of {s['requests']} requests 429 " \
+              f"({s['limited'] / max(1, s['requests']):.1%})" if "limited" in s else ""
+    lost = f", {r['rejected']} rejected {r['reasons']}" if who == "pocketguide" else f", {r['failed']} failed"
+    print(f"{mode} {who}: {r['accepted']} accepted{lost} in {r['elapsed']:.2f}s; {r['sent']} requests "
+          f"({r['sent'] / r['elapsed']:.1f}/s){limited}; ratio {ratio(mode, r, ideal_rps):.3f}; client CPU "
+          f"{1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request")
+    if who == "pocketguide":
+        print(f"{mode} pocketguide: flow {json.dumps(r['flow'])}")
+        if "rerun_sent" in r:
+            print(f"{mode} pocketguide: rerun sent {r['rerun_sent']} requests (skipped {r['rerun_skipped']} "
+                  f"finished); --fresh rerun sent {r['fresh_sent']} ({r['fresh_cached']} answers from the cache)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modes", default="clean,faulty,limited")
     ap.add_argument("--records", type=int, default=2000)
+    ap.add_argument("--limited-records", type=int, default=600)
     ap.add_argument("--latency", type=float, default=0.25)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare AsyncOpenAI loop")
     ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process")
     args = ap.parse_args()
     ideal = args.concurrency / args.latency
     where = "a thread of this process" if args.in_process else "its own process"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; server in {where}")
-    runs = {}
+    figures, lost, names = {}, 0, {"clean": "throughput_ratio", "faulty": "faulty_throughput_ratio",
+                                   "limited": "rate_limited_ratio"}
     with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
-        for name, p429, p500 in (("clean", 0.0, 0.0), ("faulty", 0.05, 0.05)):
-            runs[name] = run_once(Path(tmp) / name, args.records, args.concurrency, args.latency, p429, p500,
-                                  args.in_process)
-    for name, r in runs.items():
-        rps = r["accepted"] / r["elapsed"]
-        print(f"{name}: {r['accepted']} accepted, {r['rejected']} rejected in {r['elapsed']:.2f}s; {r['sent']} requests "
-              f"sent ({r['sent'] / r['elapsed']:.1f} requests/s); {rps:.1f} records/s vs ideal {ideal:.0f}/s; "
-              f"rejections {r['reasons']}; stopped={r['stopped']}")
-        f = r["flow"]
-        print(f"{name}: client process CPU {1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request; "
-              f"{f['rate_limited']} answers were 429, in-flight cap cut {f['concurrency_cuts']} times")
-        print(f"{name}: rerun sent {r['rerun_sent']} requests (skipped {r['rerun_skipped']} finished); "
-              f"--fresh rerun sent {r['fresh_sent']} requests ({r['fresh_cached']} answers from the cache)")
-    clean, faulty = runs["clean"], runs["faulty"]
-    print(f"rerun_requests={clean['rerun_sent'] + faulty['rerun_sent']}")
-    print(f"fresh_rerun_requests={clean['fresh_sent'] + faulty['fresh_sent']}")
-    print(f"faulty_throughput_ratio={faulty['accepted'] / faulty['elapsed'] / ideal:.3f}")
-    print(f"throughput_ratio={clean['accepted'] / clean['elapsed'] / ideal:.3f}")
+        for mode in args.modes.split(","):
+            n = args.limited_records if mode == "limited" else args.records
+            r = run_pocketguide(Path(tmp) / mode, n, args.concurrency, args.latency, MODES[mode], args.in_process,
+                                reruns=mode != "limited")
+            report(mode, "pocketguide", r, ideal)
+            figures[names[mode]] = ratio(mode, r, ideal)
+            lost += n - r["accepted"]
+            if not args.no_bare:
+                report(mode, "bare AsyncOpenAI", run_bare(n, args.concurrency, args.latency, MODES[mode],
+                                                          args.in_process), ideal)
+    print(" ".join(f"{k}={v:.3f}" for k, v in figures.items()) + f" rows_lost={lost}")
 
 
 if __name__ == "__main__":

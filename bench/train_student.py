@@ -1,14 +1,26 @@
-"""Realistic CPU training run: synthetic envelope SFT records → `train` stage (LoRA on the embedded
-SmolLM2-135M) → before/after eval. Prints step time, peak RSS, base vs tuned schema-valid rates;
-the LAST line is the unconstrained schema-valid gain in points.
+"""The student's training on CPU: the loss paths side by side, or a whole realistic run.
 
-    python bench/train_student.py [--records 48] [--max-steps N] [--out bench/out/train_student]
+Default (compare): the default student (the embedded SmolLM2-135M) with the default TrainConfig (LoRA r=16)
+but a fixed 4 records per micro-batch (batch_tokens null, batch_size 4) on synthetic envelope SFT records, `--steps` optimizer steps with the old loss path (the padded
+batch through the model's own loss: fp32 logits for vocabulary × sequence) and with the lean one
+(training/loss.py: a sequence at a time, target positions only, chunked), each in a fresh child process so
+each peak RSS is its own. Same data, seed and threads (LoRA dropout draws differ: the losses agree within
+that noise). Prints per path: peak RSS, mean step time (first step excluded: warm-up), the losses; LAST line:
+    peak_rss_mb_old=… peak_rss_mb_new=… step_s_old=… step_s_new=… step_time_ratio=new/old max_loss_diff=…
+
+--pipeline: the realistic run instead — synthetic records → `train` stage → before/after eval. Prints step
+time, peak RSS, base vs tuned schema-valid rates; the LAST line is the unconstrained schema-valid gain.
+
+    python bench/train_student.py [--steps 6] [--records 48]
+    python bench/train_student.py --pipeline [--records 48] [--max-steps N] [--out bench/out/train_student]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,8 +77,78 @@ def write_project(root: Path, n: int, seed: int, options: dict, repo: Path) -> P
     return root / "stages.yaml"
 
 
+def measure(path: str, steps: int, records: int, seed: int, threads: int, cache: str | None) -> dict:
+    """In this (child) process: load the default student, run `steps` optimizer steps with one loss path."""
+    import torch
+
+    from pocketguide.training.config import TrainConfig
+    from pocketguide.training.data import tokenize
+    from pocketguide.training.loss import PATHS
+    from pocketguide.training.model import load_base, offline, prepare_base
+    from pocketguide.training.trainer import _optimizer_step, add_lora, lr_at, peak_rss_mb, schedule
+
+    offline()
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(seed=seed, batch_tokens=None, batch_size=4, max_steps=steps)  # 4 records a micro-batch
+    cache_dir = Path(cache or os.environ.get("POCKETGUIDE_MODEL_CACHE") or Path.home() / ".cache/pocketguide/models")
+    model, tok = load_base(prepare_base(None, cache_dir), torch.device("cpu"), torch.float32)
+    model = add_lora(model, cfg)
+    train = [tokenize(tok, r["id"], r["parsed"]) for r in synthetic.records(records, seed=seed)
+             if r["data"]["split"] == "train"]
+    plan = schedule(cfg, train)
+    loaded_rss = peak_rss_mb()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    losses, times, tokens = [], [], 0
+    for step in range(steps):
+        t0 = time.perf_counter()
+        batches = [[train[i] for i in micro] for micro in plan[step]]
+        loss, n = _optimizer_step(model, optimizer, params, cfg, batches, tok.pad_token_id, torch.device("cpu"),
+                                  step, lr_at(cfg, step, steps), backward=PATHS[path][0])
+        times.append(time.perf_counter() - t0)
+        losses.append(loss)
+        tokens += n
+    timed = times[1:] or times
+    return {"path": path, "peak_rss_mb": round(peak_rss_mb()), "rss_after_load_mb": round(loaded_rss),
+            "mean_step_s": sum(timed) / len(timed), "step_s": [round(t, 2) for t in times], "losses": losses,
+            "tokens_per_step": tokens / steps, "threads": threads, "batch_size": cfg.batch_size,
+            "n_train": len(train)}
+
+
+def compare(args: argparse.Namespace) -> None:
+    from pocketguide.training.model import cpu_threads
+
+    threads = args.threads or cpu_threads(None)  # chosen once, the same for both paths
+    runs = {}
+    for loss in ("full", "lean"):
+        cmd = [sys.executable, __file__, "--measure", loss, "--steps", str(args.steps), "--records",
+               str(args.records), "--seed", str(args.seed), "--threads", str(threads)]
+        if args.model_cache:
+            cmd += ["--model-cache", args.model_cache]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode:
+            raise SystemExit(f"{loss} path failed:\n{out.stderr[-3000:]}")
+        runs[loss] = json.loads(out.stdout.strip().splitlines()[-1])
+    for loss, name in (("full", "old (padded batch, model loss, full fp32 logits)"),
+                       ("lean", "new (a sequence at a time, target rows, chunked)")):
+        r = runs[loss]
+        print(f"{name}: peak RSS {r['peak_rss_mb']} MB (after loading {r['rss_after_load_mb']} MB); mean step "
+              f"{r['mean_step_s']:.2f}s (steps {r['step_s']}); {r['tokens_per_step']:.0f} tokens/step at batch "
+              f"{r['batch_size']}, {r['threads']} threads; losses {[round(x, 4) for x in r['losses']]}")
+    old, new = runs["full"], runs["lean"]
+    diff = max(abs(a - b) for a, b in zip(old["losses"], new["losses"]))
+    print(f"peak_rss_mb_old={old['peak_rss_mb']} peak_rss_mb_new={new['peak_rss_mb']} "
+          f"step_s_old={old['mean_step_s']:.2f} step_s_new={new['mean_step_s']:.2f} "
+          f"step_time_ratio={new['mean_step_s'] / old['mean_step_s']:.2f} max_loss_diff={diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--pipeline", action="store_true", help="the whole train stage with evaluation instead")
+    ap.add_argument("--steps", type=int, default=6, help="compare: optimizer steps per path")
+    ap.add_argument("--threads", type=int, help="compare: torch threads (default: the trainer's choice)")
+    ap.add_argument("--measure", choices=["full", "lean"], help=argparse.SUPPRESS)  # the child's job
     ap.add_argument("--records", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/out/train_student")
@@ -76,6 +158,12 @@ def main() -> None:
     ap.add_argument("--modes", default="unconstrained,constrained")
     ap.add_argument("--model-cache", default=None, help="reuse a dequantized base across runs")
     args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.steps, args.records, args.seed, args.threads, args.model_cache)))
+        return
+    if not args.pipeline:
+        compare(args)
+        return
     repo = Path(__file__).resolve().parents[1]
     root = Path(args.out).resolve()
     opts: dict = {"eval": {"modes": args.modes.split(",")}}

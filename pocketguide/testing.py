@@ -7,12 +7,17 @@
 `reply` gets the parsed request (a dict) and returns a Reply: text, status, headers, delay, finish_reason,
 or a raw body. It runs on the server's event-loop thread: it must not block (use `Reply.delay` to make an
 answer slow or hang) and it must be thread-safe if the test reads its state (use the lock).
+
+`FakeOpenAI(reply, limit=RateLimit(requests_per_minute=600))` enforces a provider's limit in front of
+`reply`: token buckets per minute for requests and tokens, 429 + Retry-After when exceeded, and
+x-ratelimit-* headers on every answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +49,72 @@ def completion(text: str, model: str, finish_reason: str = "stop", usage: dict[s
     }
 
 
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: '12ms', '1.5s', '6m0s'."""
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    return f"{int(seconds // 60)}m{seconds % 60:.0f}s"
+
+
+class RateLimit:
+    """A provider's rate limit as OpenAI enforces one: a token bucket per minute for requests and one for
+    tokens (prompt characters / 4 + max_tokens, charged when the request arrives), each holding at most
+    `burst_s` seconds' worth. A request either bucket cannot pay for is answered 429 at once, charged
+    nothing, with `retry-after` (whole seconds) and `retry-after-ms` (until it could be paid). Every
+    answer carries x-ratelimit-limit-*, x-ratelimit-remaining-* and x-ratelimit-reset-* (until full).
+    `admitted` / `limited` count answers (`admitted_tokens` what they were charged); `first` / `last` are
+    the monotonic times of the first and last admitted request."""
+
+    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 burst_s: float = 6.0):
+        self.per_minute = {k: v for k, v in (("requests", requests_per_minute), ("tokens", tokens_per_minute)) if v}
+        self.capacity = {k: max(1.0, v * burst_s / 60.0) for k, v in self.per_minute.items()}
+        self.level = dict(self.capacity)
+        self.updated = time.monotonic()
+        self.admitted = self.limited = 0
+        self.admitted_tokens = 0.0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    @staticmethod
+    def cost(req: dict[str, Any]) -> dict[str, float]:
+        chars = sum(len(str(m.get("content") or "")) for m in req.get("messages") or [] if isinstance(m, dict))
+        return {"requests": 1.0, "tokens": math.ceil(chars / 4) + float(req.get("max_tokens") or 16)}
+
+    def admit(self, req: dict[str, Any]) -> tuple[bool, dict[str, str]]:
+        now = time.monotonic()
+        for k, per_minute in self.per_minute.items():
+            self.level[k] = min(self.capacity[k], self.level[k] + (now - self.updated) * per_minute / 60.0)
+        self.updated = now
+        cost = self.cost(req)
+        short = {k: cost[k] - self.level[k] for k in self.per_minute if cost[k] > self.level[k]}
+        if not short:
+            for k in self.per_minute:
+                self.level[k] -= cost[k]
+            self.admitted += 1
+            self.admitted_tokens += cost["tokens"]
+            self.first = now if self.first is None else self.first
+            self.last = now
+        else:
+            self.limited += 1
+        headers = {}
+        for k, per_minute in self.per_minute.items():
+            headers[f"x-ratelimit-limit-{k}"] = str(int(per_minute))
+            headers[f"x-ratelimit-remaining-{k}"] = str(max(0, int(self.level[k])))
+            headers[f"x-ratelimit-reset-{k}"] = _duration((self.capacity[k] - self.level[k]) * 60.0 / per_minute)
+        if short:
+            wait = max(amount * 60.0 / self.per_minute[k] for k, amount in short.items())
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+            headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+        return not short, headers
+
+    def stats(self) -> dict[str, Any]:
+        return {"admitted": self.admitted, "limited": self.limited, "admitted_tokens": self.admitted_tokens,
+                "admitted_span_s": (self.last - self.first) if self.first is not None else None}
+
+
 class FakeOpenAI:
     """One asyncio event loop on a background thread serves every connection (HTTP/1.1 keep-alive).
 
@@ -51,8 +122,9 @@ class FakeOpenAI:
     sleeping thread, so 32+ slow requests in flight cost almost nothing, and the client under test (in
     the same process, under the same GIL) is not slowed by dozens of server threads waking up."""
 
-    def __init__(self, reply: Callable[[dict[str, Any]], Reply] | None = None):
+    def __init__(self, reply: Callable[[dict[str, Any]], Reply] | None = None, limit: RateLimit | None = None):
         self.reply = reply or (lambda req: Reply())
+        self.limit = limit
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
         self.lock = threading.Lock()
@@ -152,7 +224,7 @@ class FakeOpenAI:
             return 200, "application/json", json.dumps({"object": "list", "data": []}).encode(), {}
         if method == "GET" and path.rstrip("/").endswith("/_stats"):  # for a server in another process
             with self.lock:
-                stats = {"requests": len(self.requests)}
+                stats = {"requests": len(self.requests), **(self.limit.stats() if self.limit else {})}
             return 200, "application/json", json.dumps(stats).encode(), {}
         try:
             req = json.loads(raw or b"{}")
@@ -161,19 +233,25 @@ class FakeOpenAI:
         with self.lock:
             self.requests.append(req)
             self.headers_seen.append(headers)
+            admitted, limit_headers = self.limit.admit(req) if self.limit else (True, {})
+        if not admitted:
+            err = {"error": {"message": "Rate limit reached (loopback limit)", "type": "requests",
+                             "code": "rate_limit_exceeded"}}
+            return 429, "application/json", json.dumps(err).encode(), limit_headers
         try:
             r = self.reply(req)
         except Exception as exc:  # a broken script answers 500, visibly
             r = Reply(status=500, error=f"script error: {exc}")
         if r.delay:
             await asyncio.sleep(r.delay)
+        extra = {**limit_headers, **r.headers}
         if r.body is not None:
-            return r.status, "text/plain", r.body.encode() if isinstance(r.body, str) else r.body, r.headers
+            return r.status, "text/plain", r.body.encode() if isinstance(r.body, str) else r.body, extra
         if r.status >= 400:
             err = {"error": {"message": r.error or f"error {r.status}", "type": "fake", "code": r.status}}
-            return r.status, "application/json", json.dumps(err).encode(), r.headers
+            return r.status, "application/json", json.dumps(err).encode(), extra
         body = completion(r.text, req.get("model", "fake"), r.finish_reason, r.usage)
-        return r.status, "application/json", json.dumps(body).encode(), r.headers
+        return r.status, "application/json", json.dumps(body).encode(), extra
 
     def count(self, model: str | None = None) -> int:
         """Requests received (for one model, if given)."""
@@ -203,14 +281,15 @@ def scripted(*replies: "Reply | Callable[[dict[str, Any]], Reply]",
 
 
 class Faults:
-    """A reply function: every answer after `latency` seconds; a share of 429s and 500s (no Retry-After),
-    drawn with a fixed seed so runs are comparable."""
+    """A reply function: every answer after `latency` seconds; a share of 429s (with `Retry-After:
+    retry_after` seconds when given) and 500s, drawn with a fixed seed so runs are comparable."""
 
     def __init__(self, latency: float = 0.0, p429: float = 0.0, p500: float = 0.0, seed: int = 7,
-                 text: str = "A short answer of a few words."):
+                 text: str = "A short answer of a few words.", retry_after: float | None = None):
         import random
 
         self.latency, self.p429, self.p500, self.text = latency, p429, p500, text
+        self.headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.injected = {"429": 0, "500": 0}
@@ -220,7 +299,8 @@ class Faults:
             x = self.rng.random()
             if x < self.p429:
                 self.injected["429"] += 1
-                return Reply(status=429, error="rate limited (injected)", delay=self.latency)
+                return Reply(status=429, error="rate limited (injected)", delay=self.latency,
+                             headers=dict(self.headers))
             if x < self.p429 + self.p500:
                 self.injected["500"] += 1
                 return Reply(status=500, error="server error (injected)", delay=self.latency)
@@ -229,7 +309,8 @@ class Faults:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m pocketguide.testing --latency 0.25`: serve in this process until stdin closes; the
-    first stdout line is the base URL. GET <base>/_stats gives the request count."""
+    first stdout line is the base URL. GET <base>/_stats gives the request count (and, with --rpm or
+    --tpm, the requests admitted and answered 429 by the limit)."""
     import argparse
     import sys
 
@@ -238,8 +319,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--p429", type=float, default=0.0)
     ap.add_argument("--p500", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--retry-after", type=float, help="Retry-After seconds on the injected 429s")
+    ap.add_argument("--rpm", type=float, help="enforce this many requests per minute (429 beyond)")
+    ap.add_argument("--tpm", type=float, help="enforce this many tokens per minute (429 beyond)")
+    ap.add_argument("--burst-s", type=float, default=6.0, help="seconds' worth the limit's buckets hold")
     args = ap.parse_args(argv)
-    with FakeOpenAI(Faults(args.latency, args.p429, args.p500, args.seed)) as server:
+    limit = RateLimit(args.rpm, args.tpm, args.burst_s) if (args.rpm or args.tpm) else None
+    faults = Faults(args.latency, args.p429, args.p500, args.seed, retry_after=args.retry_after)
+    with FakeOpenAI(faults, limit=limit) as server:
         print(server.base_url, flush=True)
         sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
 

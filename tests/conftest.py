@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from pocketguide.testing import FakeOpenAI, Reply
+from pocketguide.testing import FakeOpenAI, RateLimit, Reply
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,11 +25,11 @@ def isolated_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def fake_openai(monkeypatch):
-    """fake_openai(reply_fn) → a started FakeOpenAI; OPENAI_BASE_URL points at it."""
+    """fake_openai(reply_fn, limit=RateLimit(...)) → a started FakeOpenAI; OPENAI_BASE_URL points at it."""
     servers: list[FakeOpenAI] = []
 
-    def start(reply: Callable[[dict], Reply] | None = None) -> FakeOpenAI:
-        server = FakeOpenAI(reply).start()
+    def start(reply: Callable[[dict], Reply] | None = None, limit: RateLimit | None = None) -> FakeOpenAI:
+        server = FakeOpenAI(reply, limit=limit).start()
         servers.append(server)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         return server

@@ -43,7 +43,7 @@ def test_end_to_end_counts_and_copy_essays(tmp_path, fake_openai):
     counts = {r.stage: (r.accepted, r.rejected) for r in result.stages}
     # 2 combos × 2 draft templates × 1 model; × 2 essay templates (1 llm + 1 copy, the copy is not
     # multiplied by models); × 3 rubrics × 2 judges × 2 replicates
-    assert counts == {"combos": (2, 0), "draft": (4, 0), "essay": (8, 0), "evaluation": (96, 0), "report": (96, 0)}
+    assert counts == {"combos": (2, 0), "draft": (4, 0), "essay": (8, 0), "evaluation": (96, 0), "scores": (96, 0)}
     # copy essays made no teacher call: 4 drafts + 4 llm essays + 96 evaluations
     assert _by_stage(server) == {"draft": 4, "essay": 4, "evaluation": 96}
     assert len(server.requests) == 104
@@ -60,7 +60,7 @@ def test_end_to_end_counts_and_copy_essays(tmp_path, fake_openai):
         {"smollm2-135m", "judge-b"}
     scores = [r["parsed"] for r in StageStore(pipe.data_dir, "evaluation").accepted()]
     assert all(3 <= s <= 9 for s in scores) and len(set(scores)) > 1
-    report_dir = pipe.data_dir / "report"
+    report_dir = pipe.data_dir / "scores"
     pivot = (report_dir / "pivot.csv").read_text().splitlines()
     assert len(pivot) == 1 + 2 * 3  # header + judges × rubrics
     assert (report_dir / "scores.png").read_bytes()[:4] == b"\x89PNG"
@@ -82,7 +82,7 @@ def test_rerun_is_idempotent_and_fresh_draft_makes_downstream_stale(tmp_path, fa
     states = {s.name: s for s in pipeline_status(pipe)}
     assert not states["draft"].stale
     assert states["essay"].stale and states["essay"].stale_inputs == ["draft"]
-    assert states["evaluation"].stale and states["report"].stale
+    assert states["evaluation"].stale and states["scores"].stale
     status = CliRunner().invoke(app, ["--pipeline", str(path), "status"], env={"COLUMNS": "200"})
     assert status.exit_code == 0 and status.output.count("stale") >= 3 and "draft changed" in status.output
 
@@ -121,11 +121,14 @@ def test_gens_export_and_report_command(tmp_path, fake_openai):
     res = CliRunner().invoke(app, ["--pipeline", str(path), "report", "--out", str(tmp_path / "rep"), "--top", "3"])
     assert res.exit_code == 0, res.output
     assert "mean score by model × template" in res.output and "top 3 essay records" in res.output
-    header = (tmp_path / "rep" / "scores.csv").read_text().splitlines()[0].split(",")
+    tables = tmp_path / "rep" / "scores" / "evaluation"  # beside the HTML page (was: the --out folder itself)
+    header = (tables / "scores.csv").read_text().splitlines()[0].split(",")
     for col in ("evaluation_model", "evaluation_template", "essay_template", "essay_model", "draft_template",
                 "combos_id", "concept_ids", "score"):
         assert col in header
-    assert (tmp_path / "rep" / "summary_by_draft_template.csv").exists()
+    assert (tables / "summary_by_draft_template.csv").exists()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "Scores of evaluation" in page and "evaluation: pivot by judge model" in page
 
 
 def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypatch):
@@ -155,7 +158,7 @@ def test_bad_outputs_become_reasoned_rejections(tmp_path, fake_openai, monkeypat
     assert reasons == {10.0, "no_final_score", "out_of_range", "truncated"}
     truncated = [r for r in evals if r["reasons"] == ["truncated"]]
     assert all(r["raw"] == "Very long..." for r in truncated)
-    report = (pipe.data_dir / "report" / "pivot.csv").read_text()
+    report = (pipe.data_dir / "scores" / "pivot.csv").read_text()
     assert "smollm2-135m" in report and ",10.0,10.0," in report
     rep = build_score_report(pipe, "evaluation", lambda n: StageStore(pipe.data_dir, n))
     assert len(rep.rows) == 24 and len(rep.scored) == sum(1 for r in evals if r["status"] == "accepted")

@@ -21,7 +21,8 @@ ALLOWED = {
     "training": {"engine", "ops"},
     "pipelines": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training"},
     "testing": {"engine"},
-    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines"},
+    "report": {"engine"},  # the HTML run report reads the store; operations add sections via the registry
+    "cli": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training", "pipelines", "report"},
     "api": {"engine"},  # pocketguide/__init__.py: the public facade re-exports the engine's API
     "main": {"cli"},  # python -m pocketguide
 }

@@ -231,24 +231,24 @@ def test_circuit_breaker_stops_the_stage_and_keeps_finished_work(fake_openai, pi
     assert len([r for r in records(path).values() if r["status"] == "accepted"]) == 5
 
 
-def test_rate_limit_headers_pause_new_requests(fake_openai, pipeline_dir):
+def test_rate_limit_headers_pace_new_requests(fake_openai, pipeline_dir):
     times: list[float] = []
 
     def reply(req):
         times.append(time.monotonic())
-        if len(times) == 1:
+        if len(times) == 1:  # 600/min = one request per 0.1 s; none left; full again (60) in 6 s
             return Reply(text="ok", headers={"x-ratelimit-remaining-requests": "0",
-                                             "x-ratelimit-reset-requests": "800ms",
-                                             "x-ratelimit-limit-requests": "6000"})
+                                             "x-ratelimit-reset-requests": "6s",
+                                             "x-ratelimit-limit-requests": "600"})
         return Reply(text="ok")
 
     server = fake_openai(reply)
     path = project(pipeline_dir, server, n=2, concurrency=1)
     run_stage("a", path)
-    assert 0.75 <= times[1] - times[0] < 1.8
+    assert 0.08 <= times[1] - times[0] < 0.6  # the next unit (0.1 s), not a whole refill
     manifest = json.loads((path.parent / "runs" / "a" / "manifest.json").read_text())
     flow = manifest["teacher"]["flow"][0]
-    assert flow["limits_per_minute"]["requests"] == 6000  # tightened from no limit to the announced one
+    assert flow["limits_per_minute"]["requests"] == 600  # tightened from no limit to the announced one
 
 
 def test_requests_per_minute_paces_requests(fake_openai, pipeline_dir):

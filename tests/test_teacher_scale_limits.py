@@ -15,7 +15,8 @@ from pocketguide.engine.runner import run_stage
 from pocketguide.engine.spec import Price, TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.fallback import model_chain
-from pocketguide.teachers.limits import AdaptiveConcurrency, CircuitBreaker, RateLimits, parse_reset, retry_after_s
+from pocketguide.teachers.flow import AdaptiveConcurrency, CircuitBreaker
+from pocketguide.teachers.limits import RateLimits, parse_reset, retry_after_s
 from pocketguide.teachers.pricing import cost_of
 from pocketguide.teachers.retry import refused_parameter, without
 from pocketguide.testing import Reply
@@ -71,19 +72,40 @@ def test_reset_as_epoch_and_retry_after_ms():
     assert retry_after_s({"retry-after-ms": "1500"}) == 1.5
 
 
-def test_headers_tighten_and_pause():
+def test_headers_tighten_and_remaining_caps_the_bucket():
     async def scenario():
         limits = RateLimits(rpm=1000, input_tpm=None, output_tpm=None)
-        limits.tighten({"x-ratelimit-limit-requests": "60", "x-ratelimit-limit-tokens": "90000"})
-        assert limits.limits == {"requests": 60, "tokens": 90000}
-        limits.tighten({"x-ratelimit-limit-requests": "5000"})  # looser than ours: ignored
-        assert limits.limits["requests"] == 60
-        limits.tighten({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "300ms"})
+        limits.follow({"x-ratelimit-limit-requests": "600", "x-ratelimit-limit-tokens": "90000"}, None)
+        assert limits.limits == {"requests": 600, "tokens": 90000}
+        limits.follow({"x-ratelimit-limit-requests": "5000"}, None)  # looser than ours: ignored
+        assert limits.limits["requests"] == 600
+        ticket = await limits.acquire(10, 10)
+        await limits.acquire(10, 10)  # sent after `ticket`: the server had not counted it yet
+        # 600/min = 10/s; the server says 1 left after `ticket`, and one more went since: none left now
+        limits.follow({"x-ratelimit-remaining-requests": "1"}, ticket)
         started = time.monotonic()
         await limits.acquire(10, 10)
         return time.monotonic() - started
 
-    assert 0.25 <= asyncio.run(scenario()) < 1.0
+    assert 0.08 <= asyncio.run(scenario()) < 0.5  # one refill (0.1 s), not the 6 s a full bucket takes
+
+
+def test_exhausted_limit_with_no_announced_rate_pauses_until_reset():
+    async def scenario():
+        limits = RateLimits(rpm=None, input_tpm=None, output_tpm=None)
+        reason, seconds = limits.follow({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "300ms"},
+                                        None)
+        assert "x-ratelimit-remaining-tokens=0" in reason and seconds == pytest.approx(0.3)
+        assert limits.pause(seconds, reason) == pytest.approx(0.3, abs=0.01)
+        assert limits.pause(0.1, reason) == 0.0  # inside the current pause: adds nothing
+        started = time.monotonic()
+        await limits.acquire(10, 10)
+        return time.monotonic() - started, limits.summary()
+
+    waited, summary = asyncio.run(scenario())
+    assert 0.25 <= waited < 1.0
+    assert summary["paused_s"] == pytest.approx(0.3, abs=0.01)
+    assert [v["pauses"] for v in summary["pauses"].values()] == [1]
 
 
 def test_breaker_opens_over_half_errors_in_the_window():
@@ -182,7 +204,9 @@ def test_openrouter_single_window_headers_pause():
     async def scenario():
         limits = RateLimits(None, None, None)
         reset_ms = int((time.time() + 0.4) * 1000)
-        limits.tighten({"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset_ms)})
+        reason, seconds = limits.follow({"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0",
+                                         "x-ratelimit-reset": str(reset_ms)}, None)
+        limits.pause(seconds, reason)
         started = time.monotonic()
         await limits.acquire(1, 1)
         return time.monotonic() - started

@@ -78,25 +78,68 @@ class RichProgress:
 
 
 def summary_table(results: list[Any]) -> Table:
+    """Counts only, so it fits 80 columns; the reasons and notes are printed below it (summary_notes)."""
     t = Table(title="run summary")
-    t.add_column("stage", no_wrap=True)
-    for col in ("new ✓", "new ✗", "skipped", "✓", "✗"):
-        t.add_column(col, justify="right")
-    t.add_column("top rejection reasons", overflow="fold")
+    t.add_column("stage", overflow="fold")
+    for col in ("new ✓", "new ✗", "skip", "✓", "✗"):
+        t.add_column(col, justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
     t.add_column("state", overflow="fold")
     for r in results:
-        reasons = r.stats.get("rejection_reasons") or {}
-        top = ", ".join(f"{k}×{v}" for k, v in list(reasons.items())[:3])
-        state = "stopped: " + r.stopped if r.stopped else ("complete" if r.complete else f"{r.pending} pending")
-        if getattr(r, "note", None):
-            state = r.note.split(":", 1)[0] + " (see below)"
-        if r.dry_run:
-            state += " (dry run)"
         t.add_row(r.stage, str(r.new_accepted), str(r.new_rejected), str(r.skipped_done), str(r.accepted),
-                  str(r.rejected), top, f"{r.elapsed_s:.1f}s", state)
+                  str(r.rejected), f"{r.elapsed_s:.1f}s", _state(r))
     return t
 
 
+def _state(r: Any) -> str:
+    if r.stopped:
+        state = "stopped"
+    elif getattr(r, "note", None):
+        state = r.note.split(":", 1)[0]  # e.g. "skipped"; the whole note is printed below the table
+    else:
+        state = "complete" if r.complete else f"{r.pending} pending"
+    return state + (" (dry)" if r.dry_run else "")
+
+
+def summary_notes(results: list[Any], top: int = 3) -> list[str]:
+    """Below the table, one line each, never cut: the top rejection reasons per stage, then every note."""
+    lines = []
+    for r in results:
+        reasons = list((r.stats.get("rejection_reasons") or {}).items())
+        for code, n in reasons[:top]:
+            lines.append(f"  {r.stage}: {code} × {n}")
+        if len(reasons) > top:
+            rest = sum(n for _, n in reasons[top:])
+            lines.append(f"  {r.stage}: … {len(reasons) - top} more reasons ({rest} in all); `pocketguide report` "
+                         f"lists them")
+    if lines:
+        lines.insert(0, "top rejection reasons:")
+    return lines + notes(results)
+
+
 def notes(results: list[Any]) -> list[str]:
-    return [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    out = [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
+    return out
+
+
+def flow_note(stats: dict[str, Any]) -> str | None:
+    """What rate limits did to a stage's requests (stats.teacher.flow), in one line; None if nothing."""
+    f = (stats.get("teacher") or {}).get("flow") or {}
+    if not (f.get("rate_limited") or f.get("paused_s") or f.get("paced_s", 0) >= 1):
+        return None
+    parts = []
+    if f.get("paced_s", 0) >= 1:
+        limits = ", ".join(f"{v:g} {k.replace('_', ' ')}/min" for k, v in (f.get("limits_per_minute") or {}).items())
+        parts.append(f"paced at {limits or 'the limits'} (requests waited {f['paced_s']:.1f}s in all)")
+    if f.get("rate_limited"):
+        parts.append(f"{f['rate_limited']} answers were 429 ({f.get('retry_after_waits', 0)} retried after the "
+                     f"server's Retry-After, {f.get('retry_after_wait_s', 0):.1f}s of waiting in all)")
+    if f.get("paused_s"):
+        why = "; ".join(f"{reason}: {p['pauses']}× {p['seconds']:.1f}s" for reason, p in f["pauses"].items())
+        parts.append(f"traffic to the model paused {f['paused_s']:.1f}s in all ({why})")
+    elif f.get("rate_limited"):
+        parts.append("no pause: the limit was not shared")
+    if f.get("concurrency_cuts"):
+        parts.append(f"in-flight cap cut {f['concurrency_cuts']}×")
+    return "rate limits: " + "; ".join(parts)

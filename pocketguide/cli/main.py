@@ -31,11 +31,11 @@ from pocketguide.engine.errors import PocketguideError
 
 
 def _report(results, stopped=None) -> None:
-    from pocketguide.cli.console import notes, out, summary_table
+    from pocketguide.cli.console import out, summary_notes, summary_table
 
     out.print(summary_table(results))
-    for line in notes(results):
-        out.print(line, markup=False, highlight=False)
+    for line in summary_notes(results):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if any(r.dry_run for r in results):
         out.print("[yellow]DRY RUN: no teacher was called; output is under the data dir's dry-run/ folder[/]")
     if stopped:

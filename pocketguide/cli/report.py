@@ -1,4 +1,5 @@
-"""`pocketguide report`: aggregate a scoring stage into CSV files, a chart and terminal tables."""
+"""`pocketguide report`: one self-contained HTML report of the run; for a judge pipeline also the score
+tables in the terminal and as CSV files (the same code makes the page's score pivots)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,15 @@ from typing import Any
 import typer
 
 from pocketguide.cli.app import _pipe, app, guarded
+from pocketguide.report.collect import DEFAULT_MAX_RECORDS
 
 
-def _default_stage(pipe: Any) -> str:
-    """The input of a `score_report` stage if the pipeline has one, else the last per-record stage."""
-    for s in pipe.stages:
-        if s.op == "score_report" and s.inputs:
-            return s.inputs[0]
-    per_record = [s.name for s in pipe.stages if not s.is_operation]
-    if not per_record:
-        from pocketguide.engine.errors import StageError
-
-        raise StageError("the pipeline has no per-record stage to report on — pass --stage NAME")
-    return per_record[-1]
+def _judge_stage(pipe: Any, stage: str | None) -> str | None:
+    """--stage, else the input of a `score_report` stage; None for a pipeline that scores nothing."""
+    if stage:
+        pipe.stage(stage)
+        return stage
+    return next((s.inputs[0] for s in pipe.stages if s.op == "score_report" and s.inputs), None)
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]):
@@ -34,35 +31,67 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]):
     return t
 
 
-@app.command()
-@guarded
-def report(stage: str | None = typer.Option(None, "--stage", "-s", help="the scoring stage (default: the "
-                                               "score_report stage's input, else the last per-record stage)"),
-           out_dir: Path | None = typer.Option(None, "--out", "-o", help="folder for the CSV files and chart "
-                                                  "(default <data_dir>/reports/<stage>)"),
-           top: int = typer.Option(10, "--top", min=1, help="how many best-scored parents to list"),
-           max_score: float = typer.Option(10, "--max-score", help="top of the score range (counts perfect scores)"),
-           chart: bool = typer.Option(True, "--chart/--no-chart", help="write scores.png if matplotlib is installed"),
-           ) -> None:
-    """Aggregate scores: one row per evaluation with its essay and draft, pivots, summaries, top essays."""
+def _score_tables(pipe: Any, name: str, out_dir: Path, top: int, max_score: float, chart: bool,
+                  explicit: bool) -> dict[str, Any] | None:
+    """Print the score tables and write their CSV files; returns the page section (None: nothing scored yet)."""
     from pocketguide.cli.console import out
     from pocketguide.engine.inputs import input_store
-    from pocketguide.pipelines.daydreaming.scores import build_score_report, write_score_report
+    from pocketguide.pipelines.daydreaming.scores import build_score_report, score_section, write_score_report
 
-    pipe = _pipe()
-    name = stage or _default_stage(pipe)
-    pipe.stage(name)
+    if not explicit and not input_store(pipe, name, False).records_path.exists():
+        return None  # the judge stage has not run: the page says so, no tables to print
     rep = build_score_report(pipe, name, lambda n: input_store(pipe, n, False), top_n=top, max_score=max_score)
-    files = write_score_report(rep, out_dir or pipe.data_dir / "reports" / name, chart=chart)
+    files = write_score_report(rep, out_dir / "scores" / name, chart=chart)
     out.print(_table(f"{name}: mean score by model × template", rep.pivot,
                      [f"{name}_model", f"{name}_template", "count", "mean", "min", "max", "n_perfect"]))
     for key, rows in rep.summaries.items():
         out.print(_table(f"by {key}", rows, [key, "count", "mean", "min", "max", "n_perfect"]))
     if rep.top:
         parent = rep.chain[-2]
-        cols = [f"{parent}_id"] + [c for c in (f"{parent}_template", f"{parent}_model", "concept_ids") if c in rep.top[0]]
-        out.print(_table(f"top {len(rep.top)} {parent} records by mean score", rep.top, cols + ["count", "mean", "min", "max"]))
-    rejected = len(rep.rows) - len(rep.scored)
-    out.print(f"{len(rep.scored)} scored, {rejected} without a score (rejected); files:")
+        cols = [f"{parent}_id"] + [c for c in (f"{parent}_template", f"{parent}_model", "concept_ids")
+                                   if c in rep.top[0]]
+        out.print(_table(f"top {len(rep.top)} {parent} records by mean score", rep.top,
+                         cols + ["count", "mean", "min", "max"]))
+    out.print(f"{len(rep.scored)} scored, {len(rep.rows) - len(rep.scored)} without a score (rejected); score tables:")
     for path in files.values():
-        out.print(f"  {path}")
+        out.print(f"  {path}", soft_wrap=True)
+    return score_section(rep)
+
+
+@app.command()
+@guarded
+def report(open_page: bool = typer.Option(False, "--open", help="open the report in the default web browser"),
+           out_dir: Path | None = typer.Option(None, "--out", "-o", help="folder for index.html (default "
+                                                  "<data_dir>/report); score CSVs go to <out>/scores/<stage>/"),
+           max_records: int = typer.Option(DEFAULT_MAX_RECORDS, "--max-records", min=1,
+                                           help="records the page's browser carries; a bigger run is sampled"),
+           stage: str | None = typer.Option(None, "--stage", "-s", help="judge pipelines: the scoring stage to "
+                                            "tabulate (default: the input of the score_report stage)"),
+           top: int = typer.Option(10, "--top", min=1, help="judge pipelines: how many best-scored parents to list"),
+           max_score: float = typer.Option(10, "--max-score", help="judge pipelines: top of the score range"),
+           chart: bool = typer.Option(True, "--chart/--no-chart", help="judge pipelines: also write scores.png "
+                                                                       "(needs matplotlib)"),
+           ) -> None:
+    """Write one self-contained HTML page of the run: funnel, rejections, records, teacher, training, scores."""
+    import webbrowser
+
+    from pocketguide.cli.console import out
+    from pocketguide.report.collect import build_report_data
+    from pocketguide.report.html import default_out_dir, write_page
+
+    pipe = _pipe()
+    folder = out_dir or default_out_dir(pipe)
+    extra = []
+    judge = _judge_stage(pipe, stage)
+    if judge:
+        section = _score_tables(pipe, judge, folder, top, max_score, chart, explicit=stage is not None)
+        in_pipeline = any(s.op == "score_report" and s.inputs[:1] == [judge] for s in pipe.stages)
+        if section and not in_pipeline:  # a score_report stage adds its own section to the page
+            extra.append(section)
+    data = build_report_data(pipe, max_records=max_records, extra_sections=extra)
+    path = write_page(data, folder)
+    b = data["browser"]
+    sampled = f", a sample of {b['shown']:,} of {b['total']:,} records" if b["sampled"] else f", {b['total']:,} records"
+    out.print(f"report: {path} ({len(data['stages'])} stages{sampled})", soft_wrap=True, highlight=False)
+    if open_page:
+        webbrowser.open(path.resolve().as_uri())

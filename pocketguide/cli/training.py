@@ -70,7 +70,7 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
           no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip the before/after evaluation"),
           fresh: bool = typer.Option(False, "--fresh", help="move old checkpoints aside and start over")) -> None:
     """Train the LoRA student (resuming from the last checkpoint), then evaluate base vs fine-tuned."""
-    from pocketguide.cli.console import out, summary_table
+    from pocketguide.cli.main import _report
     from pocketguide.engine.runner import run_stage
     from pocketguide.engine.session import RunOptions
 
@@ -87,7 +87,7 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
     with TrainProgress() as progress:
         opts.progress = progress
         result = run_stage(spec, pipe, options=opts)
-    out.print(summary_table([result]))
+    _report([result])
     _show_report(result.output_dir)
 
 

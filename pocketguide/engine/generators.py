@@ -7,7 +7,12 @@ A generator class is built once per stage as cls(rt, run) and provides:
   prepare(item)   per-record work before generation (raise RecordRejected to reject the record)
   generate(item)  -> Generated
   max_concurrency the most calls it wants in flight (None: no opinion)
+  caps_own_calls  True: it holds its own calls in flight to the stage's concurrency (the teacher's adaptive
+                  cap), so the runner keeps up to twice as many records going — a record waiting out a
+                  retry's Retry-After then does not idle a slot. False (default): the runner's cap is the cap
   describe()      what made the records, for the manifest (None: nothing to say)
+  stats()         what the stage's stats.json should add, merged one level deep (e.g. {"teacher":
+                  {"flow": ...}} joins the counted teacher totals; None: nothing)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Generator:
 
     calls_teacher = False
     max_concurrency: int | None = None
+    caps_own_calls = False
 
     def __init__(self, rt: Any, run: Any) -> None:
         self.rt, self.run = rt, run
@@ -43,6 +49,9 @@ class Generator:
         return None
 
     def describe(self) -> dict[str, Any] | None:
+        return None
+
+    def stats(self) -> dict[str, Any] | None:
         return None
 
     async def aclose(self) -> None:

@@ -79,10 +79,9 @@ def read_source(path: Path) -> Iterator[Upstream]:
             yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
                            problem=f"malformed_input: line {n} is not a JSON object")
             continue
-        rid = obj.get("id")
+        rid = obj.pop("id", None)  # the line's own dict, less its id, becomes the fields (no copy)
         rid = str(rid) if rid not in (None, "") else f"line_{n:06d}"
-        fields = {k: v for k, v in obj.items() if k != "id"}
-        yield Upstream({"id": rid, "data": fields, "parsed": fields, "raw": None, "ancestors": []}, fp)
+        yield Upstream({"id": rid, "data": obj, "parsed": obj, "raw": None, "ancestors": []}, fp)
 
 
 def read_stage(store: StageStore) -> Iterator[Upstream]:

@@ -81,7 +81,14 @@ def input_hashes(pipe: Any, stage: StageSpec, root_of: Callable[[str], StageStor
 def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: StatsAccumulator, result: Any,
                  options: Any, started: float, extra: dict[str, Any] | None = None) -> None:
     result.elapsed_s = round(time.monotonic() - started, 3)
+    store.flush()  # batched (free) lines first: the manifest hashes what is on disk
     stats = acc.to_dict()
+    for extra_stats in (rt.generator_stats if rt else []):  # e.g. the teacher's flow: 429s, waits, pauses
+        for key, value in extra_stats.items():
+            if isinstance(value, dict) and isinstance(stats.get(key), dict):
+                stats[key].update(value)
+            else:
+                stats[key] = value
     stats["run"] = {"new_accepted": result.new_accepted, "new_rejected": result.new_rejected,
                     "skipped_done": result.skipped_done, "pending": result.pending,
                     "superseded": result.superseded, "elapsed_s": result.elapsed_s, "stopped": result.stopped}

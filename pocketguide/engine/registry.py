@@ -30,6 +30,9 @@ LOAD_HOOKS: list["LoadHook"] = []
 OPERATIONS: dict[str, "OperationDef"] = {}
 # format name -> exporter(pipe, stage_spec, store, out: Path | None) -> Path written
 EXPORTERS: dict[str, Callable[..., Any]] = {}
+# operation name -> section(pipe, stage_spec, store_of) -> dict | None: what that op's stages add to the
+# HTML run report (charts, tables, side-by-side texts; shape in pocketguide/reports/sections.py)
+REPORT_SECTIONS: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,18 @@ def exporter(fmt: str):
         if fmt in EXPORTERS:
             raise RegistryError(f"export format '{fmt}' is already registered")
         EXPORTERS[fmt] = fn
+        return fn
+
+    return decorate
+
+
+def report_section(op: str):
+    """Register what the stages of operation `op` show in `pocketguide report` (see reports/sections.py)."""
+
+    def decorate(fn):
+        if op in REPORT_SECTIONS:
+            raise RegistryError(f"a report section for operation '{op}' is already registered")
+        REPORT_SECTIONS[op] = fn
         return fn
 
     return decorate

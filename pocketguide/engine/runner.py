@@ -109,7 +109,8 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
             hit = j.find(up.record)
             extra.append(hit.fp.encode() if hit else b"-")
         fp = fingerprint(up.fp.encode(), *extra) if joined else up.fp
-        for item in _variants(rt, up, fp):
+        plain = rt.stage.variants is None  # one item per input: no fan-out generator per record
+        for item in ((Item(up.record["id"], up, None, rt.default_choice, fp),) if plain else _variants(rt, up, fp)):
             n = seen[item.id] = seen.get(item.id, 0) + 1
             if n == 1:
                 yield item
@@ -205,8 +206,12 @@ class _Loop:
 
 
 async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
-    """Feed items through at most `concurrency` teacher calls; copy items run inline."""
-    sem = asyncio.Semaphore(concurrency)
+    """Feed items through at most `concurrency` teacher calls; free items run inline. Generators that hold
+    their own calls to `concurrency` (caps_own_calls) get twice as many records going: the others wait for
+    a slot or sleep before a retry, so a record waiting out a Retry-After does not idle a slot."""
+    paid = [g for g in loop.generators.values() if g.calls_teacher]
+    own = bool(paid) and all(getattr(g, "caps_own_calls", False) for g in paid)
+    sem = asyncio.Semaphore(2 * concurrency if own else concurrency)
     tasks: set[asyncio.Task] = set()
     stop: list[str] = []
 
@@ -333,6 +338,7 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         result.complete = stopped is None and pending[0] == 0
         # what made the records (the teacher's flow: limits, retries, cache), as of the end of the stage
         rt.teacher_info = next((d for g in generators.values() if (d := g.describe()) is not None), None)
+        rt.generator_stats = [s for g in generators.values() if (s := getattr(g, "stats", lambda: None)())]
         finish_stage(pipe, stage, store, rt, acc, result, options, started)
     options.progress.stage_finished(stage.name, result)
     return result

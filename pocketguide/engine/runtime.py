@@ -83,7 +83,9 @@ class StageRuntime:
     choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
     gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
+    root: Path | None = None  # the pipeline's folder (pipe.root, worked out once, not per record)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
+    generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
 
     @property
     def modes(self) -> set[str]:
@@ -128,7 +130,7 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
 
 def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
                   settings: dict[str, Any]) -> StageRuntime:
-    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings)
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, root=pipe.root)
     if stage.schema_:
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())

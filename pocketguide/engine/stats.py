@@ -21,9 +21,15 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def facet_value(record: dict[str, Any], path: str) -> Any:
     """A facet path is looked up in record['data'] first, then in the record itself."""
-    value = lookup(record.get("data") or {}, path, _MISSING)
-    if value is _MISSING:
-        value = lookup(record, path, None)
+    data = record.get("data") or {}
+    if "." not in path and isinstance(data, dict):  # the common case, without splitting a path per record
+        value = data.get(path, _MISSING)
+        if value is _MISSING:
+            value = record.get(path)
+    else:
+        value = lookup(data, path, _MISSING)
+        if value is _MISSING:
+            value = lookup(record, path, None)
     if isinstance(value, (dict, list)):
         return None
     return value

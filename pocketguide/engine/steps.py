@@ -166,7 +166,7 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     if gen.finish_reason == "length" and not rt.stage.allow_truncated:
         return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
     pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
-                        root=rt.pipe.root)
+                        root=rt.root)
     try:
         parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
     except ParseError as exc:
@@ -187,7 +187,10 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
             path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
             record["validation"].update(path=path, message=err.message[:300])
             return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
-    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.pipe.root)
+    if not rt.gates:
+        record["status"] = REJECTED if record["reasons"] else ACCEPTED
+        return record
+    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.root)
     for name, fn, opts in rt.gates:
         try:
             res = fn(gi, opts)

@@ -24,7 +24,7 @@ MANIFEST = "manifest.json"
 # what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
 # files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
 RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
-                  "exports", "reports", "gens", "_models")
+                  "exports", "report", "reports", "gens", "_models")  # report: `pocketguide report`'s page
 _MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
 MAX_STAGE_NAME = 100
 

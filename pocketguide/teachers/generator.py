@@ -23,6 +23,7 @@ class LLMGenerator(Generator):
     decoding_profile is compact (the embedded one by default), its schema (the whole contract) otherwise."""
 
     calls_teacher = True
+    caps_own_calls = True  # the ManagedTeacher's adaptive in-flight cap holds requests to the concurrency
 
     def __init__(self, rt: Any, run: Any) -> None:
         super().__init__(rt, run)
@@ -88,3 +89,7 @@ class LLMGenerator(Generator):
             info["decoding"] = {"profile": decoding_profile(self.settings),
                                 "schema": self.response_schema or self.rt.stage.schema_}
         return info
+
+    def stats(self) -> dict[str, Any] | None:
+        """This stage's 429s, Retry-After waits and whole-model pauses (the run summary shows them)."""
+        return {"teacher": {"flow": self.teacher.flow_stats()}} if self.teacher is not None else None

@@ -14,14 +14,8 @@ from pocketguide.engine.spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.cache import ResponseCache, cache_key, teacher_identity
 from pocketguide.teachers.fallback import Attempts, model_chain
-from pocketguide.teachers.limits import (
-    CHARS_PER_TOKEN,
-    AdaptiveConcurrency,
-    CircuitBreaker,
-    ModelState,
-    RateLimits,
-    retry_after_s,
-)
+from pocketguide.teachers.flow import AdaptiveConcurrency, CircuitBreaker, ModelState, StageFlow
+from pocketguide.teachers.limits import CHARS_PER_TOKEN, RateLimits, Ticket, exhausted_limit, retry_after_s
 from pocketguide.teachers.pricing import Budget, cost_of
 from pocketguide.teachers.retry import refused_parameter, retrying, without
 
@@ -57,6 +51,7 @@ class ManagedTeacher:
         self.inner, self.settings, self.shared, self.stage = inner, settings, shared, stage
         self.max_concurrency = getattr(inner, "max_concurrency", None)
         self.endpoint = teacher_identity(inner)
+        self.flow = StageFlow()  # what this stage's requests met: 429s, waits, pauses
         if shared.budget.max_cost is not None and not settings.prices:
             first = (model_chain(settings, None) or ["my-model"])[0]
             raise TeacherConfigError(
@@ -72,6 +67,10 @@ class ManagedTeacher:
         d["budget"] = self.shared.budget.summary()
         d["cache"] = self.shared.cache.session_summary() if self.shared.cache else None
         return d
+
+    def flow_stats(self) -> dict[str, Any]:
+        """For the stage's stats.json and the run summary: 429s, Retry-After waits, pauses and why."""
+        return self.flow.summary()
 
     async def aclose(self) -> None:
         """The pool closes the provider teacher; this wrapper holds nothing of its own."""
@@ -112,57 +111,100 @@ class ManagedTeacher:
     async def _with_retries(self, state: ModelState, model: str, request: TeacherRequest, notes: list[str],
                             tries: list[int]) -> TeacherResponse:
         s = self.settings
-        async for attempt in retrying(s.max_retries, s.retry_initial_s, s.retry_max_s):
+        async for attempt in retrying(s.max_retries, s.retry_initial_s, s.retry_max_s, self._waiting):
             with attempt:
                 tries[0] += 1
                 if state.breaker.opened:
                     raise TeacherError("circuit_open", f"{model} is failing too often on {self.endpoint} "
                                        f"(circuit breaker open)", retryable=False)
-                return await self._send(state, dataclasses.replace(request, model=model), notes)
+                return await self._send(state, dataclasses.replace(request, model=model), notes, tries[0] > 1)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _send(self, state: ModelState, request: TeacherRequest, notes: list[str]) -> TeacherResponse:
+    async def _send(self, state: ModelState, request: TeacherRequest, notes: list[str], retry: bool
+                    ) -> TeacherResponse:
         """One request, retried once without an optional parameter the endpoint refuses (remembered)."""
-        req, dropped = without(request, state.dropped_params)
         try:
-            response = await self._once(state, req)
+            response, dropped = await self._once(state, request, retry)
         except TeacherError as exc:
-            name = refused_parameter(exc, req)
+            name = refused_parameter(exc, getattr(exc, "sent", request))
             if name is None:
                 raise
             log.warning("%s rejected %s; retrying without it", state.model, name)
             state.dropped_params.add(name)
-            req, dropped = without(request, state.dropped_params)
-            response = await self._once(state, req)
+            response, dropped = await self._once(state, request, True)
         notes.extend(n for n in dropped if n not in notes)
         return response
 
-    async def _once(self, state: ModelState, req: TeacherRequest) -> TeacherResponse:
-        """Budget → rate limits → in-flight cap → the provider; the outcome feeds all three."""
-        self.shared.budget.before_request()
-        prompt_tokens = sum(len(m.get("content") or "") for m in req.messages) // CHARS_PER_TOKEN + 8
-        await state.limits.acquire(prompt_tokens, state.limits.estimate_output(req.max_tokens))
-        started = await state.concurrency.acquire()
-        state.calls += 1
+    async def _once(self, state: ModelState, request: TeacherRequest, retry: bool = False
+                    ) -> tuple[TeacherResponse, list[str]]:
+        """In-flight cap → rate limits (pause, buckets) → budget → the provider at once; the outcome feeds
+        the cap and the limits. The limits come after the cap so a pause holds every request not yet sent,
+        and a ticket's time is its request's send time (the x-ratelimit-remaining-* arithmetic relies on
+        it). The budget and the parameters the endpoint refused are checked as the request leaves, so what
+        finished or was learnt meanwhile counts. A retry takes the next free slot before new requests."""
+        prompt_tokens = sum(len(m.get("content") or "") for m in request.messages) // CHARS_PER_TOKEN + 8
+        output_tokens = state.limits.estimate_output(request.max_tokens)
+        await state.concurrency.acquire(first=retry)
+        ticket = None
         try:
+            ticket = await state.limits.acquire(prompt_tokens, output_tokens, request.max_tokens)
+            self.flow.paced_s += ticket.paced_s
+            self.flow.limits_per_minute = state.limits.limits
+            self.shared.budget.before_request()  # last, as the request leaves: what finished meanwhile counts
+            req, dropped = without(request, state.dropped_params)
+            state.calls += 1
             response = await self.inner.generate(req)
             state.concurrency.succeeded()  # before release, so a waiter sees the raised cap at once
         except TeacherError as exc:
-            state.breaker.record(False)
-            state.last_errors.append(f"{exc.kind}: {str(exc)[:160]}")
             headers = getattr(exc, "headers", None) or {}
             if exc.status == 429:
-                state.throttled += 1
-                state.concurrency.throttled(started)
-                state.limits.pause(retry_after_s(headers))
-            state.limits.tighten(headers)
+                self._throttled(state, ticket, headers)
+            else:
+                state.breaker.record(False)
+                state.watch.record(False)
+                self._follow(state, headers, ticket)
+            state.last_errors.append(f"{exc.kind}: {str(exc)[:160]}")
+            exc.sent = req  # type: ignore[attr-defined]  # what went, for refused_parameter
             raise
         finally:
+            if ticket is not None:
+                state.limits.answered(ticket)
             await state.concurrency.release()
         state.breaker.record(True)
-        state.limits.tighten(response.headers)
+        state.watch.record(False)
+        self._follow(state, response.headers, ticket)
         state.limits.observe(response.usage)
-        return response
+        return response, dropped
+
+    def _follow(self, state: ModelState, headers: dict[str, str], ticket: Ticket) -> None:
+        pause = state.limits.follow(headers, ticket)
+        if pause is not None:
+            self.flow.paused(pause[0], state.limits.pause(pause[1], pause[0]))
+
+    def _throttled(self, state: ModelState, ticket: Ticket, headers: dict[str, str]) -> None:
+        """A 429. The request that got it waits its Retry-After (retry.py); the whole model pauses only when
+        the limit is shared: the server says a limit is used up, or 429s came in a burst."""
+        state.throttled += 1
+        self.flow.rate_limited += 1
+        unpaced = state.limits.follow(headers, ticket)  # the pause, if any, is decided here for a 429
+        recent = state.watch.record(True)
+        used_up = exhausted_limit(headers)
+        if used_up is None and not state.watch.is_burst(recent):
+            return
+        if ticket.sent_at < state.limits.last_pause_at:
+            return  # sent before the current pause began: the same burst, nothing new
+        reason = (f"x-ratelimit-remaining-{used_up}=0 on a 429" if used_up else
+                  f"429 burst ({state.watch.burst}+ of the last {state.watch.answers.maxlen} answers)")
+        seconds = retry_after_s(headers) or (unpaced[1] if unpaced else None) or 1.0
+        self.flow.paused(reason, state.limits.pause(seconds, reason))
+        if state.concurrency.throttled(ticket.sent_at):
+            self.flow.concurrency_cuts += 1
+
+    def _waiting(self, exc: BaseException | None, seconds: float) -> None:
+        """tenacity is about to sleep before a retry: count the waits the server asked for."""
+        if retry_after_s(getattr(exc, "headers", None)) is not None:
+            self.flow.retry_after_waits += 1
+            self.flow.retry_after_wait_s += seconds
 
     def _finish(self, response: TeacherResponse, model: str, attempts: Attempts, notes: list[str],
                 key: str | None) -> TeacherResponse:

@@ -10,6 +10,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
+
+try:  # the openai SDK's own HTTP client (openai ≥ 3): given an httpx client instead, the SDK converts every
+    import httpx2 as http  # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
+except ImportError:  # an older SDK speaks httpx
+    http = httpx
 import openai
 import orjson
 
@@ -64,9 +69,9 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
     """Map a transport exception (the openai SDK's or httpx's) to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException)):
         return "timeout", True, None
-    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, http.TransportError)):
         return "connection", True, None
     return "unexpected", False, None
 
@@ -77,7 +82,7 @@ def _status_kind(status: int) -> tuple[str, bool]:
     return f"http_{status}", status >= 500 or status == 408
 
 
-def _server_message(raw: httpx.Response) -> str:
+def _server_message(raw: Any) -> str:
     """The error text an endpoint sent: OpenAI's {"error": {"message"}}, or the start of the body."""
     try:
         data = orjson.loads(raw.content)
@@ -150,21 +155,21 @@ class OpenAITeacher:
         self._key = key
         self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
         self._shards: list[list[Any]] = []  # [client, requests in flight]
-        self._ssl = httpx.create_ssl_context()  # one for all shards: building one costs ~30 ms
+        self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
         self.client = self._new_shard()
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
 
     def _new_shard(self) -> openai.AsyncOpenAI:
-        timeout = httpx.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
+        timeout = http.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
         client = openai.AsyncOpenAI(
             api_key=self._key,
             base_url=self.base_url,
             timeout=timeout,
             max_retries=0,
             default_headers=self._headers,
-            http_client=httpx.AsyncClient(
+            http_client=http.AsyncClient(
                 timeout=timeout, verify=self._ssl,
-                limits=httpx.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
+                limits=http.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
         )
         self._shards.append([client, 0])
         return client
@@ -199,7 +204,7 @@ class OpenAITeacher:
         shard = self._shard()
         shard[1] += 1
         try:
-            raw = await shard[0].post("/chat/completions", body=body, cast_to=httpx.Response)
+            raw = await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
         except openai.APIStatusError as exc:
             raw = exc.response
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
@@ -227,7 +232,7 @@ class OpenAITeacher:
         err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
-    def _read(self, raw: httpx.Response) -> tuple[str, str | None, str | None, dict[str, int]]:
+    def _read(self, raw: Any) -> tuple[str, str | None, str | None, dict[str, int]]:
         """text, finish_reason, model, usage of a chat completion; anything else is a retryable bad_response."""
         try:
             data = orjson.loads(raw.content)

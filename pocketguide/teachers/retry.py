@@ -1,11 +1,13 @@
 """Retry policy (tenacity): exponential backoff with jitter on 429/5xx/timeouts/connection errors,
-Retry-After honoured, no retry on 4xx; and the one-shot retry without an unsupported optional parameter."""
+the request that got a Retry-After waits at least that long, no retry on 4xx; and the one-shot retry
+without an unsupported optional parameter."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -42,19 +44,28 @@ class _Wait:
         return wait
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.info("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), state.attempt_number, wait)
+def _before_sleep(on_wait: Callable[[BaseException | None, float], None] | None
+                  ) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), state.attempt_number,
+                 wait)
+        if on_wait is not None:
+            on_wait(exc, wait)
+
+    return before_sleep
 
 
-def retrying(max_retries: int | None, initial_s: float | None, max_s: float | None) -> AsyncRetrying:
-    """`async for attempt in retrying(...): with attempt: ...` — a fresh policy per request."""
+def retrying(max_retries: int | None, initial_s: float | None, max_s: float | None,
+             on_wait: Callable[[BaseException | None, float], None] | None = None) -> AsyncRetrying:
+    """`async for attempt in retrying(...): with attempt: ...` — a fresh policy per request. `on_wait`
+    hears of every wait before a retry (the error, the seconds)."""
     return AsyncRetrying(
         stop=stop_after_attempt((DEFAULT_RETRIES if max_retries is None else max_retries) + 1),
         wait=_Wait(initial_s or DEFAULT_INITIAL_S, max_s or DEFAULT_MAX_S),
         retry=retry_if_exception(is_retryable),
-        before_sleep=_log_retry,
+        before_sleep=_before_sleep(on_wait),
         reraise=True,
     )
 

@@ -3,7 +3,7 @@ Options are `pocketguide.training.TrainConfig`; torch and friends load only when
 
 from __future__ import annotations
 
-from pocketguide.engine.registry import operation
+from pocketguide.engine.registry import operation, report_section
 from pocketguide.training.config import TrainConfig
 
 
@@ -15,3 +15,11 @@ def train_op(ctx, cfg: TrainConfig) -> None:
     from pocketguide.training.stage import run_train_stage
 
     run_train_stage(ctx, cfg)
+
+
+@report_section("train")
+def train_report_section(pipe, spec, store_of):
+    """Loss curve, base vs fine-tuned and side-by-side generations in `pocketguide report`."""
+    from pocketguide.training.view import training_section
+
+    return training_section(pipe, spec, store_of)

@@ -199,18 +199,24 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
 
 
 def _checkpointing(model: Any, cfg: TrainConfig, train_set: list[Example], device: Any) -> dict[str, Any]:
-    """Turn gradient checkpointing on where memory needs it (the largest micro-batch's activations)."""
+    """Turn gradient checkpointing on where memory needs it: the activations held at once are the longest
+    sequence's on the lean loss path (it runs a micro-batch one sequence at a time), the largest padded
+    micro-batch's on the full-logits path."""
+    from pocketguide.training.loss import path_for
+
     longest = max(len(e.input_ids) for e in train_set)
-    if cfg.batch_tokens is None:
-        micro = longest * (cfg.batch_size or 1)
+    if path_for(model)[0] == "lean":
+        held = longest
+    elif cfg.batch_tokens is None:
+        held = longest * (cfg.batch_size or 1)
     else:
-        micro = max(longest, min(cfg.batch_tokens, longest * (cfg.batch_size or len(train_set))))
+        held = max(longest, min(cfg.batch_tokens, longest * (cfg.batch_size or len(train_set))))
     dtype_bytes = next(model.parameters()).element_size()
-    on, why = want_checkpointing(cfg.gradient_checkpointing, model.config, micro, device, dtype_bytes)
+    on, why = want_checkpointing(cfg.gradient_checkpointing, model.config, held, device, dtype_bytes)
     if on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    return {"on": on, "why": why}
+    return {"on": on, "why": why, "tokens_held": held}
 
 
 def _suite_input(ctx: Any, cfg: TrainConfig) -> str:

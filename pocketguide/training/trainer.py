@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import resource
@@ -17,9 +18,11 @@ from typing import Any
 
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from pocketguide.training.config import TrainConfig
-from pocketguide.training.data import IGNORE, Example, collate
+from pocketguide.training.data import Example
 from pocketguide.training.lengths import plan_steps
+from pocketguide.training.loss import PATHS, lean_backward, lean_val_sums, path_for
 
+logger = logging.getLogger("pocketguide.training")
 CKPT_DIR = "checkpoints"
 BEST, FINAL = "adapter_best", "adapter_final"
 METRICS = "metrics.jsonl"
@@ -104,7 +107,8 @@ def val_batches(cfg: TrainConfig, val: list[Example]) -> list[list[Example]]:
     return out + ([batch] if batch else [])
 
 
-def val_loss(model: Any, val: list[Example], cfg: TrainConfig, pad_id: int, device: Any) -> float | None:
+def val_loss(model: Any, val: list[Example], cfg: TrainConfig, pad_id: int, device: Any,
+             sums: Callable[..., tuple[float, int]] = lean_val_sums) -> float | None:
     """Mean loss per target token over the whole val split (not a mean of batch means)."""
     import torch
 
@@ -114,9 +118,8 @@ def val_loss(model: Any, val: list[Example], cfg: TrainConfig, pad_id: int, devi
     total, count = 0.0, 0
     with torch.no_grad():
         for group in val_batches(cfg, val):
-            b = {k: v.to(device) for k, v in collate(group, pad_id).items()}
-            n = int((b["labels"][:, 1:] != IGNORE).sum())
-            total += float(model(**b).loss) * n
+            s, n = sums(model, group, pad_id, device)
+            total += s
             count += n
     model.train()
     return total / max(1, count)
@@ -189,6 +192,10 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     start = state["step"]
     log = _metrics_log(out_dir, start)
     pad = tok.pad_token_id
+    path, why = path_for(model)  # the lean loss where the model allows it (loss.py)
+    if why:
+        logger.info("training with the full-logits loss: %s", why)
+    backward, sums = PATHS[path]
     model.train()
     step_times: list[float] = []
     tok_rates: list[float] = []
@@ -199,7 +206,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
             t0 = time.perf_counter()
             lr = lr_at(cfg, step, total)
             batches = [[train_set[i] for i in micro] for micro in plan[step]]
-            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, batches, pad, device, step, lr)
+            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, batches, pad, device, step, lr,
+                                               backward)
             dt = time.perf_counter() - t0
             step_times.append(dt)
             tok_rates.append(tokens / dt)
@@ -207,7 +215,7 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                    "step_s": round(dt, 3), "tokens_per_s": round(tokens / dt, 1), "peak_rss_mb": round(peak_rss_mb())}
             done = step + 1
             if done % cfg.eval_every == 0 or done == total:
-                row["val_loss"] = val_loss(model, val_set, cfg, pad, device)
+                row["val_loss"] = val_loss(model, val_set, cfg, pad, device, sums)
                 better = row["val_loss"] is not None and (state["best_val"] is None or row["val_loss"] < state["best_val"])
                 if better or (row["val_loss"] is None and done == total):
                     state["best_val"], state["best_step"] = row["val_loss"], done
@@ -228,10 +236,12 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
 
 
 def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, batches: list[list[Example]],
-                    pad: int, device: Any, step: int, lr: float) -> tuple[float, int]:
+                    pad: int, device: Any, step: int, lr: float,
+                    backward: Callable[..., tuple[float, int]] = lean_backward) -> tuple[float, int]:
     """Backward over the step's micro-batches (gradients accumulate), clip, step. The loss is the mean over
-    every target token of the step, so a micro-batch counts by its target tokens, not as an equal share.
-    Returns (that loss, tokens seen)."""
+    every target token of the step, so a micro-batch counts by its target tokens, not as an equal share;
+    `backward` (loss.py) computes each micro-batch's loss, lean by default (a sequence at a time, target rows
+    only, chunked). Returns (that loss, tokens seen)."""
     import torch
 
     torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
@@ -240,12 +250,10 @@ def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainCon
     n_target = sum(e.n_target for group in batches for e in group)
     loss_sum, tokens = 0.0, 0
     for group in batches:
-        b = {k: v.to(device) for k, v in collate(group, pad).items()}
         share = sum(e.n_target for e in group) / max(1, n_target)
-        loss = model(**b).loss * share
-        loss.backward()
-        loss_sum += float(loss.detach())
-        tokens += int(b["attention_mask"].sum())
+        loss, n = backward(model, group, pad, device, share)
+        loss_sum += loss * share
+        tokens += n
     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

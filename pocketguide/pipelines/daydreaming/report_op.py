@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pocketguide.engine.registry import operation
-from pocketguide.pipelines.daydreaming.scores import build_score_report, write_score_report
+from pocketguide.engine.loader import load_options
+from pocketguide.engine.registry import operation, report_section
+from pocketguide.pipelines.daydreaming.scores import build_score_report, score_section, write_score_report
 
 
 class ScoreReportOptions(BaseModel):
@@ -34,3 +35,12 @@ def score_report(ctx: Any, opts: ScoreReportOptions) -> None:
     ctx.stats_extra["report"] = {"rows": len(report.rows), "scored": len(report.scored),
                                  "files": sorted(p.name for p in files.values())}
     ctx.manifest_extra["report_files"] = sorted(p.name for p in files.values())
+
+
+@report_section("score_report")
+def score_report_section(pipe: Any, spec: Any, store_of: Any) -> dict[str, Any] | None:
+    """The stage's pivots in `pocketguide report`, computed by the same code as its CSV files."""
+    opts = load_options(spec)
+    if not store_of(spec.inputs[0]).records_path.exists():
+        return None
+    return score_section(build_score_report(pipe, spec.inputs[0], store_of, top_n=opts.top, max_score=opts.max_score))

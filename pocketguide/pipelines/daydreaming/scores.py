@@ -186,3 +186,30 @@ def score_chart(report: ScoreReport) -> bytes | None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def score_section(report: ScoreReport) -> dict[str, Any]:
+    """The same pivots, summaries and top list for the HTML run report (engine/sections.py shapes)."""
+    from pocketguide.engine.sections import bars, section, table_of
+
+    s = report.score_stage
+    model, template = f"{s}_model", f"{s}_template"
+    items = [{"label": f"{r[model] or '-'} · {r[template] or '-'}", "value": r["mean"], "lo": r["min"],
+              "hi": r["max"], "n": r["count"]} for r in report.pivot]
+    blocks = [bars(f"{s}: mean score by judge model × template (whiskers: min–max, n: scores)", items,
+                   max_value=report.max_score),
+              table_of(f"{s}: pivot by judge model × template", report.pivot,
+                       [model, template, "count", "mean", "min", "max", "n_perfect"])]
+    for key, rows in report.summaries.items():
+        blocks.append(table_of(f"by {key}", rows, [key, "count", "mean", "min", "max", "n_perfect"]))
+    if report.top:
+        parent = report.chain[-2]
+        cols = [f"{parent}_id"] + [c for c in (f"{parent}_template", f"{parent}_model", "concept_ids")
+                                   if c in report.top[0]]
+        blocks.append(table_of(f"top {len(report.top)} {parent} records by mean score", report.top,
+                               cols + ["count", "mean", "min", "max"]))
+    unscored = len(report.rows) - len(report.scored)
+    return section(f"Scores of {s}", s, blocks=blocks,
+                   facts={"evaluations": len(report.rows), "scored": len(report.scored),
+                          "without a score (rejected)": unscored, "score range": f"0–{report.max_score:g}",
+                          "chain": " → ".join(report.chain)})
