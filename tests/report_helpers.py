@@ -3,6 +3,7 @@ the loopback server, with one teacher reply that plants markup and script in the
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,19 @@ PLANTED_RAW = ('<script>document.body.setAttribute("data-pwned", "script")</scri
 # a string inside an accepted record's parsed JSON: must not close the page's data block
 PLANTED_JSON = json.dumps({"answer": '</script><script>document.body.setAttribute("data-pwned", "json")</script>'
                                      '<!-- <img src=x onerror=alert(1)>', "tone": "calm"})
+
+_SERVER: FakeOpenAI | None = None  # one loopback server for the whole test process: the teacher's
+# endpoint is part of every record's fingerprint, so reruns must reach the same address
+
+
+def fake_teacher() -> TeacherSettings:
+    """The teacher the runs here are made with (pass it to status/report so they judge against it)."""
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = FakeOpenAI(reply).__enter__()
+        atexit.register(_SERVER.__exit__, None, None, None)
+    return TeacherSettings(provider="openai", model="fake-teacher", base_url=_SERVER.base_url)
+
 
 QUESTIONS = [
     {"id": "q1", "question": "How do I get from the airport to the old town at night?", "topic": "transport"},
@@ -82,16 +96,14 @@ def make_run(root: Path, questions: list[dict] | None = None) -> Path:
 
 
 def rerun(path: Path) -> None:
-    with FakeOpenAI(reply) as server:
-        old = {k: os.environ.get(k) for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY")}
-        os.environ.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-loopback-only")
-        try:
-            result = run_pipeline(load_pipeline(path), options=RunOptions(
-                cache=False, teacher=TeacherSettings(provider="openai", model="fake-teacher")))
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    teacher = fake_teacher()
+    old = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = "sk-loopback-only"
+    try:
+        result = run_pipeline(load_pipeline(path), options=RunOptions(cache=False, teacher=teacher))
+    finally:
+        if old is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = old
     assert result.ok, result.stopped

@@ -87,6 +87,14 @@ def test_keywords_match_on_word_boundaries_case_insensitively(tmp_path):
     assert find_phrases("100% sure, 1000% not", f) == ["100%"]
 
 
+def test_an_edited_keyword_list_is_read_again_in_the_same_process(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("guaranteed\n")
+    assert find_phrases("Simply guaranteed.", words) == ["guaranteed"]
+    words.write_text("guaranteed\nsimply\n")  # a rerun after editing the list must see the edit
+    assert find_phrases("Simply guaranteed.", words) == ["guaranteed", "simply"]
+
+
 def test_shipped_lists_do_not_flag_know():
     path = REPO / KEYWORDS_DIR / "time_sensitive.txt"
     assert find_phrases("I know you will enjoy the known sights. Acknowledge the view.", path) == []
@@ -213,3 +221,18 @@ def test_critique_consistency():
     assert critique_consistent(item(critique("reject")), None).passed
     assert critique_consistent(item(critique("pass", ["fix it"])), None).reason == "pass_with_instructions"
     assert critique_consistent(item(critique("revise", [])), None).reason == "revise_without_instructions"
+
+
+def test_edited_negator_and_advice_verb_lists_are_read_again_in_the_same_process(tmp_path):
+    from pocketguide.pipelines.pocketguide.claims import ClaimLists, scan_claims
+
+    lists = ClaimLists(*(tmp_path / f"{n}.txt" for n in ("absolute", "safe", "negators", "advice_verbs")))
+    lists.absolute.write_text("always\n")
+    lists.safe.write_text("")
+    lists.negators.write_text("")
+    lists.advice_verbs.write_text("")
+    assert scan_claims("Always observe locals. Not always open.", lists).claims == ["always"]
+    lists.negators.write_text("not\n")
+    lists.advice_verbs.write_text("observe\n")
+    scan = scan_claims("Always observe locals. Not always open.", lists)
+    assert scan.claims == [] and scan.advice == ["always"] and scan.hedged == ["always"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_helpers import PLANTED_RAW, QUESTIONS, make_run, rerun
+from report_helpers import PLANTED_RAW, QUESTIONS, fake_teacher, make_run, rerun
 
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.registry import REPORT_SECTIONS
@@ -28,7 +28,8 @@ def _stage(data, name):
 
 
 def test_funnel_reasons_and_facets_match_the_store(run):
-    data = build_report_data(run)
+    assert _stage(build_report_data(run), "answers")["state"] == "stale", "the spec's own teacher did not make them"
+    data = build_report_data(run, teacher=fake_teacher())
     q, a = _stage(data, "questions"), _stage(data, "answers")
     assert (q["in"], q["accepted"], q["rejected"], q["in_from"]) == (6, 5, 1, "source data/questions.jsonl")
     assert (a["in"], a["accepted"], a["rejected"], a["in_from"]) == (5, 3, 2, "questions")
@@ -100,8 +101,9 @@ def test_superseded_versions_are_browsable_but_not_counted(run, tmp_path):
     changed = [dict(q, question=q["question"] + " (updated)") if q["id"] == "q1" else q for q in QUESTIONS]
     src.write_text("\n".join(json.dumps(q) for q in changed) + "\n")
     rerun(run.path)
-    data = build_report_data(load_pipeline(run.path))
+    data = build_report_data(load_pipeline(run.path), teacher=fake_teacher())
     q, a = _stage(data, "questions"), _stage(data, "answers")
+    assert (q["state"], a["state"]) == ("done", "done")
     assert (q["accepted"], q["superseded"], a["accepted"], a["superseded"]) == (5, 1, 3, 1)
     versions = sorted(r[2] for r in data["browser"]["rows"] if r[0] == 0 and r[1] == "q1")
     assert versions == ["accepted", "superseded"]

@@ -105,14 +105,21 @@ def test_changed_inputs_mark_downstream_stale_and_are_redone(pipeline_dir):
     run_pipeline(path)
     pipe = load_pipeline(path)
     assert [s.stale for s in pipeline_status(pipe)] == [False, False]
-    run_stage("first", path, fresh=True)  # new created_at → new input lines for `second`
+    run_stage("first", path, fresh=True)  # the same content again (only created_at differs): nothing to redo
+    assert [s.stale for s in pipeline_status(pipe)] == [False, False]
+    (path.parent / "in.jsonl").write_text(SOURCE.replace("question number 4", "question number four"))
     states = pipeline_status(pipe)
-    assert states[1].stale and states[1].stale_inputs == ["first"]
+    assert states[0].stale and states[0].redo == {"inputs changed": 1}
+    assert states[1].stale and states[1].upstream == ["first"]
+    r = run_stage("first", path)
+    assert (r.superseded, r.new_accepted, r.skipped_done) == (1, 1, 9)
+    states = pipeline_status(pipe)
+    assert states[1].stale and states[1].stale_inputs == ["first"] and states[1].redo == {"inputs changed": 1}
     r = run_stage("second", path)
-    assert r.superseded == 6 and r.new_accepted == 6
+    assert r.superseded == 1 and r.new_accepted == 1 and r.skipped_done == 5
     runs = path.parent / "runs" / "second"
     assert len(ids(runs / "records.jsonl")) == 6 == len(set(ids(runs / "records.jsonl")))
-    assert len(list(iter_jsonl(runs / "superseded.jsonl"))) == 6
+    assert ids(runs / "superseded.jsonl") == ["r4"]
     assert not pipeline_status(pipe)[1].stale
 
 

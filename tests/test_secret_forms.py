@@ -70,7 +70,7 @@ pipeline:
   name: t
   data_dir: runs
   concurrency: 1
-  teacher: {{base_url: "{url}", model: m1, max_retries: 1, retry_initial_s: 0.01, circuit_window: 1000}}
+  teacher: {{base_url: "{url}", model: m1, max_retries: 1, retry_initial_s: 0.01, circuit_error_rate: 1.0}}
 stages:
   - {{name: a, source: data/src.jsonl, template: q.j2, mode: llm}}
 """, {"q.j2": "Q: {{ source.q }}"}, {"data/src.jsonl": rows})
@@ -108,7 +108,7 @@ def test_an_echoing_server_leaves_no_secret_form_in_files_or_logs(fake_openai, p
     server.reply = echo_replies(server)
     path = _project(pipeline_dir, server)
     res = run_stage("a", path)
-    assert res.new_accepted + res.new_rejected == 15 and res.new_rejected >= 6
+    assert res.new_accepted + res.new_rejected == 15 and res.new_rejected >= 4  # 401s, 500s, HTML bodies
     files = written_files(path.parent)
     assert any(name.endswith("cache.sqlite") for name in files) and len(files) >= 6
     assert b"[REDACTED]" in b"".join(files.values())  # the echoes were there, and were scrubbed

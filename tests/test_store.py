@@ -80,3 +80,21 @@ def test_arbitrary_ids_and_values_never_crash_or_corrupt(pipeline_dir, rows):
     for rec in got:
         if rec["status"] == "accepted":
             assert rec["raw"] == rec["parsed"]
+
+
+def test_content_fingerprint_leaves_out_only_the_bookkeeping_tail(tmp_path):
+    from pocketguide.engine.inputs import content_fp, fingerprint
+
+    store = StageStore(tmp_path, "s")
+    rec = {"id": "a", "created_at": "t1", "parsed": {"created_at": "inside"}, "route": {"on": "x"},
+           "input_fp": "i1", "gen_fp": "g1", "judge_fp": "j1", "status": "accepted"}
+    again = {**rec, "created_at": "t2", "judge_fp": "j2", "rejudged_from": "t1"}
+    other = {**rec, "parsed": {"created_at": "changed"}}
+    with store:
+        for r in (dict(rec), again, other):
+            store.append(r)
+    first, second, third = (tmp_path / "s" / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert first.endswith(b'"created_at":"t1","input_fp":"i1","gen_fp":"g1","judge_fp":"j1"}\n')  # written last
+    assert content_fp(first) == content_fp(second) != content_fp(third)
+    legacy = b'{"id":"a","created_at":"t1","input_fp":"i1","route":{"on":"x"}}\n'  # bookkeeping not last
+    assert content_fp(legacy) == fingerprint(legacy)

@@ -27,7 +27,7 @@ def main(pipeline: Path = typer.Option(Path("stages.yaml"), "--pipeline", "-p", 
 
 # HTTP libraries log full URLs (httpx at INFO) and request details (openai, httpcore at DEBUG): even with
 # --verbose they stay at WARNING, and every handler scrubs registered secrets from what it writes
-QUIET_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "huggingface_hub.utils._http")
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3", "huggingface_hub.utils._http")
 
 
 def setup_log_safety() -> None:

@@ -118,9 +118,75 @@ def summary_notes(results: list[Any], top: int = 3) -> list[str]:
 
 
 def notes(results: list[Any]) -> list[str]:
-    out = [f"{r.stage}: {r.note}" for r in results if getattr(r, "note", None)]
+    out = []
+    for r in results:
+        if getattr(r, "superseded", 0):
+            what = ", ".join(f"{n} {why}" for why, n in sorted(r.redo.items()))
+            line = f"{r.stage}: {r.superseded} earlier records set aside to superseded.jsonl ({what})"
+            if r.rejudged:
+                line += f"; {r.rejudged} re-judged from their stored output (no teacher call)"
+            out.append(line + (f"; changed: {', '.join(r.changed)}" if r.changed else ""))
+        elif getattr(r, "changed", None) and (r.new_accepted or r.new_rejected):
+            out.append(f"{r.stage}: redone, changed since its last run: {', '.join(r.changed)}")
+        if getattr(r, "note", None):
+            out.append(f"{r.stage}: {r.note}")
     out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
     return out
+
+
+_ACTIONS = {"gen": "regenerate", "judge": "re-judge from the stored output, no teacher call",
+            "stats": "stats only, recounted on the next run"}
+_CONTENT = ("template ", "schema ", "decoding schema ", "file ", "source ", "input ")
+
+
+def _change_text(label: str, c: dict[str, Any]) -> str:
+    import json
+
+    if c["kind"] != "changed":
+        return c["kind"]
+    if "files" in c:
+        return "content of " + (", ".join(c["files"]) or "a file they read")
+    if label.startswith(_CONTENT):
+        return "content changed"
+    if label.endswith(" code"):
+        return f"code changed ({(c.get('new') or {}).get('module')})"
+    old, new = c.get("old"), c.get("new")
+    if isinstance(old, dict) and isinstance(new, dict) and "hash" not in old and "hash" not in new:
+        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        return ", ".join(f"{k}: {json.dumps(old.get(k))} → {json.dumps(new.get(k))}" for k in keys)
+    return f"{json.dumps(old)} → {json.dumps(new)}"
+
+
+def explain_stage(s: Any) -> None:
+    """`pocketguide status --explain STAGE`: what changed, what a rerun redoes, the last runs."""
+    state = "stale" if s.stale else "done" if s.complete else "partial" if s.ran else "not run"
+    out.print(f"[bold]{s.name}[/] ({s.kind}): {state}, {s.accepted} accepted, {s.rejected} rejected")
+    if s.changes:
+        out.print("changed since its last run:")
+        for label, c in s.changes.items():
+            n = s.records_by_change.get(label)
+            count = f" — {n} record{'s' if n != 1 else ''}" if n else ""
+            out.print(f"  {label}: {_change_text(label, c)}{count} → {_ACTIONS.get(c['side'], c['side'])}",
+                      markup=False, highlight=False)
+    for line in s.reasons:
+        if not any(line.startswith(label) for label in s.changes):
+            out.print(f"  {line}", markup=False, highlight=False)
+    if s.redo:
+        out.print("a rerun: " + ", ".join(f"{why} {n}" for why, n in s.redo.items()), markup=False)
+    if s.pending:
+        out.print(f"{s.pending} records not made yet (a --limit or a stop); a rerun makes them")
+    if s.downstream:
+        out.print("then stale downstream: " + ", ".join(s.downstream))
+    if s.history:
+        t = Table(title="recent runs")
+        for col in ("finished", "✓", "✗", "new", "re-judged", "set aside", "changed"):
+            t.add_column(col, overflow="fold")
+        for h in s.history[-10:]:
+            run, counts = h.get("run") or {}, h.get("counts") or {}
+            t.add_row(str(h.get("finished_at") or ""), str(counts.get("accepted", "")), str(counts.get("rejected", "")),
+                      str((run.get("new_accepted") or 0) + (run.get("new_rejected") or 0)), str(run.get("rejudged", "")),
+                      str(run.get("superseded", "")), ", ".join(h.get("changed") or []))
+        out.print(t)
 
 
 def flow_note(stats: dict[str, Any]) -> str | None:

@@ -95,16 +95,18 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
 @guarded
 def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
                                                 help="cap the first stage at N records in total"),
+            fresh: bool = typer.Option(False, "--fresh", help="move every stage's output aside and start over"),
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
             gating_mode: Optional[str] = GATING) -> None:
-    """Run every stage in order; rerunning resumes and recomputes stale stages."""
+    """Run every stage in order; a rerun resumes and redoes only what changed (re-judging stored
+    answers with no teacher call when only parsers, schemas or gates changed)."""
     from pocketguide.cli.console import RichProgress
     from pocketguide.engine.pipeline import run_pipeline
 
     pipe = _pipe()
-    opts = _options(limit, False, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
+    opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
                     cache=not no_cache,
                     max_cost=max_cost, max_requests=max_requests)
     with RichProgress() as progress:
@@ -117,27 +119,40 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
 
 @app.command()
 @guarded
-def status(dry_run: bool = typer.Option(False, "--dry-run", help="show the dry-run outputs")) -> None:
-    """Per stage: done, accepted, rejected, stale."""
+def status(dry_run: bool = typer.Option(False, "--dry-run", help="show the dry-run outputs"),
+           explain: Optional[str] = typer.Option(None, "--explain", "-e", metavar="STAGE",
+                                                 help="list what changed in STAGE, record counts, recent runs"),
+           teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL,
+           gating_mode: Optional[str] = GATING) -> None:
+    """Per stage: done, partial or stale (why, how many records, and what becomes stale downstream).
+    Give the teacher overrides and gating mode the next run will use: records are judged against them."""
     from rich.table import Table
 
-    from pocketguide.cli.console import out
+    from pocketguide.cli.console import explain_stage, out
     from pocketguide.engine.pipeline import pipeline_status
 
     pipe = _pipe()
+    opts = _options(None, False, dry_run, None, teacher, model, base_url, _settings(gating_mode))
+    states = pipeline_status(pipe, dry_run, teacher=opts.teacher, settings=opts.settings)
+    if explain:
+        pipe.stage(explain)
+        explain_stage(next(s for s in states if s.name == explain))
+        return
     t = Table(title=f"status of {pipe.path}")
     for col in ("stage", "kind", "state", "accepted", "rejected", "stale because", "finished"):
-        t.add_column(col)
-    states = pipeline_status(pipe, dry_run)
+        t.add_column(col, overflow="fold")
     for s in states:
         state = ("[red]stale[/]" if s.stale else "[green]done[/]" if s.complete else
                  "[yellow]partial[/]" if s.ran else "[dim]not run[/]")
-        t.add_row(s.name, s.kind, state, str(s.accepted), str(s.rejected),
-                  ", ".join(f"{x} changed" for x in s.stale_inputs), s.finished_at or "")
+        why = "; ".join(s.reasons) + (f"; then stale: {', '.join(s.downstream)}" if s.downstream else "")
+        t.add_row(s.name, s.kind, state, str(s.accepted), str(s.rejected), why, s.finished_at or "")
     out.print(t)
     for s in states:  # values the plan had and a stage lost: a payload type with no training data, say
         for line in s.missing:
-            out.print(f"[yellow]{s.name}: missing {line}[/]")
+            out.print(f"[yellow]{s.name}: missing {line}[/]", soft_wrap=True)
+    if any(s.stale for s in states):
+        out.print("[dim]`pocketguide run-all` redoes only what changed; `pocketguide status --explain STAGE` "
+                  "lists the changed parts[/]")
 
 
 @app.command()

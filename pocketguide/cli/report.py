@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from pocketguide.cli.app import _pipe, app, guarded
+from pocketguide.cli.app import BASE_URL, GATING, MODEL, TEACHER, _options, _pipe, _settings, app, guarded
 from pocketguide.report.collect import DEFAULT_MAX_RECORDS
 
 
@@ -71,8 +71,11 @@ def report(open_page: bool = typer.Option(False, "--open", help="open the report
            max_score: float = typer.Option(10, "--max-score", help="judge pipelines: top of the score range"),
            chart: bool = typer.Option(True, "--chart/--no-chart", help="judge pipelines: also write scores.png "
                                                                        "(needs matplotlib)"),
-           ) -> None:
-    """Write one self-contained HTML page of the run: funnel, rejections, records, teacher, training, scores."""
+           teacher: str | None = TEACHER, model: str | None = MODEL, base_url: str | None = BASE_URL,
+           gating_mode: str | None = GATING) -> None:
+    """Write one self-contained HTML page of the run: funnel, rejections, records, teacher, training, scores.
+    Give the teacher overrides the run used (as for `status`): a stage is marked stale only if a rerun with
+    them would redo it."""
     import webbrowser
 
     from pocketguide.cli.console import out
@@ -88,7 +91,9 @@ def report(open_page: bool = typer.Option(False, "--open", help="open the report
         in_pipeline = any(s.op == "score_report" and s.inputs[:1] == [judge] for s in pipe.stages)
         if section and not in_pipeline:  # a score_report stage adds its own section to the page
             extra.append(section)
-    data = build_report_data(pipe, max_records=max_records, extra_sections=extra)
+    opts = _options(None, False, False, None, teacher, model, base_url, _settings(gating_mode))
+    data = build_report_data(pipe, max_records=max_records, extra_sections=extra, teacher=opts.teacher,
+                             settings=opts.settings)
     path = write_page(data, folder)
     b = data["browser"]
     sampled = f", a sample of {b['shown']:,} of {b['total']:,} records" if b["sampled"] else f", {b['total']:,} records"

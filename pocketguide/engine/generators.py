@@ -13,12 +13,15 @@ A generator class is built once per stage as cls(rt, run) and provides:
   describe()      what made the records, for the manifest (None: nothing to say)
   stats()         what the stage's stats.json should add, merged one level deep (e.g. {"teacher":
                   {"flow": ...}} joins the counted teacher totals; None: nothing)
+  recipe(rt)      (classmethod) what, besides the rendered prompt, decides its output: named parts that go
+                  into every record's gen_fp (engine/recipe.py), computed without building the generator
+                  (`pocketguide status` uses it too); a change to one regenerates the records it decided
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import orjson
 
@@ -33,6 +36,18 @@ class Generated:
     teacher: dict[str, Any] | None = None
     finish_reason: str | None = None
     dry_run: bool = False
+
+
+@dataclass
+class GeneratorRecipe:
+    """What decides a generator's output besides the prompt (see engine/recipe.py)."""
+
+    parts: dict[str, Any] = field(default_factory=dict)  # label → value, the same for every record of the stage
+    # a part each record picks (e.g. its decoding schema by payload type): record → label (or None); every
+    # such label starts with `prefix`, and `value_of(label)` is its value (asked once per label)
+    per_record: Callable[[dict[str, Any]], str | None] | None = None
+    value_of: Callable[[str], Any] = lambda label: None
+    prefix: str = ""
 
 
 class Generator:
@@ -54,6 +69,10 @@ class Generator:
     def stats(self) -> dict[str, Any] | None:
         return None
 
+    @classmethod
+    def recipe(cls, rt: Any) -> GeneratorRecipe:
+        return GeneratorRecipe()
+
     async def aclose(self) -> None:
         return None
 
@@ -63,6 +82,10 @@ class CopyGenerator(Generator):
     """The rendered prompt, or the value at `copy_from`, passes through unchanged. No teacher call."""
 
     calls_teacher = False
+
+    @classmethod
+    def recipe(cls, rt: Any) -> GeneratorRecipe:
+        return GeneratorRecipe({"copy_from": rt.stage.copy_from} if rt.stage.copy_from else {})
 
     def generate(self, item: Any) -> Generated:
         # in a dry run, a copy of a dry-run record (which has no text) is a placeholder too: it is

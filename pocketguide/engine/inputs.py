@@ -1,8 +1,10 @@
-"""Where a stage's records come from: a source JSONL file or upstream stages joined by id."""
+"""Where a stage's records come from: a source JSONL file or upstream stages joined by id, and the
+fingerprints of what was read (a source line as it is; an upstream record by its content)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,7 +12,7 @@ from typing import Any, Iterator
 import orjson
 
 from pocketguide.engine.errors import StageError
-from pocketguide.engine.store import StageStore
+from pocketguide.engine.store import BOOKKEEPING, StageStore
 
 
 def store_root(pipe: Any, dry_run: bool) -> Path:
@@ -34,9 +36,26 @@ def fingerprint(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+_TAIL = b',"created_at":'
+_VALUE = rb'(?:"[^"\\]*"|null)'  # the bookkeeping values: plain strings (ids, hashes, times) or null
+# the line's end when it is only bookkeeping: ,"created_at":…[,"input_fp":…][,"gen_fp":…]…}
+_OTHERS = b"|".join(k.encode() for k in BOOKKEEPING if k != "created_at")
+_TAIL_ONLY = re.compile(_TAIL + _VALUE + rb'(?:,"(?:' + _OTHERS + rb')":' + _VALUE + rb')*}\n?')
+
+
+def content_fp(line: bytes) -> str:
+    """A record line's fingerprint without its bookkeeping tail (created_at, input_fp, gen_fp, judge_fp…):
+    a record redone to the same content (a re-judge that flips nothing, a deterministic copy) leaves its
+    readers' inputs unchanged. Lines not written that way (older ones) are hashed whole."""
+    cut = line.rfind(_TAIL)
+    if cut > 0 and _TAIL_ONLY.fullmatch(line, cut):
+        return fingerprint(line[:cut])
+    return fingerprint(line)
+
+
 @dataclass
 class Upstream:
-    """One input record as the runner sees it: the record, and a hash of the exact line it came from."""
+    """One input record as the runner sees it: the record, and a hash of its line (content_fp for upstream records)."""
 
     record: dict[str, Any]
     fp: str
@@ -94,7 +113,7 @@ def read_stage(store: StageStore) -> Iterator[Upstream]:
             if not line.endswith(b"\n"):
                 return
             try:
-                yield Upstream(orjson.loads(line), fingerprint(line))
+                yield Upstream(orjson.loads(line), content_fp(line))
             except orjson.JSONDecodeError:
                 continue
 
@@ -111,3 +130,18 @@ def join_index(store: StageStore) -> Joined:
     for up in read_stage(store):
         j.by_id[up.record["id"]] = up
     return j
+
+
+def content_digest(store: StageStore) -> str | None:
+    """An upstream stage's accepted records by content, in any order: what a whole-dataset stage read."""
+    path = store.records_path
+    if not path.exists():
+        return None
+    fps = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            fps.append(content_fp(line).encode())
+    fps.sort()
+    return fingerprint(*fps)

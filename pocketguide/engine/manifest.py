@@ -1,72 +1,21 @@
-"""Resume scans and the end-of-stage writes: stats.json, then manifest.json (the completion marker)."""
+"""The end-of-stage writes: stats.json, then manifest.json (the completion marker) with the stage's recipe
+(what decided its records, engine/recipe.py) and a short history of its runs."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from pocketguide.engine.inputs import input_store
+from pocketguide.engine.recipe import path_sha
 from pocketguide.engine.records import now_iso
 from pocketguide.engine.redact import redact
 from pocketguide.engine.spec import StageSpec
 from pocketguide.engine.stats import StatsAccumulator
-from pocketguide.engine.store import (
-    RECORDS,
-    REJECTED,
-    StageStore,
-    atomic_write_bytes,
-    dumps_line,
-    file_sha256,
-    iter_jsonl,
-)
+from pocketguide.engine.store import RECORDS, REJECTED, StageStore, file_sha256
 from pocketguide.engine.version import __version__
-
-
-def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any],
-                  retry: Callable[[dict[str, Any]], bool] | None = None
-                  ) -> tuple[dict[str, str], StatsAccumulator, int]:
-    """Ids already written (id → input fingerprint), stats of what is there, and how many old
-    records were set aside because their inputs changed, the spec no longer produces them, or
-    `retry` asks to redo them."""
-    done: dict[str, str] = {}
-    acc = StatsAccumulator(stage.facets)
-    redo: set[str] = set()
-    for rec in store.all_records():
-        done[rec["id"]] = rec.get("input_fp")
-        if retry is not None and rec.get("status") != "accepted" and retry(rec):
-            redo.add(rec["id"])
-    if done:
-        current = {it.id: it.fp for it in items}
-        redo |= {rid for rid, fp in done.items() if rid in current and current[rid] != fp}
-        # ids the spec no longer produces (a cohort axis dropped, an input gone) would otherwise linger
-        # and flow downstream; they are set aside like changed ones, and not redone
-        redo |= {rid for rid in done if rid not in current}
-    if redo:
-        _set_aside(store, redo)
-        for rid in redo:
-            done.pop(rid, None)
-    for rec in store.all_records():
-        acc.add(rec)
-    return done, acc, len(redo)
-
-
-def _set_aside(store: StageStore, ids: set[str]) -> None:
-    """Rewrite both JSONL files without `ids`; the old lines go to superseded.jsonl, never lost."""
-    kept_aside = []
-    for name in (RECORDS, REJECTED):
-        path = store.dir / name
-        keep = []
-        for rec in iter_jsonl(path):
-            (kept_aside if rec["id"] in ids else keep).append(rec)
-        atomic_write_bytes(path, b"".join(dumps_line(r) for r in keep))
-    with open(store.dir / "superseded.jsonl", "ab") as fh:
-        for rec in kept_aside:
-            rec["superseded_at"] = now_iso()
-            fh.write(dumps_line(rec))
-    store.close()
-    store.open()
 
 
 def input_hashes(pipe: Any, stage: StageSpec, root_of: Callable[[str], StageStore]) -> dict[str, Any]:
@@ -91,7 +40,8 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
                 stats[key] = value
     stats["run"] = {"new_accepted": result.new_accepted, "new_rejected": result.new_rejected,
                     "skipped_done": result.skipped_done, "pending": result.pending,
-                    "superseded": result.superseded, "elapsed_s": result.elapsed_s, "stopped": result.stopped}
+                    "superseded": result.superseded, "redo": result.redo, "rejudged": result.rejudged,
+                    "elapsed_s": result.elapsed_s, "stopped": result.stopped}
     if extra:
         stats.update(extra.get("stats", {}))
     result.stats = stats
@@ -121,7 +71,41 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     }
     if extra:
         manifest.update(extra.get("manifest", {}))
+    recipe = (extra or {}).get("recipe") or (rt.recipe if rt else None)
+    if recipe is not None:
+        if rt is not None:  # the files the parser and gates read this run join those read before (a folder
+            # holding the run outputs themselves is left out: it changes with every run)
+            read = [p for p in sorted(rt.files_read) if not pipe.data_dir.resolve().is_relative_to(p.resolve())]
+            recipe.files_read = {**recipe.files_read, **{_rel(pipe, p): path_sha(p) for p in read}}
+        manifest["recipe"] = recipe.to_manifest()
+    manifest["history"] = _history(store.manifest(), manifest, stats["run"], result)
     store.write_json("manifest.json", manifest)  # last: its presence means the stage finished
+
+
+HISTORY = 20  # runs kept in manifest.json's history
+
+
+def _history(previous: dict[str, Any] | None, manifest: dict[str, Any], run: dict[str, Any],
+             result: Any) -> list[dict[str, Any]]:
+    """The last runs of this stage that did something, oldest first: when, what decided the records, what
+    changed, what was made or redone (a rerun with nothing to do adds no entry)."""
+    old = list((previous or {}).get("history") or [])
+    if previous and not old:  # a manifest from before histories: its run is the first entry
+        old = [{"run_id": previous.get("run_id"), "finished_at": previous.get("finished_at"),
+                "counts": previous.get("counts")}]
+    if old and not (result.changed or result.superseded or result.new_accepted or result.new_rejected
+                    or manifest["complete"] != old[-1].get("complete")):
+        return old[-HISTORY:]
+    entry = {"run_id": manifest["run_id"], "finished_at": manifest["finished_at"], "complete": manifest["complete"],
+             "stopped": manifest["stopped"], "recipe": (manifest.get("recipe") or {}).get("summary"),
+             "changed": list(result.changed), "counts": manifest["counts"],
+             "run": {k: run[k] for k in ("new_accepted", "new_rejected", "rejudged", "superseded", "redo",
+                                         "skipped_done", "pending", "elapsed_s") if k in run}}
+    return (old + [entry])[-HISTORY:]
+
+
+def _rel(pipe: Any, path: Path) -> str:
+    return str(path.relative_to(pipe.root)) if path.is_relative_to(pipe.root) else str(path)
 
 
 def manifest_path(root: Path, stage: str) -> Path:

@@ -1,4 +1,5 @@
-"""Whole-dataset stages: one registered operation receives all accepted input records."""
+"""Whole-dataset stages: one registered operation receives all accepted input records. It reruns whole
+when its recipe changes (options, code, inputs by content, files it read, --limit), else it is skipped."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pocketguide.engine.errors import PocketguideError, StageError
-from pocketguide.engine.inputs import input_store, read_stage, require_upstream
+from pocketguide.engine.inputs import content_digest, input_store, read_stage, require_upstream
 from pocketguide.engine.loader import Pipeline, load_options
 from pocketguide.engine.manifest import finish_stage, input_hashes
+from pocketguide.engine.recipe import GEN, Recipe, code_version, path_sha
 from pocketguide.engine.records import ACCEPTED, REJECTED, new_record
 from pocketguide.engine.registry import OPERATIONS
 from pocketguide.engine.session import RunOptions, StageRun
@@ -95,21 +97,48 @@ class OpContext:
         self.run.progress.message(f"{self.stage.name}: {text}")
 
 
-def _up_to_date(pipe: Pipeline, stage: StageSpec, store: StageStore, run: RunOptions) -> bool:
-    m = store.manifest()
-    if not m or not m.get("complete") or m.get("dry_run") != run.dry_run or m.get("limit") != run.limit:
-        return False  # output made under another --limit is redone, else `--limit 2` then `--limit 5` stops at 2
+def op_recipe(pipe: Pipeline, stage: StageSpec, limit: int | None, dry_run: bool,
+              files_read: dict[str, Any] | None) -> Recipe:
+    """What decides a whole-dataset stage's output: its options, its code, its inputs by content, the
+    files it said it read (ctx.manifest_extra["files_read"]) and the run's --limit."""
+    r = Recipe()
+    r.add(GEN, "options", stage.options)
+    r.add(GEN, f"code of op {stage.op}", code_version(OPERATIONS[stage.op or ""].fn))
+    for name in stage.inputs:
+        r.add(GEN, f"input {name}", content_digest(input_store(pipe, name, dry_run)))
+    if stage.source:
+        r.add(GEN, f"source {stage.source}", path_sha(pipe.resolve(stage.source)))
+    for rel in sorted(files_read or {}):
+        r.add(GEN, f"file {rel}", path_sha(pipe.resolve(rel)))
+    r.add(GEN, "limit", limit)  # output made under another --limit is redone: `--limit 2` then 5 must not stop at 2
+    r.add(GEN, "facets", stage.facets)
+    return r
+
+
+def op_changes(pipe: Pipeline, stage: StageSpec, manifest: dict[str, Any] | None, limit: int | None,
+               dry_run: bool) -> dict[str, dict[str, Any]] | None:
+    """What changed since the op last ran (label → change), or None when it must run (never ran, did not
+    finish, or ran before recipes and its inputs, options, files or limit differ)."""
+    m = manifest
+    if not m or not m.get("complete") or m.get("dry_run") != dry_run:
+        return None
+    if "recipe" not in m:
+        return {} if _legacy_up_to_date(pipe, stage, m, limit, dry_run) else None
+    return op_recipe(pipe, stage, limit, dry_run, m.get("files_read")).changes(m)
+
+
+def _legacy_up_to_date(pipe: Pipeline, stage: StageSpec, m: dict[str, Any], limit: int | None,
+                       dry_run: bool) -> bool:
+    """The checks of a manifest written before recipes: same options, limit, files read and input files."""
+    if m.get("limit") != limit:
+        return False
     if m.get("spec", {}).get("options", {}) != stage.model_dump(mode="json", by_alias=True,
                                                                 exclude_none=True).get("options", {}):
-        return False
-    # an op may record the run limit it honoured and the files it read (ctx.manifest_extra):
-    # another limit, or a changed file, makes its output out of date
-    if "limit" in m and m["limit"] != run.limit:
         return False
     for rel, sha in (m.get("files_read") or {}).items():
         if file_sha256(pipe.resolve(rel)) != sha:
             return False
-    return m.get("inputs") == input_hashes(pipe, stage, lambda n: input_store(pipe, n, run.dry_run))
+    return m.get("inputs") == input_hashes(pipe, stage, lambda n: input_store(pipe, n, dry_run))
 
 
 async def run_operation(stage_run: StageRun, stage: StageSpec, store: StageStore, result: Any,
@@ -117,13 +146,15 @@ async def run_operation(stage_run: StageRun, stage: StageSpec, store: StageStore
     pipe, run = stage_run.pipe, stage_run.options
     for name in stage.inputs:
         require_upstream(input_store(pipe, name, run.dry_run), stage.name, name, run.dry_run)
-    if _up_to_date(pipe, stage, store, run):
+    previous = store.manifest()
+    changes = op_changes(pipe, stage, previous, run.limit, run.dry_run)
+    if changes == {}:
         stats = store.stats() or {}
         result.accepted, result.rejected = stats.get("accepted", 0), stats.get("rejected", 0)
         result.complete, result.stats = True, stats
         result.skipped_done = result.accepted + result.rejected
         result.note = (store.manifest() or {}).get("note")
-        run.progress.message(f"{stage.name}: up to date (inputs unchanged), nothing to do")
+        run.progress.message(f"{stage.name}: up to date (inputs, options and code unchanged), nothing to do")
         run.progress.stage_finished(stage.name, result)
         return result
     odef = OPERATIONS[stage.op or ""]
@@ -147,7 +178,10 @@ async def run_operation(stage_run: StageRun, stage: StageSpec, store: StageStore
         if ctx.note:
             ctx.manifest_extra.setdefault("note", ctx.note)
         result.complete = True
+        result.changed = list(changes or {})
+        recipe = op_recipe(pipe, stage, run.limit, run.dry_run, ctx.manifest_extra.get("files_read"))
         finish_stage(pipe, stage, store, None, acc, result, run, started,
-                     extra={"stats": ctx.stats_extra, "manifest": {"limit": run.limit, **ctx.manifest_extra}})
+                     extra={"stats": ctx.stats_extra, "manifest": {"limit": run.limit, **ctx.manifest_extra},
+                            "recipe": recipe})
     run.progress.stage_finished(stage.name, result)
     return result

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from pocketguide.engine import registry
 from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, StoreError, TeacherError
+from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import (
     Joined,
     Upstream,
@@ -25,9 +26,11 @@ from pocketguide.engine.inputs import (
     store_root,
 )
 from pocketguide.engine.loader import Pipeline, load_pipeline
-from pocketguide.engine.manifest import finish_stage, scan_existing
+from pocketguide.engine.manifest import finish_stage
 from pocketguide.engine.operations import run_operation
+from pocketguide.engine.recipe import build_recipe
 from pocketguide.engine.records import ACCEPTED, child_id
+from pocketguide.engine.resume import scan_existing, teacher_failed
 from pocketguide.engine.runtime import StageRuntime, build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
@@ -40,9 +43,10 @@ from pocketguide.engine.steps import (
     finish,
     prepare,
     record_failed,
+    restored,
     unwritable,
 )
-from pocketguide.engine.store import StageStore
+from pocketguide.engine.store import StageStore, loads
 
 log = logging.getLogger("pocketguide.engine.runner")
 STATS_EVERY_S = 5.0
@@ -62,7 +66,10 @@ class StageResult:
     complete: bool = False
     dry_run: bool = False
     stopped: str | None = None  # why the stage ended early (budget, circuit breaker)
-    superseded: int = 0  # old records redone because their inputs changed
+    superseded: int = 0  # old records set aside to superseded.jsonl (redone unless no longer produced)
+    redo: dict[str, int] = field(default_factory=dict)  # why records were set aside → how many (engine/resume.py)
+    rejudged: int = 0  # records re-parsed, re-validated and re-gated from their stored raw output: no teacher call
+    changed: list[str] = field(default_factory=list)  # recipe parts changed since the last run (engine/recipe.py)
     note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
@@ -126,14 +133,20 @@ def _items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Joined]) 
 # --- the loop --------------------------------------------------------------------------------
 class _Loop:
     def __init__(self, rt: StageRuntime, store: StageStore, acc: Any, result: StageResult, progress: Any,
-                 generators: dict[str, Any]):
+                 generators: dict[str, Any], salvage: dict[tuple[str, str], bytes]):
         self.rt, self.store, self.acc, self.result, self.progress = rt, store, acc, result, progress
         self.last_stats = self.last_flush = time.monotonic()
         self.generators = generators
+        self.recipe = rt.recipe
+        self.salvage = salvage  # (id, input fp) → a set-aside record (its line) whose raw output is judged again
 
     def write(self, record: dict[str, Any]) -> None:
+        if "gen_fp" not in record:  # what decided it (engine/recipe.py); a re-judged record keeps its own
+            record["gen_fp"] = self.recipe.gen_of(record)
         teacher = record.get("teacher")
-        buffered = not (teacher and not teacher.get("cached"))
+        # paid-for answers are written at once; free records (copy mode, re-judged) are batched briefly: a kill
+        # loses only lines redone for free (a re-judge finds its raw output again in superseded.jsonl)
+        buffered = not teacher or bool(teacher.get("cached")) or "rejudged_from" in record
         try:
             self.store.append(record, buffered=buffered)
         except (OSError, StoreError):
@@ -204,6 +217,19 @@ class _Loop:
             return record_failed(p.record, "generator_error", exc)
         return p
 
+    def rejudge_stored(self, item: Item) -> bool:
+        """When a stored version was made from the same inputs the same way (only how it is judged changed),
+        judge its raw output again — parse, validate, gates — instead of generating it."""
+        line = self.salvage.pop((item.id, item.fp), None)
+        if line is None:
+            return False
+        old = loads(line)
+        teacher = old.get("teacher")
+        gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"))
+        self.write(self.finished(restored(self.rt, old), gen))
+        self.result.rejudged += 1
+        return True
+
 
 async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concurrency: int) -> str | None:
     """Feed items through at most `concurrency` teacher calls; free items run inline. Generators that hold
@@ -231,6 +257,8 @@ async def _drive(loop: _Loop, items: Iterator[Item], joined: list[Joined], concu
             break
         n += 1
         try:
+            if loop.salvage and loop.rejudge_stored(item):
+                continue
             p = loop.prepared(item, joined)
             if isinstance(p, dict):
                 loop.write(p)
@@ -272,10 +300,10 @@ def _take(items: Iterator[Item], done: dict[str, str], limit: int | None, result
         yield item
 
 
-def _teacher_failed(record: dict[str, Any]) -> bool:
-    """A resume redoes records a teacher call failed on (outage, rate limit, bad key since fixed); the old
-    lines go to superseded.jsonl, and answers already paid for come back from the response cache."""
-    return any(str(r).startswith("teacher_error:") for r in record.get("reasons") or [])
+def _redo_message(stage: str, redo: dict[str, int], changed: list[str]) -> str:
+    what = ", ".join(f"{n} {why}" for why, n in sorted(redo.items()))
+    return f"{stage}: set aside {sum(redo.values())} records ({what})" + (
+        f"; changed: {', '.join(changed)}" if changed else "")
 
 
 def _estimate_total(pipe: Pipeline, stage: StageSpec, options: RunOptions, done: int) -> int | None:
@@ -316,6 +344,9 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         return await run_operation(run, stage, store, result, started)
     settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, options.teacher)
     rt = build_runtime(pipe, stage, settings, options.dry_run, options.settings)
+    previous = store.manifest()
+    rt.recipe = build_recipe(rt, previous)
+    result.changed = list(rt.recipe.changes(previous))
     generators = {mode: registry.GENERATORS[mode](rt, run) for mode in sorted(rt.modes)}
     joined_stores = [input_store(pipe, name, options.dry_run) for name in stage.inputs[1:]]
     for js in joined_stores:
@@ -323,11 +354,14 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
     driving = _driving(pipe, stage, options.dry_run)
     joined = [join_index(js) for js in joined_stores]
     with store:
-        done, acc, result.superseded = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run),
-                                                                           joined), retry=_teacher_failed)
+        scan = scan_existing(store, stage, _items(rt, _driving(pipe, stage, options.dry_run), joined), rt.recipe,
+                             retry=teacher_failed)
+        done, acc, result.superseded, result.redo = scan.done, scan.acc, scan.superseded, dict(scan.redo)
+        if scan.redo:
+            options.progress.message(_redo_message(stage.name, scan.redo, result.changed))
         concurrency = min(x for x in (run.concurrency, *(g.max_concurrency for g in generators.values())) if x)
         pending = [0]
-        loop = _Loop(rt, store, acc, result, options.progress, generators)
+        loop = _Loop(rt, store, acc, result, options.progress, generators, scan.salvage)
         total = _estimate_total(pipe, stage, options, len(done))
         options.progress.stage_started(stage.name, total, len(done))
         taken = _take(_items(rt, driving, joined), done, options.limit, result, pending,

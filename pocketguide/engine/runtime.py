@@ -43,10 +43,15 @@ class ParseContext:
     notes: dict[str, Any] = field(default_factory=dict)  # a parser may say how it parsed (parse_mode…)
     options: Any = None  # the stage's `parser_options`, validated against the parser's options model
     root: Path | None = None  # the pipeline's folder: a parser's data files resolve against it
+    seen: set[Path] | None = None  # the stage's files_read: what is resolved here is watched for changes
 
     def resolve(self, rel: str | Path) -> Path:
-        """A path relative to the pipeline's stages.yaml (the working directory when there is none)."""
-        return _resolve(self.root, rel)
+        """A path relative to the pipeline's stages.yaml (the working directory when there is none). The
+        file (or folder) is watched: when it changes, the stage's records are re-judged (engine/recipe.py)."""
+        path = _resolve(self.root, rel)
+        if self.seen is not None:
+            self.seen.add(path)
+        return path
 
 
 @dataclass
@@ -56,10 +61,15 @@ class GateInput:
     record: dict[str, Any]
     settings: dict[str, Any]  # run-wide knobs, e.g. gating_mode
     root: Path | None = None  # the pipeline's folder: a gate's data files resolve against it
+    seen: set[Path] | None = None  # the stage's files_read: what is resolved here is watched for changes
 
     def resolve(self, rel: str | Path) -> Path:
-        """A path relative to the pipeline's stages.yaml (the working directory when there is none)."""
-        return _resolve(self.root, rel)
+        """A path relative to the pipeline's stages.yaml (the working directory when there is none). The
+        file (or folder) is watched: when it changes, the stage's records are re-judged (engine/recipe.py)."""
+        path = _resolve(self.root, rel)
+        if self.seen is not None:
+            self.seen.add(path)
+        return path
 
 
 @dataclass
@@ -86,6 +96,8 @@ class StageRuntime:
     root: Path | None = None  # the pipeline's folder (pipe.root, worked out once, not per record)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
     generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
+    recipe: Any = None  # engine/recipe.Recipe: the parts that decide records, and their fingerprints
+    files_read: set[Path] = field(default_factory=set)  # what the parser and gates resolved this run
 
     @property
     def modes(self) -> set[str]:

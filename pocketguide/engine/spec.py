@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # a teacher group's set fields decide what the teacher answers (they go into records' fingerprints) unless
+    # the group says otherwise; a field's json_schema_extra {"answer": False/True} overrides its group
+    decides_answer: ClassVar[bool] = True
+
+
+HOW_NOT_WHAT = {"answer": False}  # changes how a call is made, not what the teacher answers
+WHO_ANSWERS = {"answer": True}  # decides which model answers, in a group that otherwise does not
 
 
 class Price(Strict):
@@ -27,9 +34,12 @@ class Endpoint(Strict):
     model: str | None = Field(None, description="model id sent to the endpoint")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str | None = Field(
-        None, description="name of the environment variable holding the key (default OPENAI_API_KEY)")
-    timeout_s: float | None = Field(None, gt=0, description="per-request timeout in seconds")
-    extra_headers: dict[str, str] | None = Field(None, description="headers passed through to the endpoint")
+        None, json_schema_extra=HOW_NOT_WHAT,
+        description="name of the environment variable holding the key (default OPENAI_API_KEY)")
+    timeout_s: float | None = Field(None, gt=0, json_schema_extra=HOW_NOT_WHAT,
+                                    description="per-request timeout in seconds")
+    extra_headers: dict[str, str] | None = Field(None, json_schema_extra=HOW_NOT_WHAT,
+                                                 description="headers passed through to the endpoint")
     extra_body: dict[str, Any] | None = Field(None, description="JSON fields passed through (e.g. OpenRouter provider)")
 
 
@@ -37,11 +47,14 @@ class LocalRuntime(Strict):
     """An in-process model (the embedded provider): the weights and the llama.cpp runtime."""
 
     model_path: str | None = Field(None, description="GGUF file for the embedded teacher")
-    threads: int | None = Field(None, ge=1, description="embedded: CPU threads (default: usable cores minus the "
-                                    "1-minute load average, at least 1; oversubscribed threads stall llama.cpp)")
-    n_ctx: int | None = Field(None, ge=256, description="embedded: context window per request in tokens (default 4096)")
+    threads: int | None = Field(None, ge=1, json_schema_extra=HOW_NOT_WHAT,
+                                description="embedded: CPU threads (default: usable cores minus the 1-minute load "
+                                            "average, at least 1; oversubscribed threads stall llama.cpp)")
+    n_ctx: int | None = Field(None, ge=256, json_schema_extra=HOW_NOT_WHAT,
+                              description="embedded: context window per request in tokens (default 4096)")
     n_parallel: int | None = Field(
-        None, ge=1, description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+        None, ge=1, json_schema_extra=HOW_NOT_WHAT,
+        description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
 
 
 class Sampling(Strict):
@@ -81,11 +94,14 @@ class OutputShape(Strict):
 class LimitsAndRetries(Strict):
     """How hard the endpoint is driven and what happens when it fails: limits, retries, fallback models, the circuit breaker (teachers/managed.py)."""
 
+    decides_answer: ClassVar[bool] = False  # except the model chain (marked per field)
+
     max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight for this teacher")
     models: list[str] | None = Field(
-        None, description="ordered model chain on this endpoint: the first answers, the rest are fallbacks")
+        None, json_schema_extra=WHO_ANSWERS,
+        description="ordered model chain on this endpoint: the first answers, the rest are fallbacks")
     fallback_models: list[str] | None = Field(
-        None, description="models tried in order when `model` still fails after its retries")
+        None, json_schema_extra=WHO_ANSWERS, description="models tried in order when `model` still fails after its retries")
     requests_per_minute: float | None = Field(None, gt=0, description="cap on requests per minute, per model")
     input_tokens_per_minute: float | None = Field(
         None, gt=0, description="cap on prompt tokens per minute, per model (estimated from the prompt's length)")
@@ -104,6 +120,8 @@ class LimitsAndRetries(Strict):
 
 class Prices(Strict):
     """What calls cost, for cost per record and --max-cost."""
+
+    decides_answer: ClassVar[bool] = False
 
     prices: dict[str, Price] | None = Field(
         None, description="price table by model, USD per million tokens ('*' matches any other model)")
@@ -142,6 +160,19 @@ class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRe
     def group(self, group: str) -> dict[str, Any]:
         """The group's fields that are set (None means: leave it to the endpoint's default)."""
         return {k: v for k in self.group_fields(group) if (v := getattr(self, k)) is not None}
+
+    def answer_groups(self) -> dict[str, dict[str, Any]]:
+        """The set fields that decide what the teacher answers, by group (records' fingerprints use them):
+        who answers (endpoint, local weights, model chain), how it samples, what it is asked to write.
+        Timeouts, key names, headers, threads, limits and prices change how a call is made, not its answer."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, model in TEACHER_GROUPS.items():
+            for key, info in model.model_fields.items():
+                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+                value = getattr(self, key)
+                if value is not None and extra.get("answer", model.decides_answer):
+                    out.setdefault(name, {})[key] = value
+        return out
 
     def merged(self, *overrides: "TeacherSettings | None") -> "TeacherSettings":
         data = self.model_dump(exclude_none=True)

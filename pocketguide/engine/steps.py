@@ -108,7 +108,8 @@ def failed_record(rt: StageRuntime, item: Item) -> dict[str, Any]:
 def unwritable(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     """What is kept of a record the store cannot encode (a value nested deeper than JSON writers go):
     who it is, why it failed and what it cost, without the payload."""
-    keep = ("id", "stage", "parent_ids", "ancestors", "variant", "mode", "teacher", "created_at", "input_fp")
+    keep = ("id", "stage", "parent_ids", "ancestors", "variant", "mode", "template", "route", "teacher", "created_at",
+            "input_fp", "gen_fp")
     out = {k: record.get(k) for k in keep}
     out.update(status=REJECTED, reasons=[*record.get("reasons", []), "record_unwritable"], data={},
                error=error_text(exc))
@@ -154,6 +155,20 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
     return Prepared(record, choice, mode, ctx, prompt, rt)
 
 
+def restored(rt: StageRuntime, old: dict[str, Any]) -> Prepared:
+    """A stored record whose inputs and generation are unchanged, ready for `finish` to judge its raw output
+    again: its identity, prompt and route carried over; parsed, validation, gates and status made anew."""
+    record = new_record(id=old["id"], stage=rt.stage.name, parent_ids=old.get("parent_ids") or [],
+                        ancestors=old.get("ancestors") or [], data=old.get("data") or {}, variant=old.get("variant"))
+    for key in ("mode", "prompt", "route", "template", "input_fp", "gen_fp"):
+        if key in old:
+            record[key] = old[key]
+    record["rejudged_from"] = old.get("created_at")
+    cid = old.get("template")
+    choice = (rt.choices.get(cid) or rt.route_choices.get(cid)) if cid else None
+    return Prepared(record, choice or rt.default_choice, record["mode"], None, record["prompt"], rt)
+
+
 def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     """Parse → validate → gates. Every path ends accepted or rejected with reason codes."""
     record = p.record
@@ -163,10 +178,12 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
         record["dry_run"] = True
         record["status"] = ACCEPTED
         return record
+    if rt.recipe is not None:  # what judges the raw output below; a change re-judges it, with no teacher call
+        record["judge_fp"] = rt.recipe.judge_of(record)
     if gen.finish_reason == "length" and not rt.stage.allow_truncated:
         return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
     pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
-                        root=rt.root)
+                        root=rt.root, seen=rt.files_read)
     try:
         parsed = p.choice.parser(gen.raw or "", pctx) if p.choice else (gen.raw or "")
     except ParseError as exc:
@@ -190,7 +207,7 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     if not rt.gates:
         record["status"] = REJECTED if record["reasons"] else ACCEPTED
         return record
-    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.root)
+    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.root, rt.files_read)
     for name, fn, opts in rt.gates:
         try:
             res = fn(gi, opts)

@@ -19,8 +19,12 @@ from pocketguide.engine.errors import StoreError
 
 RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
+SUPERSEDED = "superseded.jsonl"
 STATS = "stats.json"
 MANIFEST = "manifest.json"
+# when and from what a record was made, not what it says: written last on every line, so a reader can hash a
+# record's content without them (inputs.content_fp) and a rerun that changes none of it changes nothing below
+BOOKKEEPING = ("created_at", "input_fp", "gen_fp", "judge_fp", "rejudged_from")
 # what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
 # files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
 RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
@@ -242,6 +246,9 @@ class StageStore:
         records (copy mode): whole lines are batched up to 256 KB; a crash loses only lines that are
         redone for free on resume."""
         name = RECORDS if record.get("status") == "accepted" else REJECTED
+        for key in BOOKKEEPING:
+            if key in record:
+                record[key] = record.pop(key)
         line = dumps_line(record)
         buf = self._buffers[name]
         if buffered:
@@ -275,6 +282,13 @@ class StageStore:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self.dir / name, data)
+
+    def reopen(self) -> None:
+        """After the JSONL files were replaced (records set aside): append to the new files, keep the lock."""
+        self.flush()
+        for name, fd in list(self._fds.items()):
+            os.close(fd)
+            self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
 
     def close(self) -> None:
         self.flush()

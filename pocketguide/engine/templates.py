@@ -99,6 +99,26 @@ def simple_parts(env: SandboxedEnvironment, source: str) -> list[str | tuple[str
     return parts
 
 
+def template_tree(templates_dir: Path, name: str) -> list[str]:
+    """The template and every template it includes, imports or extends (recursively), in first-seen order.
+    A dynamic name (`{% include var %}`) cannot be followed; the loader's checks already warn about those."""
+    env = environment(str(templates_dir))
+    out: list[str] = []
+    todo = [name]
+    while todo:
+        current = todo.pop(0)
+        if current in out:
+            continue
+        out.append(current)
+        try:
+            source = env.loader.get_source(env, current)[0]  # type: ignore[union-attr]
+            refs = meta.find_referenced_templates(env.parse(source))
+        except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError):
+            continue  # the file's own part (its hash, or None when missing) says it changed
+        todo.extend(r for r in refs if r)
+    return out
+
+
 class Renderer:
     """Compiles one template once and renders it per record. A template that only prints text and
     dotted lookups of strings (`Answer: {{ source.question }}`) is filled in directly — the same output

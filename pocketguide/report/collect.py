@@ -32,11 +32,13 @@ _ACC_KEYS = {"total", "accepted", "rejected", "acceptance_rate", "rejection_reas
 
 
 def build_report_data(pipe: Any, *, max_records: int = DEFAULT_MAX_RECORDS, max_chars: int = DEFAULT_MAX_CHARS,
-                      extra_sections: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The report as one JSON-able dict (what the page embeds)."""
+                      extra_sections: Iterable[dict[str, Any]] = (), teacher: Any = None,
+                      settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report as one JSON-able dict (what the page embeds). `teacher`/`settings`: the overrides the run
+    used (as for `pocketguide status`), so a stage is called stale only if such a run would redo it."""
     from pocketguide.engine.pipeline import pipeline_status
 
-    states = {s.name: s for s in pipeline_status(pipe)}
+    states = {s.name: s for s in pipeline_status(pipe, teacher=teacher, settings=settings)}
     stores = {s.name: StageStore(pipe.data_dir, s.name) for s in pipe.stages}
     sizes = {name: sum(_count_lines(p) for p in _files(store)) for name, store in stores.items()}
     quota = quotas(sizes, max_records)

@@ -128,6 +128,16 @@ def _error_from(answer: dict[str, Any]) -> TeacherError:
 class EmbeddedTeacher:
     """A local GGUF model behind the Teacher interface; decoding runs off the event loop."""
 
+    @staticmethod
+    def where(settings: TeacherSettings) -> dict[str, Any]:
+        """Which weights the settings pick (teacher.model_path, $POCKETGUIDE_MODEL or the shipped model), by
+        file name and size, without loading them: part of every record's fingerprint. A moved file keeps it."""
+        try:
+            path = resolve_model_path(settings)
+        except TeacherConfigError:
+            return {"model_file": None}
+        return {"model_file": path.name, "bytes": path.stat().st_size}
+
     def __init__(self, settings: TeacherSettings):
         self.settings = settings
         self.runtime_version = _require_runtime()

@@ -7,11 +7,13 @@ import re
 from typing import Any
 
 from pocketguide.engine.errors import RecordRejected
-from pocketguide.engine.generators import Generated, Generator
+from pocketguide.engine.generators import Generated, Generator, GeneratorRecipe
+from pocketguide.engine.recipe import path_sha
 from pocketguide.engine.records import lookup
 from pocketguide.engine.registry import generator
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.pool import TeacherPool
+from pocketguide.teachers.registry import DEFAULT_PROVIDER, PROVIDERS
 from pocketguide.teachers.structured import decoding_profile, response_format_for, system_prompt_for
 
 SCHEMA_FIELD = re.compile(r"\{([A-Za-z0-9_.]+)\}")  # `{payload_type}` in a response_schema path
@@ -42,6 +44,34 @@ class LLMGenerator(Generator):
             self.teacher = pool.get(s)
             caps = [c for c in (s.max_concurrency, self.teacher.max_concurrency) if c]
             self.max_concurrency = min(caps) if caps else None
+
+    @classmethod
+    def recipe(cls, rt: Any) -> GeneratorRecipe:
+        """Who answers, how it samples, what it is asked to write (the settings groups that decide the answer),
+        and the decoding schema sent — the record's own when response_schema names a field of its data."""
+        s, stage = rt.teacher_settings, rt.stage
+        groups = s.answer_groups()
+        pdef = PROVIDERS.get(s.provider or DEFAULT_PROVIDER)
+        where = getattr(pdef.factory, "where", None) if pdef else None
+        if where is not None:  # what the settings resolve to: the env's base URL, the weights file picked
+            groups["endpoint"] = {**groups.get("endpoint", {}), "resolved": where(s)}
+        parts: dict[str, Any] = {f"teacher {group}": values for group, values in groups.items()}
+        if s.response_format != "json_schema":
+            return GeneratorRecipe(parts)  # no schema is sent: a schema change only re-validates
+        # the schema sent, as __init__ picks it: response_schema for a compact decoding profile, else the schema
+        decoding = (stage.response_schema if decoding_profile(s) == "compact" else None) or stage.schema_
+        if decoding and not SCHEMA_FIELD.search(decoding):
+            parts[f"decoding schema {decoding}"] = path_sha(rt.pipe.resolve(decoding))
+            return GeneratorRecipe(parts)
+        if not decoding:
+            return GeneratorRecipe(parts)
+        prefix = "decoding schema "
+
+        def label_of(record: dict[str, Any]) -> str:
+            data = record.get("data") or {}
+            return prefix + SCHEMA_FIELD.sub(lambda m: str(lookup(data, m.group(1), "")), decoding)
+
+        return GeneratorRecipe(parts, label_of, lambda label: path_sha(rt.pipe.resolve(label[len(prefix):])), prefix)
 
     def prepare(self, item: Any) -> None:
         item.response_format = self._format_for(item.record)

@@ -142,6 +142,13 @@ class OpenAITeacher:
 
     max_concurrency: int | None = None
 
+    @staticmethod
+    def where(settings: TeacherSettings) -> dict[str, Any]:
+        """Which server the settings reach, found without building a client (OPENAI_BASE_URL or .env when
+        base_url is unset): part of every record's fingerprint (teachers/generator.py)."""
+        url = resolve_base_url(settings)
+        return {"base_url": strip_credentials(url)[0] if url else None}
+
     def __init__(self, settings: TeacherSettings):
         self.settings = settings
         self.base_url = _without_credentials(resolve_base_url(settings))

@@ -14,6 +14,7 @@ An absolute phrase (absolute_phrases.txt: always, never, guaranteed, …) is a c
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,15 +44,29 @@ class ClaimScan:
     advice: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=32)
+def _version(path: str) -> tuple[str, int, int]:
+    """(path, mtime, size): the cache key of a keyword file, so a list edited between runs is read again."""
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size
+
+
 def _hedge_pattern(path: str) -> re.Pattern[str] | None:
+    return _hedge_pattern_of(*_version(path))
+
+
+@lru_cache(maxsize=32)
+def _hedge_pattern_of(path: str, mtime_ns: int, size: int) -> re.Pattern[str] | None:
     """A negator, then at most one word, then the end of the text before the match."""
     pat = phrase_pattern(path)
     return None if pat is None else re.compile(r"(?:" + pat.pattern + r")\s+(?:[\w'-]+\s+)?$", re.IGNORECASE)
 
 
-@lru_cache(maxsize=32)
 def _verbs(path: str) -> frozenset[str]:
+    return _verbs_of(*_version(path))
+
+
+@lru_cache(maxsize=32)
+def _verbs_of(path: str, mtime_ns: int, size: int) -> frozenset[str]:
     return frozenset(w.lower() for w in keyword_lines(path) if not w.startswith("re:"))
 
 

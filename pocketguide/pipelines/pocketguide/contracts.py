@@ -28,8 +28,14 @@ def payload_file(payload_type: str) -> str:
     return f"payload.{payload_type}.v1.json"
 
 
-@lru_cache(maxsize=32)
 def _load(schemas_dir: str, name: str) -> dict[str, Any]:
+    """Cached per file version: a schema edited between runs of one process is read again."""
+    st = (Path(schemas_dir) / name).stat()
+    return _load_version(schemas_dir, name, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=32)
+def _load_version(schemas_dir: str, name: str, mtime_ns: int, size: int) -> dict[str, Any]:
     return json.loads((Path(schemas_dir) / name).read_text())
 
 
@@ -38,9 +44,14 @@ def load_schema(name: str, schemas_dir: Path | str) -> dict[str, Any]:
     return copy.deepcopy(_load(str(Path(schemas_dir).resolve()), name))
 
 
-@lru_cache(maxsize=32)
 def _validator(schemas_dir: str, name: str) -> Draft202012Validator:
-    return Draft202012Validator(_load(schemas_dir, name))
+    st = (Path(schemas_dir) / name).stat()
+    return _validator_version(schemas_dir, name, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=32)
+def _validator_version(schemas_dir: str, name: str, mtime_ns: int, size: int) -> Draft202012Validator:
+    return Draft202012Validator(_load_version(schemas_dir, name, mtime_ns, size))
 
 
 def json_path(parts: Any, prefix: str = "$") -> str:

@@ -6,6 +6,7 @@ whitespace. A line starting with `re:` is a regular expression (an amount of mon
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +24,15 @@ def _phrase_regex(phrase: str) -> str:
     return (r"(?<!\w)" if phrase[0].isalnum() else "") + body + (r"(?!\w)" if phrase[-1].isalnum() else "")
 
 
-@lru_cache(maxsize=32)
 def phrase_pattern(path: str) -> re.Pattern[str] | None:
-    """One regex for every phrase (longest first) and `re:` expression in a keyword file, or None for an empty list."""
+    """One regex for every phrase (longest first) and `re:` expression in a keyword file, or None for an empty
+    list; cached per file version, so a list edited between runs of one process is read again."""
+    st = os.stat(path)
+    return _phrase_pattern(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=32)
+def _phrase_pattern(path: str, mtime_ns: int, size: int) -> re.Pattern[str] | None:
     lines = keyword_lines(path)
     regexes = [ln[3:].strip() for ln in lines if ln.startswith("re:")]
     phrases = sorted({ln.lower() for ln in lines if not ln.startswith("re:")}, key=lambda p: (-len(p), p))
