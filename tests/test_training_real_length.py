@@ -1,7 +1,9 @@
 """Real-length records (a strong teacher's ~1,500-token prompt + answer) through the real train stage on the
-embedded SmolLM2-135M: the lengths are measured and max_seq_length picked from them (no too_long), the
-eval's generation cap follows the reference answers, every capped answer is reported as unfinished, and the
-report and `pocketguide status` name the payload types missing from the training data and the suite."""
+embedded SmolLM2-135M: the lengths are measured and max_seq_length picked from them (no too_long), every
+capped answer is reported as unfinished, and the report and `pocketguide status` name the payload types
+missing from the training data and the suite. The eval's own cap follows the reference answers (checked
+with the real tokenizer; generating ~1,500 tokens on 2 shared cores takes longer than a test may, so the
+training run's eval sets a small cap and checks every cut answer is reported)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.runner import run_stage
+from pocketguide.training.lengths import generation_cap
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM = ("You are PocketGuide, a careful travel assistant. Answer with exactly one JSON object and nothing else: "
@@ -50,6 +53,8 @@ def _record(rid: str, answer_id: str, split: str, place: str) -> dict:
     return {"id": rid, "payload_type": answer["payload_type"], "split": split, "messages": msgs}
 
 
+CAP = 24  # the training run's eval cap: every real-length answer is cut, and must be reported as unfinished
+
 PIPELINE = """\
 pipeline: {{name: real-length, data_dir: runs}}
 stages:
@@ -78,7 +83,8 @@ def test_real_length_records_train_and_evaluate_without_being_cut(tmp_path_facto
             "lr": 1e-5, "warmup_steps": 0, "max_steps": 2, "eval_every": 2, "save_every": 2,
             "gradient_checkpointing": True,  # the memory-saving path runs, then generation gets its cache back
             "eval": {"envelope_schema": "schemas/envelope.v0.json", "payload_schemas": "schemas/payload.{type}.v1.json",
-                     "models": ["tuned"], "modes": ["unconstrained"], "batch_size": 1, "gates": ["contract_ok"]}}
+                     "models": ["tuned"], "modes": ["unconstrained"], "batch_size": 1, "gates": ["contract_ok"],
+                     "max_new_tokens": CAP}}
     (tmp_path / "stages.yaml").write_text(PIPELINE.format(options=json.dumps(opts)))
     pipe = load_pipeline(tmp_path / "stages.yaml")
     run_stage("sft", pipe)
@@ -94,15 +100,16 @@ def test_real_length_records_train_and_evaluate_without_being_cut(tmp_path_facto
     assert stats["training"]["steps"] == 2 and stats["training"]["max_seq_length"] == lengths["max_seq_length"]
 
     report = json.loads((tmp_path / "runs/train/eval_report.json").read_text())
-    longest = report["reference_tokens"]["max"]
-    assert longest > 1000 and report["max_new_tokens"] >= 1.25 * longest
+    assert report["max_new_tokens"] == CAP and report["max_new_tokens_chosen"] == "set"
+    assert report["reference_tokens"]["max"] > 1000, "the suite's reference is measured all the same"
     for row in report["examples"]:  # an answer is finished, or it hit the cap and is reported as unfinished
-        assert row["finished"] or row["new_tokens"] == report["max_new_tokens"]
+        assert row["finished"] or row["new_tokens"] == CAP
     unfinished = sum(1 for r in report["examples"] if not r["finished"])
-    assert report["summary"]["tuned"]["unconstrained"]["finished_rate"] == 1 - unfinished / len(report["examples"])
-    assert bool(unfinished) == any("stopped at max_new_tokens" in n for n in report["notes"])
+    assert unfinished == 1, "a ~1,100-token answer cannot fit in the small cap"
+    assert report["summary"]["tuned"]["unconstrained"]["finished_rate"] == 0
+    assert any(f"1 of 1 answers stopped at max_new_tokens {CAP}" in n for n in report["notes"])
     md = (tmp_path / "runs/train/eval_report.md").read_text()
-    assert "finished rate in brackets" in md and "## Payload types covered" in md
+    assert "finished rate in brackets" in md and "## Payload types covered" in md and "(0%)" in md
 
     cov = report["coverage"]
     assert cov["expected"] == ["checklist", "decision_tree", "itinerary", "procedure"]
@@ -113,3 +120,22 @@ def test_real_length_records_train_and_evaluate_without_being_cut(tmp_path_facto
     status = CliRunner().invoke(app, ["-p", str(tmp_path / "stages.yaml"), "status"], catch_exceptions=False)
     assert "train: missing train payload_type: checklist, decision_tree" in status.output
     assert "train: missing suite payload_type: checklist, decision_tree, procedure" in status.output
+
+
+def test_the_eval_cap_follows_the_suites_real_length_reference_answers(tmp_path_factory):
+    """The cap the eval derives (max_new_tokens: null) for a real answer, with the student's real tokenizer:
+    at least the reference's length × 1.25, so an answer as long as the data's is never cut."""
+    from transformers import AutoTokenizer
+
+    from pocketguide.training.evaluate import suite_items
+    from pocketguide.training.model import prepare_base
+
+    tok = AutoTokenizer.from_pretrained(str(prepare_base(None, base_cache_dir(tmp_path_factory)).path))
+    recs = [_record("s1", "it01", "test", "Kyoto"), _record("s2", "pr01", "test", "the Schengen area")]
+    items, bad = suite_items([{"id": r["id"], "parsed": {"messages": r["messages"]}} for r in recs], None)
+    assert not bad
+    cap, how, refs = generation_cap(tok, [i.reference for i in items], [5000], None)
+    assert len(refs) == 2 and max(refs) > 1000 and how.startswith("auto: longest reference answer")
+    assert cap >= 1.25 * max(refs) and cap % 64 == 0, "rounded up, never below the longest answer × 1.25"
+    assert generation_cap(tok, [], [700, 900], None)[:2] == (1152, "auto: longest reference answer 900 tokens × 1.25")
+    assert generation_cap(tok, [i.reference for i in items], None, 300)[:2] == (300, "set")

@@ -88,7 +88,8 @@ class TrainConfig(BaseModel):
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs")
         if self.batch_tokens is None and self.batch_size is None:
-            raise ValueError("set batch_tokens (a token budget per micro-batch) or batch_size (records per micro-batch)")
+            raise ValueError("set batch_tokens (a token budget per micro-batch) or batch_size (records per "
+                             "micro-batch)")
         return self
 
     def hyperparameters(self) -> dict:

@@ -124,6 +124,20 @@ def eval_max_new_tokens(reference_tokens: list[int], set_value: int | None) -> t
     return value, f"auto: longest reference answer {longest} tokens × {EVAL_MARGIN}"
 
 
+def reference_tokens(tok: Any, references: list[str]) -> list[int]:
+    """Token counts of the suite's reference answers as the model would write them (EOS included)."""
+    return [len(tok(r, add_special_tokens=False)["input_ids"]) + 1 for r in references if r]
+
+
+def generation_cap(tok: Any, references: list[str], fallback_targets: list[int] | None,
+                   set_value: int | None) -> tuple[int, str, list[int]]:
+    """(max_new_tokens, how it was chosen, the reference lengths): from the suite's reference answers, else
+    from the training targets, unless set."""
+    refs = reference_tokens(tok, references)
+    value, how = eval_max_new_tokens(refs or list(fallback_targets or []), set_value)
+    return value, how, refs
+
+
 def available_memory(device: Any) -> int | None:
     """Free bytes on the device: CUDA's free memory, else the host's MemAvailable (None when unknown)."""
     if getattr(device, "type", str(device)) == "cuda":

@@ -20,7 +20,7 @@ from pocketguide.training.coverage import coverage, expected_types, missing_line
 from pocketguide.training.data import BadRecord, Example, check_length, tokenize
 from pocketguide.training.lengths import (
     distribution,
-    eval_max_new_tokens,
+    generation_cap,
     pick_max_seq_length,
     want_checkpointing,
 )
@@ -263,8 +263,7 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suite_records: list[dict[str, An
     _load_adapter_weights(model, adapter_dir)
     tok.padding_side = "left"
     model.eval()
-    refs = [len(tok(i.reference, add_special_tokens=False)["input_ids"]) + 1 for i in items if i.reference]
-    max_new, chosen = eval_max_new_tokens(refs or list(fallback_targets or []), ecfg.max_new_tokens)
+    max_new, chosen, refs = generation_cap(tok, [i.reference for i in items], fallback_targets, ecfg.max_new_tokens)
     gen = Generator(model, tok, device, max_new)
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
