@@ -1,152 +1,132 @@
-"""Embedded teacher overhead and schema-valid rate.
+"""The draft stage's completion tokens/s with the embedded teacher, beside one bare xllamacpp stream.
 
-Runs the same schema-constrained chat requests (same sampling parameters, same capped schema, same
-one-shot system prompt) through pocketguide's EmbeddedTeacher and through a bare xllamacpp Server
-loaded with the same model, threads and context, interleaving the two so machine load hits both
-alike. Prints tokens/s for each, the schema-valid rate (against the REAL schema) over 20
-constrained generations, and last `embedded_overhead_ratio=<pocketguide tokens/s ÷ direct tokens/s>`.
+Runs the default pipeline's `draft` stage (plan --limit N, cache off) in a temp copy of the project and
+times the whole stage: model load excluded (loaded before), prefill, decoding, parsing, validation,
+gates and writes included. First with the teacher's default decoding slots (`n_parallel` unset: 1), then
+with `--slots K` (K sequences decoded in one batch, continuous batching, each slot reusing its cached
+prompt prefix).
+Then sends the very same requests (system prompt, rendered prompt, per-record decoding schema, sampling
+parameters) one at a time to a bare `xllamacpp.Server` with the same model, threads and context. Prints
+each figure with the share of prompt tokens served from the prompt cache, and last
+`stage_vs_bare_ratio=<default stage tok/s ÷ bare stream tok/s> slots_vs_bare_ratio=<K-slot stage ÷ bare>`.
 
-    python bench/embedded_teacher.py [--n 20] [--compare 4] [--max-tokens 700] [--max-items 3]
+    python bench/embedded_teacher.py [--n 12] [--slots 4] [--threads T]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from jsonschema import Draft202012Validator
-
-from pocketguide.engine.spec import TeacherSettings
-from pocketguide.teachers.base import TeacherRequest
-from pocketguide.teachers.embedded import EmbeddedTeacher
-from pocketguide.teachers.structured import response_format_for, system_prompt_for, worst_case_tokens
-
-# an envelope like the PocketGuide one: required fields, arrays, an enum and a typed payload
-SCHEMA = {
-    "type": "object",
-    "required": ["summary", "assumptions", "uncertainty_notes", "next_steps", "verification_steps",
-                 "payload_type", "payload"],
-    "properties": {
-        "summary": {"type": "string", "minLength": 10, "description": "Two relaxed days in Lisbon on foot"},
-        "assumptions": {"type": "array", "items": {"type": "string", "description": "Travelling in spring"}},
-        "uncertainty_notes": {"type": "string", "description": "Tram times change; check on the day"},
-        "next_steps": {"type": "array", "minItems": 1, "items": {"type": "string", "description": "Book the hotel"}},
-        "verification_steps": {"type": "array", "items": {"type": "string",
-                                                          "description": "Check the Carris website"}},
-        "payload_type": {"enum": ["checklist"]},
-        "payload": {"type": "object", "required": ["title", "items"], "properties": {
-            "title": {"type": "string", "minLength": 3, "description": "Packing list"},
-            "items": {"type": "array", "minItems": 2, "items": {"type": "object", "required": ["text", "priority"],
-                      "properties": {"text": {"type": "string", "minLength": 2, "description": "Passport"},
-                                     "priority": {"enum": ["high", "medium", "low"]}}}}}},
-    },
-}
-CITIES = ["Lisbon", "Kyoto", "Mexico City", "Nairobi", "Oslo", "Hanoi", "Lima", "Marrakesh", "Reykjavik", "Seoul"]
-TOPICS = ["a first-time visitor's packing checklist", "a checklist for arriving at the airport at night"]
-SYSTEM = "You are a travel assistant. Answer with one JSON object only."
+from pocketguide import run_stage  # noqa: E402
+from pocketguide.engine.loader import load_pipeline  # noqa: E402
+from pocketguide.engine.session import RunOptions, resolved_teacher  # noqa: E402
+from pocketguide.teachers.embedded import EmbeddedTeacher  # noqa: E402
+from pocketguide.teachers.structured import response_format_for, system_prompt_for  # noqa: E402
 
 
-def settings(args: argparse.Namespace) -> TeacherSettings:
-    """The recommended embedded settings (see the README block); flags vary one at a time."""
-    return TeacherSettings(provider="embedded", temperature=args.temperature, repeat_penalty=1.2, max_tokens=args.max_tokens,
-                           seed=7, response_format="json_schema", system_prompt=SYSTEM,
-                           schema_max_items=args.max_items, one_shot=args.one_shot, threads=args.threads)
+def project(root: Path, n_parallel: int | None, threads: int | None) -> Path:
+    for name in ("templates", "data"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("runs"))
+    text = (REPO / "stages.yaml").read_text()
+    extra = "".join(f"    {k}: {v}\n" for k, v in (("n_parallel", n_parallel), ("threads", threads)) if v)
+    (root / "stages.yaml").write_text(text.replace("  teacher:\n    provider: embedded\n",
+                                                   "  teacher:\n    provider: embedded\n" + extra, 1))
+    return root / "stages.yaml"
 
 
-def requests(s: TeacherSettings, n: int) -> list[TeacherRequest]:
-    rf = response_format_for(s, SCHEMA, "envelope")
-    system = system_prompt_for(s, rf)
-    prompts = [f"Write {t} for {c}." for t in TOPICS for c in CITIES][:n]
-    return [TeacherRequest(messages=[{"role": "system", "content": system}, {"role": "user", "content": p}],
-                           temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed, response_format=rf,
-                           repeat_penalty=s.repeat_penalty) for p in prompts]
+def run_draft(root: Path, n: int, n_parallel: int | None, threads: int | None) -> dict:
+    """Time the draft stage over n planned questions; the model is loaded before the clock starts."""
+    path = project(root, n_parallel, threads)
+    pipe = load_pipeline(path)
+    run_stage("plan", pipe, limit=n)
+    settings = resolved_teacher(pipe.spec.pipeline.teacher, pipe.stage("draft"), None)
+    teacher = EmbeddedTeacher(settings)
+    _ = teacher.engine  # load (once per process and settings) outside the timed part
+    started = time.perf_counter()
+    res = run_stage("draft", pipe, options=RunOptions(cache=False))
+    wall = time.perf_counter() - started
+    recs = [json.loads(x) for f in ("records", "rejected")
+            for x in (pipe.data_dir / f"draft/{f}.jsonl").read_text().splitlines()]
+    usage = [r["teacher"]["usage"] for r in recs if r.get("teacher")]
+    return {"pipe": pipe, "settings": settings, "teacher": teacher, "wall": wall, "records": recs,
+            "accepted": res.accepted, "completion": sum(u["completion_tokens"] for u in usage),
+            "prompt": sum(u["prompt_tokens"] for u in usage),
+            "cached": sum(u.get("cached_prompt_tokens", 0) for u in usage)}
 
 
-def direct_server(teacher: EmbeddedTeacher):
-    """A bare xllamacpp Server with the teacher's model, threads and context: the baseline."""
+def stage_line(label: str, run: dict) -> str:
+    tps = run["completion"] / run["wall"]
+    return (f"draft stage, {label}: {run['completion']} completion tokens ({run['prompt']} prompt, "
+            f"{run['cached']} of them from the prompt cache) in {run['wall']:.1f} s = {tps:.1f} completion tok/s "
+            f"(whole stage, prefill included); {run['accepted']}/{len(run['records'])} drafts accepted")
+
+
+def bare_bodies(run: dict) -> list[dict]:
+    """The requests the stage sent, rebuilt as the `llm` generator builds them: the system prompt (with the
+    stage-level one-shot, if any), the rendered prompt, the record's decoding schema, the sampling parameters."""
+    pipe, settings = run["pipe"], run["settings"]
+    stage = pipe.stage("draft")
+    stage_format = response_format_for(settings, json.loads(pipe.resolve(stage.schema_).read_text()), stage.name)
+    system = system_prompt_for(settings, stage_format)
+    bodies = []
+    for rec in sorted(run["records"], key=lambda r: r["id"]):
+        path = pipe.resolve(stage.response_schema.replace("{payload_type}", rec["data"]["payload_type"]))
+        fmt = response_format_for(settings, json.loads(path.read_text()), stage.name)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": rec["prompt"]}]
+        # the sampling group goes into every request as is, as the llm generator sends it
+        bodies.append({"messages": messages, **settings.group("sampling"), "response_format": fmt,
+                       "cache_prompt": True})
+    return bodies
+
+
+def bare_stream(teacher: EmbeddedTeacher, bodies: list[dict]) -> tuple[float, int, int, int]:
+    """(wall, completion tokens, prompt tokens, cached prompt tokens) of one bare xllamacpp stream."""
     import xllamacpp
 
     p = xllamacpp.CommonParams()
     p.model.path = str(teacher.model_path)
     p.n_ctx, p.n_parallel, p.verbosity, p.warmup = teacher.n_ctx, 1, -1, False
     p.cpuparams.n_threads = p.cpuparams_batch.n_threads = teacher.threads
-    return xllamacpp.Server(p)
-
-
-def direct_body(req: TeacherRequest) -> dict:
-    return {"messages": req.messages, "temperature": req.temperature, "max_tokens": req.max_tokens,
-            "seed": req.seed, "response_format": req.response_format, "repeat_penalty": req.repeat_penalty,
-            "cache_prompt": True}
-
-
-def valid(text: str) -> bool:
-    try:
-        return not list(Draft202012Validator(SCHEMA).iter_errors(json.loads(text)))
-    except ValueError:
-        return False
+    server = xllamacpp.Server(p)
+    completion = prompt = cached = 0
+    started = time.perf_counter()
+    for body in bodies:
+        usage = server.handle_chat_completions(body)["usage"]
+        completion += usage["completion_tokens"]
+        prompt += usage["prompt_tokens"]
+        cached += (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return time.perf_counter() - started, completion, prompt, cached
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=20, help="constrained generations for the schema-valid rate")
-    ap.add_argument("--compare", type=int, default=4, help="of those, how many also run directly (tokens/s)")
-    ap.add_argument("--max-tokens", type=int, default=700)
-    ap.add_argument("--max-items", type=int, default=3)
-    ap.add_argument("--one-shot", default=None, help="auto | none | literal text (default: the teacher's)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--temperature", type=float, default=0.0)
-    ap.add_argument("--budget-s", type=float, default=150.0, help="stop starting new generations after this")
+    ap.add_argument("--n", type=int, default=12, help="planned questions drafted")
+    ap.add_argument("--slots", type=int, default=4, help="parallel decoding slots of the second stage run")
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the teacher's own)")
     args = ap.parse_args()
-    s = settings(args)
-    teacher = EmbeddedTeacher(s)
-    reqs = requests(s, args.n)
-    print(f"model {teacher.model_id}, threads {teacher.threads}, n_ctx {teacher.n_ctx}, max_tokens {s.max_tokens}; "
-          f"capped schema worst case ~{worst_case_tokens(reqs[0].response_format['json_schema']['schema'])} tokens")
-    print("note: shared 2-core machine; absolute tokens/s move with other users' load, the ratio is interleaved")
-    direct = direct_server(teacher)
-    _ = teacher.engine  # load both models before timing
-    times = {"pocketguide": [0.0, 0], "direct": [0.0, 0]}
-    results = []
-    bench_started = time.perf_counter()
-    for i, req in enumerate(reqs):
-        if i >= max(args.compare, 1) and time.perf_counter() - bench_started > args.budget_s:
-            print(f"time budget of {args.budget_s:.0f} s reached after {i} generations (machine load?)")
-            break
-        order = ["pocketguide", "direct"] if i % 2 == 0 else ["direct", "pocketguide"]
-        for who in order if i < args.compare else ["pocketguide"]:
-            t0 = time.perf_counter()
-            if who == "pocketguide":
-                resp = asyncio.run(teacher.generate(req))
-                text, finish, tokens = resp.text, resp.finish_reason, resp.usage["completion_tokens"]
-                results.append((text, finish, tokens, time.perf_counter() - t0))
-            else:
-                answer = direct.handle_chat_completions(direct_body(req))
-                tokens = answer["usage"]["completion_tokens"]
-            if i < args.compare:
-                times[who][0] += time.perf_counter() - t0
-                times[who][1] += tokens
-    ok = sum(1 for text, finish, _, _ in results if finish == "stop" and valid(text))
-    truncated = sum(1 for r in results if r[1] == "length")
-    tokens = [r[2] for r in results]
-    print(f"constrained generations: {len(results)}, schema-valid (real schema) {ok}/{len(results)}, "
-          f"truncated {truncated}, completion tokens min/mean/max {min(tokens)}/{sum(tokens) / len(tokens):.0f}/"
-          f"{max(tokens)}, all-in tokens/s {sum(tokens) / sum(r[3] for r in results):.1f}")
-    for text, *_ in results[:2]:
-        print("sample:", text.replace("\n", " ")[:400])
-    if not args.compare:
-        print(f"schema_valid_rate={ok / len(results):.3f}")
-        return
-    tps = {k: v[1] / v[0] for k, v in times.items()}
-    print(f"tokens/s over {args.compare} interleaved requests: pocketguide {tps['pocketguide']:.1f}, "
-          f"direct xllamacpp {tps['direct']:.1f} (tokens {times['pocketguide'][1]} vs {times['direct'][1]})")
-    print(f"schema_valid_rate={ok / len(results):.3f}")
-    print(f"embedded_overhead_ratio={tps['pocketguide'] / tps['direct']:.3f}")
+    with tempfile.TemporaryDirectory() as d:
+        one = run_draft(Path(d) / "default", args.n, None, args.threads)  # the teacher's default n_parallel
+        t = one["teacher"]
+        print(f"model {t.model_id}, threads {t.threads}, n_ctx {t.n_ctx} per slot; {args.n} draft prompts of the "
+              f"default pipeline")
+        print(stage_line(f"{t.n_parallel} slot(s) (default)", one))
+        slots = run_draft(Path(d) / "slots", args.n, args.slots, args.threads)
+        print(stage_line(f"{args.slots} slots", slots))
+        wall, completion, prompt, cached = bare_stream(t, bare_bodies(one))
+        bare_tps = completion / wall
+        print(f"bare xllamacpp, one stream, the default stage's requests: {completion} completion tokens in "
+              f"{wall:.1f} s = {bare_tps:.1f} completion tok/s; prompt cache served {cached}/{prompt} prompt tokens")
+        print(f"stage_vs_bare_ratio={one['completion'] / one['wall'] / bare_tps:.3f} "
+              f"slots_vs_bare_ratio={slots['completion'] / slots['wall'] / bare_tps:.3f}")
 
 
 if __name__ == "__main__":

@@ -154,7 +154,8 @@ def test_catalog_problems_are_found_at_load_time(tmp_path):
         load_pipeline(path)
     text = str(exc.value)
     assert "evaluation.catalog[3].template_id: 'novelty' is listed twice" in text
-    assert "evaluation.catalog[5].generator: unknown generator mode 'human' — known: copy, llm." in text
+    # known modes: copy, llm and any loaded plugin's
+    assert "evaluation.catalog[5].generator: unknown generator mode 'human' — known: copy, llm" in text
     assert "evaluation.variants.templates[1].parser: unknown parser 'in_last_lines'" in text
     assert "Did you mean 'in_last_line'?" in text
 

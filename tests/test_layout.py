@@ -18,7 +18,7 @@ ALLOWED = {
     "exporters": {"engine"},
     "teachers": {"engine"},
     "ops": {"engine"},
-    "training": {"engine", "ops"},
+    "training": {"engine", "ops", "teachers"},  # constrained eval decodes with the teacher's schema caps
     "pipelines": {"engine", "parsers", "gates", "exporters", "teachers", "ops", "training"},
     "testing": {"engine"},
     "report": {"engine"},  # the HTML run report reads the store; operations add sections via the registry

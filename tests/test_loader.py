@@ -61,6 +61,19 @@ def test_gate_options_are_validated(pipeline_dir):
     assert "a.gates[0].options.colour" in msg
 
 
+def test_a_gate_when_tests_only_stage_wide_values(pipeline_dir):
+    msg = problems(pipeline_dir, """
+        stages:
+          - name: a
+            source: in.jsonl
+            template: t.j2
+            mode: copy
+            gates: [{name: length, when: {source.q: x}}, {name: length, when: {teacher.judge: false}}]
+    """)
+    assert "a.gates[0].when: 'source.q' is not a stage-wide value — start it with teacher, vars, stage" in msg
+    assert "a.gates[1]" not in msg
+
+
 def test_missing_template_file(pipeline_dir):
     msg = problems(pipeline_dir, """
         stages:
@@ -103,7 +116,7 @@ def test_unknown_field_and_bad_mode(pipeline_dir):
         stages:
           - {name: a, source: in.jsonl, template: t.j2, mode: magic, temprature: 0.3}
     """)
-    assert "a.mode: unknown generator mode 'magic' — known: copy, llm." in msg
+    assert "a.mode: unknown generator mode 'magic' — known: copy, llm" in msg  # + any plugin's modes
     assert "a.temprature: unknown field — remove it or check its spelling" in msg
 
 

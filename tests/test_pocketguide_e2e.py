@@ -154,6 +154,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
             "verification_when_needed": {"evaluated": 5, "passed": 4, "failed": 1, "pass_rate": 0.8},
         }
         assert report["verdicts"] == {"pass": 3, "reject": 1, "revise": 3}
+        assert report["verdicts_by_critic"] == {"llm:fake": report["verdicts"]}  # an API teacher judges
         assert report["routes"] == {"copy": 3, "llm": 3, "skip": 1}
         assert report["parse_modes"]["draft"] == {"extracted": 1, "failed": 1, "fenced": 1, "strict": 7}
         assert report["parse_modes"]["refine"] == {"failed": 1, "strict": 5}
@@ -179,7 +180,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
             assert schema["title"].startswith("Critique")
         else:  # a remote teacher decodes draft and refine with the whole contract, not the compact profile
             assert schema == compose_response_schema(REPO / "data" / "schemas", profile="full")
-    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.7 and r["seed"] == 1234 for r in server.requests)
+    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.3 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
                for r in server.requests)
@@ -200,12 +201,12 @@ def test_route_reads_the_verdict_where_the_critique_stage_writes_it(tmp_path, fa
     opts = RunOptions(teacher=TeacherSettings(provider="openai", model="fake"))
     for stage in ("draft", "critique"):
         run_stage(stage, path, options=opts)
-    route_on = load_pipeline(path).stage("refine").route.on
+    route_on = load_pipeline(path).stage("refine").route.paths[0]
     crits = lines(runs / "critique" / "records.jsonl")
     assert crits and {lookup({"critique": c}, route_on) for c in crits} <= {"pass", "revise", "reject"}
 
     # the same run with the verdict read from a wrong nesting rejects everything as route_unmatched
-    text = path.read_text().replace('"on": critique.parsed.verdict', '"on": critique.parsed.critique.verdict')
+    text = path.read_text().replace('"on": [critique.parsed.verdict', '"on": [critique.parsed.critique.verdict')
     path.write_text(text)
     res = run_stage("refine", path, options=opts)
     assert res.accepted == 0 and res.stats["rejection_reasons"] == {"route_unmatched": len(crits)}

@@ -171,6 +171,65 @@ def test_route_chooses_mode_per_record(pipeline_dir):
     assert rej == {"1": ["critique_reject"], "3": ["route_unmatched"]}
 
 
+ROUTED_TWO_WAYS = """
+    stages:
+      - {name: verdicts, source: in.jsonl, template: v.j2, mode: copy, parser: json}
+      - name: refine
+        inputs: [verdicts]
+        template: r.j2
+        mode: copy
+        route:
+          "on": [verdicts.parsed.verdict, teacher.judge]
+          cases:
+            pass/*: copy
+            revise/true: copy
+            revise/false: {mode: skip, reason: critique_revise}
+"""
+
+
+def test_a_route_on_two_values_with_wildcards(pipeline_dir):
+    source = "".join(json.dumps({"id": i, "verdict": v}) + "\n" for i, v in enumerate(["pass", "revise", "odd"]))
+    path = pipeline_dir(ROUTED_TWO_WAYS, {"v.j2": '{"verdict": {{ source.verdict | tojson }}}', "r.j2": "ok {{ id }}"},
+                        {"in.jsonl": source})
+    run_pipeline(path)  # the default teacher (openai) can judge: teacher.judge is true
+    runs = path.parent / "data/runs/refine"
+    assert ids(runs / "records.jsonl") == ["0", "1"]
+    rej = {r["id"]: (r["reasons"], r["route"]["value"]) for r in iter_jsonl(runs / "rejected.jsonl")}
+    assert rej == {"2": (["route_unmatched"], ["odd", True])}
+    from pocketguide.engine.session import RunOptions
+    from pocketguide.engine.spec import TeacherSettings
+
+    run_pipeline(path, options=RunOptions(fresh=True, teacher=TeacherSettings(judge=False)))
+    rej = {r["id"]: r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")}
+    assert ids(runs / "records.jsonl") == ["0"] and rej == {"1": ["critique_revise"], "2": ["route_unmatched"]}
+
+
+GATED_BY_TEACHER = """
+    stages:
+      - name: a
+        source: in.jsonl
+        template: t.j2
+        mode: copy
+        parser: stripped
+        gates: [{name: length, options: {min_chars: 5}, when: {teacher.judge: false}}]
+"""
+
+
+def test_a_gate_with_when_applies_only_to_the_teacher_it_names(pipeline_dir):
+    from pocketguide.engine.session import RunOptions
+    from pocketguide.engine.spec import TeacherSettings
+
+    source = "".join(json.dumps({"id": i, "q": q}) + "\n" for i, q in enumerate(["hi", "a long answer"]))
+    path = pipeline_dir(GATED_BY_TEACHER, {"t.j2": "{{ source.q }}"}, {"in.jsonl": source})
+    run_pipeline(path)  # the default teacher (openai) can judge: the gate is not this teacher's
+    runs = path.parent / "data/runs/a"
+    assert ids(runs / "records.jsonl") == ["0", "1"]
+    assert json.loads((runs / "manifest.json").read_text())["recipe"]["parts"]["gates"]["value"] == []
+    run_pipeline(path, options=RunOptions(teacher=TeacherSettings(judge=False)))  # now it applies: re-judged
+    assert ids(runs / "records.jsonl") == ["1"]
+    assert [r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")] == [["gate:length:too_short"]]
+
+
 VARIANTS = """
     pipeline: {teacher: {provider: openai, model: m}}
     stages:

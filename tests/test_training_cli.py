@@ -43,7 +43,7 @@ def test_cli_train_then_eval(tmp_path_factory, tmp_path):
     stage = tmp_path / "p/runs/train"
     meta = json.loads((stage / "adapter_final/training_config.json").read_text())
     assert meta["config"]["max_steps"] == 2 and meta["config"]["lr"] == 0.002  # flags won over the YAML
-    assert meta["config"]["eval"]["suite"] is None and not (stage / "eval_report.json").exists()
+    assert meta["config"]["eval"]["suites"] == [] and not (stage / "eval_report.json").exists()
     res = runner.invoke(app, ["--pipeline", str(path), "eval", "--limit", "2", "--modes", "unconstrained",
                               "--max-new-tokens", "4"])
     assert res.exit_code == 0, res.output

@@ -107,19 +107,19 @@ def test_real_length_records_train_and_evaluate_without_being_cut(tmp_path_facto
     unfinished = sum(1 for r in report["examples"] if not r["finished"])
     assert unfinished == 1, "a ~1,100-token answer cannot fit in the small cap"
     assert report["summary"]["tuned"]["unconstrained"]["finished_rate"] == 0
-    assert any(f"1 of 1 answers stopped at max_new_tokens {CAP}" in n for n in report["notes"])
+    assert any(f"eval_suite: 1 of 1 answers stopped at max_new_tokens {CAP}" in n for n in report["notes"])
     md = (tmp_path / "runs/train/eval_report.md").read_text()
     assert "finished rate in brackets" in md and "## Payload types covered" in md and "(0%)" in md
 
     cov = report["coverage"]
     assert cov["expected"] == ["checklist", "decision_tree", "itinerary", "procedure"]
     assert cov["missing"] == {"train": ["checklist", "decision_tree"],
-                              "suite": ["checklist", "decision_tree", "procedure"]}
+                              "eval_suite": ["checklist", "decision_tree", "procedure"]}
     from pocketguide.cli.main import app
 
     status = CliRunner().invoke(app, ["-p", str(tmp_path / "stages.yaml"), "status"], catch_exceptions=False)
     assert "train: missing train payload_type: checklist, decision_tree" in status.output
-    assert "train: missing suite payload_type: checklist, decision_tree, procedure" in status.output
+    assert "train: missing eval_suite payload_type: checklist, decision_tree, procedure" in status.output
 
 
 def test_the_eval_cap_follows_the_suites_real_length_reference_answers(tmp_path_factory):

@@ -86,15 +86,18 @@ def _pipe():
     return pipe
 
 
-def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, **run_knobs):
+def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, threads=None, **run_knobs):
     from pocketguide.engine.session import RunOptions
     from pocketguide.engine.spec import TeacherSettings
 
     overrides = None
-    if teacher or model or base_url:
-        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url)
+    if teacher or model or base_url or threads:
+        overrides = TeacherSettings(provider=teacher, model=model, base_url=base_url, threads=threads)
+    settings = dict(extra or {})
+    if threads:
+        settings["threads"] = threads  # the train stage reads it too
     return RunOptions(limit=limit, fresh=fresh, dry_run=dry_run, concurrency=concurrency, teacher=overrides,
-                      settings=dict(extra or {}), **run_knobs)
+                      settings=settings, **run_knobs)
 
 
 LIMIT = typer.Option(None, "--limit", "-n", min=0, help="process at most N new records")
@@ -104,6 +107,8 @@ CONC = typer.Option(None, "--concurrency", "-c", min=1, help="teacher requests i
 TEACHER = typer.Option(None, "--teacher", help="teacher provider for this run: openai or embedded")
 MODEL = typer.Option(None, "--model", help="teacher model for this run")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible base URL for this run")
+THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for the embedded teacher and for training "
+                                                      "(default: the cores this process may use)")
 GATING = typer.Option(None, "--gating-mode", help="run setting gating_mode for gates that read it: strict or lenient")
 
 

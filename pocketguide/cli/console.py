@@ -131,7 +131,27 @@ def notes(results: list[Any]) -> list[str]:
         if getattr(r, "note", None):
             out.append(f"{r.stage}: {r.note}")
     out += [f"{r.stage}: {line}" for r in results if (line := flow_note(r.stats))]
-    return out
+    threads = threads_line(results)
+    return out + ([threads] if threads else [])
+
+
+def threads_line(results: list[Any]) -> str | None:
+    """Which CPU threads each kind of work ran on, and where that number came from."""
+    import os
+
+    used: dict[str, list[str]] = {}
+    for r in results:
+        t = getattr(r, "teacher", None) or {}
+        if t.get("threads"):
+            used.setdefault(f"llama.cpp {t['threads']} ({t.get('model')})", []).append(r.stage)
+        n = ((r.stats or {}).get("training") or {}).get("threads")
+        if n:
+            used.setdefault(f"torch {n}", []).append(r.stage)
+    if not used:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ("threads: " + "; ".join(f"{', '.join(stages)}: {what}" for what, stages in used.items())
+            + f" — this process may use {cores} cores (--threads N overrides)")
 
 
 _ACTIONS = {"gen": "regenerate", "judge": "re-judge from the stored output, no teacher call",

@@ -21,6 +21,7 @@ from pocketguide.cli.app import (
     MODEL,
     NO_CACHE,
     TEACHER,
+    THREADS,
     _options,
     _pipe,
     _settings,
@@ -44,8 +45,9 @@ def _report(results, stopped=None) -> None:
 
 @app.command()
 @guarded
-def stages() -> None:
-    """Validate stages.yaml and list its stages."""
+def stages(teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL,
+           base_url: Optional[str] = BASE_URL) -> None:
+    """Validate stages.yaml and list its stages, and how each route resolves for the teacher of this run."""
     from rich.table import Table
 
     from pocketguide.cli.console import out
@@ -62,7 +64,29 @@ def stages() -> None:
         t.add_row(str(i), s.name, ", ".join(s.inputs) or (s.source or ""), kind, template,
                   parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates))
     out.print(t)
+    for line in _route_lines(pipe, _options(None, False, False, None, teacher, model, base_url).teacher):
+        out.print(line, markup=False, highlight=False)
     out.print("[green]stages.yaml is valid[/]")
+
+
+def _route_lines(pipe, overrides) -> list[str]:
+    """One line per routed stage: the cases, and for a route on the teacher which case this run takes."""
+    from pocketguide.engine.runtime import route_on_teacher
+    from pocketguide.engine.session import resolved_teacher
+
+    lines = []
+    for s in pipe.stages:
+        if s.route is None:
+            continue
+        cases = ", ".join(f"{k} → {c.mode}" for k, c in s.route.cases.items())
+        line = f"{s.name}: route on {' / '.join(s.route.paths)}: {cases}"
+        facts = resolved_teacher(pipe.spec.pipeline.teacher, s, overrides).facts()
+        fixed = route_on_teacher(s, facts)
+        if fixed:
+            line += (f" — with this teacher ({facts['provider']}, {s.route.on} = {fixed[0]}): "
+                     f"{fixed[1].mode}")
+        lines.append(line)
+    return lines
 
 
 @app.command()
@@ -71,7 +95,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
         dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
         model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
         max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-        gating_mode: Optional[str] = GATING) -> None:
+        gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
     """Run one stage (resuming where it stopped)."""
 
     from pocketguide.cli.console import RichProgress
@@ -80,8 +104,7 @@ def run(stage: str = typer.Argument(..., help="stage name"), limit: Optional[int
     pipe = _pipe()
     spec = pipe.stage(stage)
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
 
     with RichProgress() as progress:
         opts.progress = progress
@@ -99,7 +122,7 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
             dry_run: bool = DRY, concurrency: Optional[int] = CONC, teacher: Optional[str] = TEACHER,
             model: Optional[str] = MODEL, base_url: Optional[str] = BASE_URL, no_cache: bool = NO_CACHE,
             max_cost: Optional[float] = MAX_COST, max_requests: Optional[int] = MAX_REQ,
-            gating_mode: Optional[str] = GATING) -> None:
+            gating_mode: Optional[str] = GATING, threads: Optional[int] = THREADS) -> None:
     """Run every stage in order; a rerun resumes and redoes only what changed (re-judging stored
     answers with no teacher call when only parsers, schemas or gates changed)."""
     from pocketguide.cli.console import RichProgress
@@ -107,8 +130,7 @@ def run_all(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0,
 
     pipe = _pipe()
     opts = _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, _settings(gating_mode),
-                    cache=not no_cache,
-                    max_cost=max_cost, max_requests=max_requests)
+                    threads=threads, cache=not no_cache, max_cost=max_cost, max_requests=max_requests)
     with RichProgress() as progress:
         opts.progress = progress
         result = run_pipeline(pipe, options=opts)

@@ -68,6 +68,8 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
           device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda"),
           eval_limit: int | None = typer.Option(None, "--eval-limit", min=1, help="evaluate at most N prompts"),
           no_eval: bool = typer.Option(False, "--no-eval", help="train only; skip the before/after evaluation"),
+          threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: the "
+                                                                             "cores this process may use)"),
           fresh: bool = typer.Option(False, "--fresh", help="move old checkpoints aside and start over")) -> None:
     """Train the LoRA student (resuming from the last checkpoint), then evaluate base vs fine-tuned."""
     from pocketguide.cli.main import _report
@@ -79,10 +81,8 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
         "max_steps": max_steps, "epochs": epochs, "lr": lr, "batch_tokens": batch_tokens, "batch_size": batch_size,
         "grad_accum": grad_accum,
         "max_seq_length": max_seq_length, "r": r, "alpha": alpha, "seed": seed, "device": device,
-        "eval.limit": eval_limit, "eval.suite": "" if no_eval else None})
-    if no_eval:
-        spec.options["eval"]["suite"] = None
-    opts = RunOptions(fresh=fresh)
+        "eval.limit": eval_limit, "eval.suites": [] if no_eval else None})
+    opts = RunOptions(fresh=fresh, settings={"threads": threads} if threads else {})
 
     with TrainProgress() as progress:
         opts.progress = progress
@@ -110,7 +110,8 @@ def eval_(stage: str = typer.Option("train", "--stage", help="the stage with `op
           modes: str | None = typer.Option(None, "--modes", help="unconstrained,constrained"),
           models: str | None = typer.Option(None, "--models", help="base,tuned"),
           max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="generation cap (default: from the answers' lengths)"),
-          adapter: str | None = typer.Option(None, "--adapter", help="best or final")) -> None:
+          adapter: str | None = typer.Option(None, "--adapter", help="best or final"),
+          threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads")) -> None:
     """Evaluate the base model and the trained adapter on the eval suite; rewrite eval_report.json/.md."""
     from pocketguide.cli.console import console
     from pocketguide.training.config import TrainConfig
@@ -123,7 +124,7 @@ def eval_(stage: str = typer.Option("train", "--stage", help="the stage with `op
                                      "eval.models": models.split(",") if models else None})
     cfg = TrainConfig.model_validate(spec.options)
     with console.status("evaluating…") as status:
-        evaluate_stage(pipe, stage, cfg, message=lambda text: status.update(text))
+        evaluate_stage(pipe, stage, cfg, message=lambda text: status.update(text), threads=threads)
     from pocketguide.engine.store import StageStore
 
     _show_report(StageStore(pipe.data_dir, stage).dir)

@@ -36,6 +36,7 @@ class Generated:
     teacher: dict[str, Any] | None = None
     finish_reason: str | None = None
     dry_run: bool = False
+    made_by: str | None = None  # what wrote `raw` ("llm:<model>", "pocketguide_critic:v1"); stored on the record
 
 
 @dataclass

@@ -20,6 +20,8 @@ from pocketguide.engine.spec import PipelineSpec, StageSpec
 from pocketguide.engine.store import stage_name_problem
 from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
 
+GATE_WHEN_ROOTS = ("teacher", "vars", "stage")  # what a gate's `when` may test: the same for every record
+
 
 @dataclass
 class Pipeline:
@@ -247,13 +249,18 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
                     p.append(f"{n}.gates[{i}].options.{'.'.join(map(str, e['loc']))}: {e['msg']} — fix the option")
         elif g.options:
             p.append(f"{n}.gates[{i}].options: gate '{g.name}' takes no options — remove them")
+        for path in g.when:  # stage-wide values only: the gates that apply are chosen once per stage run
+            if path.split(".")[0] not in GATE_WHEN_ROOTS:
+                p.append(f"{n}.gates[{i}].when: '{path}' is not a stage-wide value — start it with "
+                         f"{', '.join(GATE_WHEN_ROOTS)}")
     if stage.schema_:
         p += _check_schema(pipe, n, stage.schema_)
     if stage.response_schema:
         p += _check_response_schema(pipe, n, stage.response_schema)
-    if stage.route and stage.route.on.split(".")[0] not in provided:
-        p.append(f"{n}.route.on: '{stage.route.on}' does not start with an input stage name — "
-                 f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
+    for path in stage.route.paths if stage.route else []:
+        if path.split(".")[0] not in provided:
+            p.append(f"{n}.route.on: '{path}' does not start with an input stage name (or teacher) — "
+                     f"use one of {', '.join(stage.inputs) or '(no inputs)'}")
     return p
 
 

@@ -71,6 +71,7 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
     }
     if extra:
         manifest.update(extra.get("manifest", {}))
+    result.teacher = manifest["teacher"]
     recipe = (extra or {}).get("recipe") or (rt.recipe if rt else None)
     if recipe is not None:
         if rt is not None:  # the files the parser and gates read this run join those read before (a folder

@@ -71,6 +71,7 @@ class StageResult:
     rejudged: int = 0  # records re-parsed, re-validated and re-gated from their stored raw output: no teacher call
     changed: list[str] = field(default_factory=list)  # recipe parts changed since the last run (engine/recipe.py)
     note: str | None = None  # what a whole-dataset stage wants the user to see (e.g. "skipped: no data")
+    teacher: dict[str, Any] | None = None  # the stage's teacher as its manifest describes it (model, threads…)
     elapsed_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -225,7 +226,7 @@ class _Loop:
             return False
         old = loads(line)
         teacher = old.get("teacher")
-        gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"))
+        gen = Generated(old.get("raw"), teacher, (teacher or {}).get("finish_reason"), made_by=old.get("made_by"))
         self.write(self.finished(restored(self.rt, old), gen))
         self.result.rejudged += 1
         return True

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from pocketguide.engine import registry
 from pocketguide.engine.loader import Pipeline
+from pocketguide.engine.records import lookup
 from pocketguide.engine.spec import StageSpec, TeacherSettings
 from pocketguide.engine.templates import Renderer
 
@@ -92,9 +93,10 @@ class StageRuntime:
     default_choice: TemplateChoice | None = None
     choices: dict[str, TemplateChoice] = field(default_factory=dict)  # variant template id → choice
     route_choices: dict[str, TemplateChoice] = field(default_factory=dict)
-    gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options)
+    gates: list[tuple[str, Any, Any]] = field(default_factory=list)  # (name, fn, options): those that apply
     root: Path | None = None  # the pipeline's folder (pipe.root, worked out once, not per record)
     teacher_info: dict[str, Any] | None = None  # what the generators say made the records (manifest)
+    teacher_facts: dict[str, Any] = field(default_factory=dict)  # `teacher` in the template context
     generator_stats: list[dict[str, Any]] = field(default_factory=list)  # what they add to stats.json
     recipe: Any = None  # engine/recipe.Recipe: the parts that decide records, and their fingerprints
     files_read: set[Path] = field(default_factory=set)  # what the parser and gates resolved this run
@@ -104,7 +106,11 @@ class StageRuntime:
         """Every generator mode this stage may use (skip is a route outcome, not a generator)."""
         modes = {c.mode for c in [self.default_choice, *self.choices.values(), *self.route_choices.values()] if c}
         if self.stage.route:
-            modes |= {c.mode for c in [*self.stage.route.cases.values(), self.stage.route.default]}
+            fixed = route_on_teacher(self.stage, self.teacher_facts)
+            if fixed:  # the same case for every record of this run: only its generator is needed
+                modes = {fixed[1].mode}
+            else:
+                modes |= {c.mode for c in [*self.stage.route.cases.values(), self.stage.route.default]}
         return modes - {SKIP}
 
     @property
@@ -117,6 +123,17 @@ class StageRuntime:
             if c and c.renderer:
                 files.append(c.renderer.path)
         return files
+
+
+def route_on_teacher(stage: StageSpec, facts: dict[str, Any]) -> tuple[str, Any] | None:
+    """(case key, case) when the stage routes on a teacher fact (`on: teacher.judge`): the same for every
+    record of the run, so it is known before the loop (which generator runs, whether a teacher is needed)."""
+    route = stage.route
+    if route is None or not isinstance(route.on, str) or not route.on.startswith("teacher."):
+        return None
+    value = lookup({"teacher": facts}, route.on, None)
+    key = str(value).lower() if isinstance(value, bool) else str(value)
+    return key, route.cases.get(key, route.default)
 
 
 def parser_options(stage: StageSpec, parser: str | None, options: dict[str, Any] | None) -> Any:
@@ -142,7 +159,8 @@ def _choice(pipe: Pipeline, stage: StageSpec, tid: str, file: str | None, mode: 
 
 def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSettings, dry_run: bool,
                   settings: dict[str, Any]) -> StageRuntime:
-    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, root=pipe.root)
+    rt = StageRuntime(pipe, stage, teacher_settings, dry_run, settings, root=pipe.root,
+                      teacher_facts=teacher_settings.facts())
     if stage.schema_:
         rt.schema_path = pipe.resolve(stage.schema_)
         rt.schema = json.loads(rt.schema_path.read_text())
@@ -156,7 +174,10 @@ def build_runtime(pipe: Pipeline, stage: StageSpec, teacher_settings: TeacherSet
         for key, case in stage.route.cases.items():
             if case.template:
                 rt.route_choices[key] = _choice(pipe, stage, key, case.template, case.mode, None)
+    facts = {"teacher": rt.teacher_facts, "vars": stage.vars, "stage": stage.name}  # the same for every record
     for g in stage.gates:
+        if any(lookup(facts, path, None) != value for path, value in g.when.items()):
+            continue  # e.g. a check that only applies with one critic: not this teacher's gate
         gdef = registry.GATES[g.name]
         opts = gdef.options.model_validate(g.options) if gdef.options else None
         rt.gates.append((g.name, gdef.fn, opts))

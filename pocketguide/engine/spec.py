@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -48,13 +49,14 @@ class LocalRuntime(Strict):
 
     model_path: str | None = Field(None, description="GGUF file for the embedded teacher")
     threads: int | None = Field(None, ge=1, json_schema_extra=HOW_NOT_WHAT,
-                                description="embedded: CPU threads (default: usable cores minus the 1-minute load "
-                                            "average, at least 1; oversubscribed threads stall llama.cpp)")
+                                description="embedded: CPU threads (default: the cores this process may use, its "
+                                            "CPU affinity; --threads overrides it for one run)")
     n_ctx: int | None = Field(None, ge=256, json_schema_extra=HOW_NOT_WHAT,
                               description="embedded: context window per request in tokens (default 4096)")
     n_parallel: int | None = Field(
         None, ge=1, json_schema_extra=HOW_NOT_WHAT,
-        description="embedded: requests decoded at once (default 1; more rarely helps on a few cores)")
+        description="embedded: requests decoded at once (default 1; 4 gave no gain on 2 cores, "
+                    "bench/embedded_teacher.py --slots K measures it)")
 
 
 class Sampling(Strict):
@@ -65,6 +67,8 @@ class Sampling(Strict):
     max_tokens: int | None = Field(None, ge=1, description="completion token cap")
     seed: int | None = Field(None, description="sampling seed, where the endpoint supports it")
     repeat_penalty: float | None = Field(None, gt=0, description="repetition penalty (embedded, llama.cpp servers)")
+    repeat_last_n: int | None = Field(None, ge=-1, description="tokens the repetition penalty looks back over "
+                                      "(embedded, llama.cpp servers; llama.cpp's default 64, -1 = the whole context)")
 
 
 class OutputShape(Strict):
@@ -83,6 +87,10 @@ class OutputShape(Strict):
     schema_max_items: int | None = Field(
         None, ge=0, description="cap every array's maxItems in the schema sent to the model (minItems kept); "
                                 "unset = 4 for embedded, no cap otherwise; 0 = no cap")
+    schema_text_chars: str | None = Field(
+        None, description="characters a free-text string may use in the schema sent to the model, as a regex "
+                          "character class body (e.g. \"A-Za-z0-9 ,.'-\"); unset = plain prose for embedded (no "
+                          "markup, links or braces), none otherwise; '' = no restriction")
     schema_fit_max_tokens: bool | None = Field(
         None, description="shrink the string cap until the capped schema's worst case fits in max_tokens; "
                           "unset = on for embedded, off otherwise")
@@ -118,6 +126,19 @@ class LimitsAndRetries(Strict):
         None, gt=0, le=1, description="error share over the window that opens the circuit (default 0.5)")
 
 
+#: teacher.judge when the settings leave it unset: the embedded provider's default model (SmolLM2-135M)
+#: rejected 12/12 of its own drafts at temperature 0 and 0.7 — its verdicts are noise
+JUDGE_DEFAULT: dict[str, bool] = {"embedded": False}
+
+
+class Capabilities(Strict):
+    """What the teacher can be trusted with; templates and routes see it as `teacher.*` (facts())."""
+
+    judge: bool | None = Field(
+        None, description="can this teacher judge drafts (critique)? Templates and routes see it as teacher.judge; "
+                          "unset = false for embedded (its default 135M model's verdicts are noise), true otherwise")
+
+
 class Prices(Strict):
     """What calls cost, for cost per record and --max-cost."""
 
@@ -131,10 +152,11 @@ class Prices(Strict):
 # the groups in the order `pocketguide stages`, docs and errors show them; YAML may nest a group's keys under
 # its name (teacher: {sampling: {temperature: 0.2}}) or write them flat (teacher: {temperature: 0.2})
 TEACHER_GROUPS: dict[str, type[Strict]] = {"endpoint": Endpoint, "local": LocalRuntime, "sampling": Sampling,
-                                          "output": OutputShape, "limits": LimitsAndRetries, "cost": Prices}
+                                          "output": OutputShape, "limits": LimitsAndRetries,
+                                          "capabilities": Capabilities, "cost": Prices}
 
 
-class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRetries, Prices):
+class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRetries, Capabilities, Prices):
     """How to reach and drive a teacher, in groups (TEACHER_GROUPS). Every field is optional so stages can
     override a few; code reads a group with `settings.group("sampling")` instead of lists of names."""
 
@@ -161,6 +183,12 @@ class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRe
         """The group's fields that are set (None means: leave it to the endpoint's default)."""
         return {k: v for k in self.group_fields(group) if (v := getattr(self, k)) is not None}
 
+    def facts(self) -> dict[str, Any]:
+        """What a template or a route may know about the teacher: `teacher.provider`, `.model`, `.judge`."""
+        provider = self.provider or "openai"
+        judge = self.judge if self.judge is not None else JUDGE_DEFAULT.get(provider, True)
+        return {"provider": provider, "model": self.model or self.model_path, "judge": judge}
+
     def answer_groups(self) -> dict[str, dict[str, Any]]:
         """The set fields that decide what the teacher answers, by group (records' fingerprints use them):
         who answers (endpoint, local weights, model chain), how it samples, what it is asked to write.
@@ -185,6 +213,8 @@ class TeacherSettings(Endpoint, LocalRuntime, Sampling, OutputShape, LimitsAndRe
 class GateSpec(Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    when: dict[str, Any] = Field(default_factory=dict, description="run the gate only when these stage-wide "
+                                 "values match, e.g. {teacher.judge: false} (paths under teacher, vars or stage)")
 
 
 class TemplateVariant(Strict):
@@ -220,11 +250,30 @@ class RouteCase(Strict):
 
 
 class Route(Strict):
-    """Choose llm / copy / skip per record from a field of the inputs."""
+    """Choose llm / copy / skip per record from a field of the inputs (or several: `on: [a, b]`)."""
 
-    on: str = Field(description="dotted path in the template context, e.g. critique.parsed.verdict")
-    cases: dict[str, RouteCase]
+    on: str | list[str] = Field(description="dotted path in the template context, e.g. critique.parsed.verdict; or "
+                                            "a list of paths, whose values are joined with '/' into the case key")
+    cases: dict[str, RouteCase] = Field(description="case key → case; with several paths a key may use * for any "
+                                                    "value of a part (pass/*)")
     default: RouteCase = RouteCase(mode="skip", reason="route_unmatched")
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.on] if isinstance(self.on, str) else list(self.on)
+
+    @staticmethod
+    def key_of(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    def case_for(self, key: str) -> tuple[str | None, RouteCase]:
+        """(the case key that matched, the case): an exact key first, then the first wildcard key that fits."""
+        if key in self.cases:
+            return key, self.cases[key]
+        for pattern, case in self.cases.items():
+            if "*" in pattern and fnmatch.fnmatchcase(key, pattern):
+                return pattern, case
+        return None, self.default
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,10 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def facet_value(record: dict[str, Any], path: str) -> Any:
-    """A facet path is looked up in record['data'] first, then in the record itself."""
+    """A facet path is looked up in record['data'] first, then in the record itself. `a+b` crosses two
+    facets ("made_by+parsed.verdict" → "pocketguide_critic:v1 | revise")."""
+    if "+" in path:
+        return " | ".join(str(facet_value(record, part)) for part in path.split("+"))
     data = record.get("data") or {}
     if "." not in path and isinstance(data, dict):  # the common case, without splitting a path per record
         value = data.get(path, _MISSING)

@@ -35,7 +35,7 @@ def _context(rt: StageRuntime, item: Item, joined: list[Joined]) -> tuple[dict[s
     stage = rt.stage
     rec = item.upstream.record
     ctx: dict[str, Any] = {"id": item.id, "input": rec, "variant": item.variant or {}, "vars": stage.vars,
-                           "stage": stage.name, "record": rec, "schema": rt.schema}
+                           "stage": stage.name, "record": rec, "schema": rt.schema, "teacher": rt.teacher_facts}
     if stage.inputs:
         ctx[stage.inputs[0]] = rec
     else:
@@ -134,14 +134,16 @@ def prepare(rt: StageRuntime, item: Item, joined: list[Joined]) -> Prepared | di
     choice = item.choice
     mode = choice.mode if choice else (rt.stage.mode or DEFAULT_MODE)
     if rt.stage.route:
-        value = lookup(ctx, rt.stage.route.on, None)
-        key = str(value).lower() if isinstance(value, bool) else str(value)
-        case = rt.stage.route.cases.get(key, rt.stage.route.default)
-        record["route"] = {"on": rt.stage.route.on, "value": value, "mode": case.mode}
+        route = rt.stage.route
+        values = [lookup(ctx, path, None) for path in route.paths]
+        key = "/".join(route.key_of(v) for v in values)
+        matched, case = route.case_for(key)
+        record["route"] = {"on": route.on, "value": values[0] if isinstance(route.on, str) else values,
+                           "mode": case.mode}
         if case.mode == SKIP:
             return _reject(record, case.reason or f"route_skip:{key}")
         mode = case.mode
-        choice = rt.route_choices.get(key, choice)
+        choice = rt.route_choices.get(matched or "", choice)
     record["mode"] = mode
     if choice and choice.id != "default":
         record["template"] = choice.id
@@ -174,6 +176,8 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     record = p.record
     record["raw"] = gen.raw
     record["teacher"] = gen.teacher
+    if gen.made_by:
+        record["made_by"] = gen.made_by
     if gen.dry_run:
         record["dry_run"] = True
         record["status"] = ACCEPTED

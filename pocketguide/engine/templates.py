@@ -16,7 +16,7 @@ from jinja2.utils import concat
 from pocketguide.engine.errors import TemplateError
 
 # names every template may use besides the stage's inputs and vars
-BUILTIN_NAMES = {"id", "input", "variant", "vars", "stage", "record", "schema"}
+BUILTIN_NAMES = {"id", "input", "variant", "vars", "stage", "record", "schema", "teacher"}
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:

@@ -18,6 +18,7 @@ class TeacherRequest:
     seed: int | None = None
     response_format: dict[str, Any] | None = None  # already in OpenAI wire form
     repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     sample_index: int | None = None  # which replicate of the same prompt; keeps replicates apart in the cache
 

@@ -9,7 +9,6 @@ require a random API key that never leaves this process; the in-process calls by
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import secrets
@@ -29,6 +28,11 @@ from pocketguide.teachers.registry import provider
 
 log = logging.getLogger(__name__)
 DEFAULT_N_CTX = 4096
+#: decoding slots when `n_parallel` is unset. More slots decode several sequences in one batch (continuous
+#: batching), but on 2 cores they gave no gain: a bare stream did 57.3 vs 56.1 tok/s with 4 slots on an idle
+#: box, and the draft stage with 4 slots ran at 5.0 tok/s beside 16.9 with 1 on a shared one
+#: (bench/embedded_teacher.py; docs/embedded.md). Set `n_parallel` on a machine with more cores.
+DEFAULT_N_PARALLEL = 1
 
 
 def usable_cores() -> int:
@@ -39,20 +43,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=1)  # once per process, so every teacher shares one loaded engine
 def default_threads() -> int:
-    """The usable cores, less those other processes keep busy (1-minute load average), at least 1.
+    """The cores this process may use (its CPU affinity); `teacher.threads` or --threads overrides it.
 
-    Measured on a shared 2-core box: with other jobs running, 2 llama.cpp threads fell to 1–3
-    tokens/s (every op waits at a barrier for a descheduled thread) while 1 thread kept 20–34.
-    On an idle machine this is simply the core count.
+    Not the load average: read when the teacher starts, a busy minute before (another stage, another
+    user) made it pick 1 thread on an idle 2-core box and the draft stage ran at 27–34 tokens/s instead
+    of ~57. On a machine shared with other heavy jobs, pin it with --threads.
     """
-    cores = usable_cores()
-    try:
-        busy = int(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    return usable_cores()
 
 
 class Engine:
@@ -144,7 +142,7 @@ class EmbeddedTeacher:
         self.model_path = resolve_model_path(settings)
         self.threads = settings.threads or default_threads()
         self.n_ctx = settings.n_ctx or DEFAULT_N_CTX
-        self.n_parallel = settings.n_parallel or 1
+        self.n_parallel = settings.n_parallel or DEFAULT_N_PARALLEL
         # more requests in flight than decoding slots only queue up inside llama.cpp
         self.max_concurrency = min(settings.max_concurrency or self.n_parallel, self.n_parallel)
         self.model_id = self.model_path.name
@@ -168,7 +166,8 @@ class EmbeddedTeacher:
 
     def body(self, request: TeacherRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"messages": request.messages, "cache_prompt": True}
-        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format", "repeat_penalty"):
+        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format", "repeat_penalty",
+                     "repeat_last_n"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
@@ -198,7 +197,9 @@ class EmbeddedTeacher:
         return TeacherResponse(
             text=text or "", finish_reason=choice.get("finish_reason"), model=self.model_id, latency_s=latency,
             usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                   "completion_tokens": int(usage.get("completion_tokens") or 0)})
+                   "completion_tokens": int(usage.get("completion_tokens") or 0),
+                   # prompt tokens served from the slot's prompt cache (the shared prefix is not prefilled again)
+                   "cached_prompt_tokens": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)})
 
     async def aclose(self) -> None:
         # the model stays loaded for the rest of the process: later stages and runs reuse it

@@ -109,7 +109,8 @@ class LLMGenerator(Generator):
             **s.group("sampling"),  # temperature, top_p, max_tokens, seed, repeat_penalty: as set
         )
         response = await self.teacher.generate(request)
-        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason)
+        return Generated(raw=response.text, teacher=response.provenance(), finish_reason=response.finish_reason,
+                         made_by=f"llm:{response.selected_model or response.model}")
 
     def describe(self) -> dict[str, Any] | None:
         if self.teacher is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,8 +12,10 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    suite: str | None = Field("eval_suite", description="input stage holding the eval suite (parsed.messages; "
-                                                        "assistant = reference); null skips the evaluation")
+    suites: list[str] | None = Field(None, description="input stages holding eval prompts (parsed.messages; a last "
+                                     "assistant message is a reference, optional); null = every input after the "
+                                     "first. Each is reported on its own, the first with records is the headline; "
+                                     "[] skips the evaluation")
     envelope_schema: str = Field("data/schemas/envelope.v0.json",
                                  description="envelope JSON Schema, relative to the pipeline file")
     payload_schemas: str = Field("data/schemas/payload.{type}.v1.json",
@@ -28,8 +30,24 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="evaluate at most N suite examples (smoke runs)")
     system_prompt: str | None = Field(None, description="override the suite's system message (same for all)")
     adapter: Literal["best", "final"] = Field("best", description="which saved adapter answers as the student")
-    gates: list[str] = Field(["contract_ok", "verification_when_needed", "overconfidence_guard"],
+    gates: list[str] = Field(["contract_ok", "verification_when_needed", "overconfidence_guard", "destination_named",
+                              "no_placeholders", "no_repeated_items", "critic_checks"],
                              description="registered gates run on every parsed output (absent ones are skipped)")
+    decoding_stage: str | None = Field(
+        None, description="constrained mode decodes like this stage's teacher: its response_schema (per payload "
+                             "type) capped as the teacher caps it, and its repeat_penalty over repeat_last_n tokens; "
+                             "null = the full contract, "
+                             "no penalty")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_suite(cls, data: Any) -> Any:
+        # `suite: name` (one suite, or null for none) is the older spelling of `suites`
+        if isinstance(data, dict) and "suite" in data:
+            data = dict(data)
+            one = data.pop("suite")
+            data.setdefault("suites", [one] if one else [])
+        return data
 
 
 class TrainConfig(BaseModel):
@@ -75,8 +93,8 @@ class TrainConfig(BaseModel):
     save_every: int = Field(10, ge=1, description="resumable checkpoint every N steps (and at the end)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA with bf16 when present, "
                                                                        "else CPU fp32")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: cores not already busy, "
-                                                         "from the load average; oversubscribed OpenMP is 5–10× slower)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: the cores this process may use, "
+                                                         "from its CPU affinity; --threads overrides for one run)")
     # data
     input: str | None = Field(None, description="input stage with the SFT records (default: the first input)")
     train_split: str = Field("train", description="data.split value used for training")

@@ -43,6 +43,20 @@ def split_messages(parsed: Any) -> tuple[list[dict[str, str]], str]:
     return [{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"]
 
 
+def prompt_and_reference(parsed: Any) -> tuple[list[dict[str, str]], str | None]:
+    """An eval prompt: the messages up to the answer, and the reference answer when the record has one
+    (a held-out prompt suite has none: schema-validity needs only the prompt and the contract)."""
+    msgs = parsed.get("messages") if isinstance(parsed, dict) else None
+    if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
+        return split_messages(parsed)
+    if not isinstance(msgs, list) or not msgs or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs):
+        raise BadRecord("bad_messages", "parsed.messages must be a list of messages with string role and content")
+    if msgs[-1]["role"] != "user":
+        raise BadRecord("bad_messages", "a prompt-only record must end with the user message")
+    return [{"role": m["role"], "content": m["content"]} for m in msgs], None
+
+
 def prompt_ids(tok: Any, prompt: list[dict[str, str]]) -> list[int]:
     """The chat-templated prompt up to and including the assistant header (what generation starts from)."""
     out = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)

@@ -1,10 +1,10 @@
 """Before/after evaluation: base and base+adapter answer every eval-suite prompt (greedy, same system
-prompt and token cap), free and schema-constrained; every output is parsed, validated and gated."""
+prompt and token cap), free and schema-constrained; every output is parsed, validated and gated.
+Constrained rows decode with the teacher's decoding profile and repeat penalty when given (Decoding)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +12,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from pocketguide.training.data import BadRecord, prompt_ids, split_messages
+from pocketguide.training.data import BadRecord, prompt_and_reference
+from pocketguide.training.generate import Generator, RepeatPenalty
 from pocketguide.training.model import TrainingError
 
 RATE_KEYS = ("parsed", "envelope_valid", "payload_valid", "schema_valid", "type_match", "finished")
@@ -25,6 +26,7 @@ class Schemas:
     envelope: dict[str, Any]
     payloads: dict[str, dict[str, Any]]
     paths: dict[str, str] = field(default_factory=dict)
+    decoding: dict[str, dict[str, Any]] = field(default_factory=dict)  # payload type → schema the grammar uses
 
     @classmethod
     def load(cls, envelope_path: Path, payload_pattern: Path, types: list[str]) -> Schemas:
@@ -57,6 +59,10 @@ class Schemas:
         env["properties"]["payload"] = pay
         env["properties"]["payload_type"] = {"type": "string", "enum": [ptype]}
         return env
+
+    def constraint(self, ptype: str) -> dict[str, Any]:
+        """The schema constrained decoding uses: the teacher's decoding profile when loaded, else the contract."""
+        return self.decoding.get(ptype) or self.combined(ptype)
 
 
 def first_error(validator: Draft202012Validator, obj: Any) -> str | None:
@@ -104,7 +110,8 @@ class SuiteItem:
     id: str
     payload_type: str | None
     prompt: list[dict[str, str]]
-    reference: str
+    reference: str | None  # None for a prompt-only (held-out) suite
+    data: dict[str, Any] = field(default_factory=dict)  # the record's facets (destination, prompt…) for the gates
 
 
 def suite_items(records: list[dict[str, Any]], system_prompt: str | None) -> tuple[list[SuiteItem], list[tuple]]:
@@ -112,78 +119,27 @@ def suite_items(records: list[dict[str, Any]], system_prompt: str | None) -> tup
     items, bad = [], []
     for rec in records:
         try:
-            prompt, ref = split_messages(rec.get("parsed"))
+            prompt, ref = prompt_and_reference(rec.get("parsed"))
         except BadRecord as exc:
             bad.append((rec, exc.code, str(exc)))
             continue
         if system_prompt is not None:
             prompt = [{"role": "system", "content": system_prompt}] + [m for m in prompt if m["role"] != "system"]
-        ptype = (rec.get("data") or {}).get("payload_type")
-        if ptype is None:
+        data = dict(rec.get("data") or {})
+        ptype = data.get("payload_type")
+        if ptype is None and ref is not None:
             try:
                 ptype = json.loads(ref).get("payload_type")
             except (ValueError, AttributeError):
                 ptype = None
-        items.append(SuiteItem(rec["id"], ptype, prompt, ref))
+        data.setdefault("prompt", next((m["content"] for m in reversed(prompt) if m["role"] == "user"), ""))
+        items.append(SuiteItem(rec["id"], ptype, prompt, ref, data))
     return items, bad
 
 
-class Generator:
-    """Greedy, left-padded batched generation; optional xgrammar constraint per payload type."""
-
-    def __init__(self, model: Any, tok: Any, device: Any, max_new_tokens: int):
-        self.model, self.tok, self.device, self.max_new = model, tok, device, max_new_tokens
-        self._compiler = None
-        self._grammars: dict[str, Any] = {}
-
-    def grammar(self, schemas: Schemas, ptype: str) -> Any:
-        if ptype not in self._grammars:
-            try:
-                import xgrammar as xgr
-            except ImportError as exc:
-                raise TrainingError("constrained evaluation needs xgrammar — pip install --no-deps xgrammar==0.2.8 "
-                                    "apache-tvm-ffi, or set options.eval.modes: [unconstrained]") from exc
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.model.config.vocab_size)
-                self._compiler = xgr.GrammarCompiler(info)
-            # compact JSON: with free whitespace a small model can loop on newlines until the cap
-            self._grammars[ptype] = self._compiler.compile_json_schema(json.dumps(schemas.combined(ptype)),
-                                                                       any_whitespace=False)
-        return self._grammars[ptype]
-
-    def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None) -> list[dict[str, Any]]:
-        import torch
-
-        seqs = [prompt_ids(self.tok, p) for p in prompts]
-        width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        kwargs: dict[str, Any] = {}
-        if grammars:
-            import xgrammar as xgr
-
-            # one processor per generate() call; one grammar per row, so a batch may mix payload types
-            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(list(grammars))]
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new, do_sample=False,
-                                      pad_token_id=pad, eos_token_id=self.tok.eos_token_id, **kwargs)
-        dt = time.perf_counter() - t0
-        rows = []
-        for row in out[:, width:].tolist():
-            n = len(row)
-            finished = self.tok.eos_token_id in row
-            if finished:
-                n = row.index(self.tok.eos_token_id)
-            rows.append({"text": self.tok.decode(row[:n], skip_special_tokens=True), "new_tokens": n,
-                         "finished": finished, "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3),
-                         "batch_size": len(seqs)})
-        return rows
-
-
-def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[str, bool]:
-    """Registered quality gates on one parsed output; a gate that is not registered is skipped."""
+def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str], root: Path | None = None) -> dict[str, bool]:
+    """Registered quality gates on one parsed output; a gate that is not registered is skipped. `root` is the
+    pipeline's folder, which gates resolve their data files (schemas, keyword lists) against."""
     from pocketguide.engine.registry import GATES
     from pocketguide.engine.runtime import GateInput
 
@@ -194,8 +150,8 @@ def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[
             continue
         try:
             opts = gdef.options() if gdef.options else None
-            res = gdef.fn(GateInput(parsed, raw, {"id": item.id, "parsed": parsed,
-                                                  "data": {"payload_type": item.payload_type}}, {}), opts)
+            data = {**item.data, "payload_type": item.payload_type}
+            res = gdef.fn(GateInput(parsed, raw, {"id": item.id, "parsed": parsed, "data": data}, {}, root), opts)
             out[name] = bool(res.passed)
         except Exception:  # a gate that crashes on model output counts as failed, never ends the eval
             out[name] = False
@@ -203,8 +159,8 @@ def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str]) -> dict[
 
 
 def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[SuiteItem], schemas: Schemas,
-             modes: list[str], batch_size: int, gates: list[str],
-             on_batch: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+             modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
+             penalty: RepeatPenalty | None = None, root: Path | None = None) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
     `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one)."""
     scorer = Scorer(schemas)
@@ -217,15 +173,16 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                     batch = items[i:i + batch_size]
                     grammars = None
                     if mode == "constrained":
-                        grammars = [gen.grammar(schemas, it.payload_type) for it in batch]
-                    outs = gen.run([it.prompt for it in batch], grammars)
+                        grammars = [gen.grammar(it.payload_type, schemas.constraint(it.payload_type)) for it in batch]
+                    outs = gen.run([it.prompt for it in batch], grammars, penalty if mode == "constrained" else None)
                     for it, o in zip(batch, outs):
                         s = scorer(o["text"], it.payload_type)
-                        g = run_gates(s["value"], o["text"], it, gates) if s["parsed"] else {}
+                        g = run_gates(s["value"], o["text"], it, gates, root) if s["parsed"] else {}
                         rows.append({"model": model_name, "mode": mode, "id": it.id, "payload_type": it.payload_type,
                                      "output": o["text"], **{k: s[k] for k in RATE_KEYS if k in s},
                                      "finished": o["finished"], "error": s["error"], "gates": g,
-                                     "latency_s": o["latency_s"], "new_tokens": o["new_tokens"]})
+                                     "latency_s": o["latency_s"], "new_tokens": o["new_tokens"],
+                                     "chars": len(o["text"])})
                     done += len(batch)
                     if on_batch:
                         on_batch(f"eval {model_name}/{mode}: {done}/{len(items)}")

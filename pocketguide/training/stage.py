@@ -3,9 +3,7 @@ Also the library side of `pocketguide eval` (evaluate a saved adapter without tr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 from collections import Counter
@@ -18,31 +16,28 @@ from pocketguide.engine.version import __version__
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.coverage import coverage, expected_types, missing_line
 from pocketguide.training.data import BadRecord, Example, check_length, tokenize
-from pocketguide.training.lengths import (
-    distribution,
-    generation_cap,
-    pick_max_seq_length,
-    want_checkpointing,
-)
+from pocketguide.training.eval_run import evaluate_model, headline, write_report
+from pocketguide.training.lengths import distribution, pick_max_seq_length, want_checkpointing
 from pocketguide.training.model import (
     TrainingError,
     cpu_threads,
     load_base,
+    missing_extras,
     offline,
     pick_device,
     prepare_base,
     require_extra,
 )
-from pocketguide.training.report import gains, markdown, summarize
 from pocketguide.training.trainer import BEST, FINAL, add_lora, fingerprint, loss_curve_png, train
 
 
-def _setup(pipe: Any, cfg: TrainConfig) -> tuple[Any, Any, Any, Any]:
+def _setup(pipe: Any, cfg: TrainConfig, threads: int | None = None) -> tuple[Any, Any, Any, Any]:
+    """Base model, tokenizer and device; `threads` (the run's --threads) wins over options.threads."""
     offline()
     require_extra()
     import torch
 
-    torch.set_num_threads(cpu_threads(cfg.threads))
+    torch.set_num_threads(cpu_threads(threads or cfg.threads))
     cache = model_cache(pipe, cfg)
     base = prepare_base(pipe.resolve(cfg.base_model) if cfg.base_model else None, cache)
     device, dtype = pick_device(cfg.device)
@@ -115,6 +110,12 @@ def data_sha256(examples: list[Example]) -> str:
     return h.hexdigest()
 
 
+def _skip(ctx: Any, reason: str) -> None:
+    ctx.note = f"skipped: {reason}"
+    ctx.stats_extra["training"] = {"skipped": reason, "n_train": 0}
+    ctx.manifest_extra["training"] = {"skipped": reason}
+
+
 def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -> None:
     """What `op: train` does. `stop_after` (tests only) ends training early, as a crash would."""
     source = cfg.input or ctx.stage.inputs[0]
@@ -123,11 +124,12 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
         reason = (f"no training records (data.split == '{cfg.train_split}') in stage '{source}': every upstream "
                   f"record was rejected — see `pocketguide status` and the rejected.jsonl files; a stronger "
                   f"teacher (--teacher/--base-url, or a bigger GGUF via POCKETGUIDE_MODEL) gives data to learn from")
-        ctx.note = f"skipped: {reason}"
-        ctx.stats_extra["training"] = {"skipped": reason, "n_train": 0}
-        ctx.manifest_extra["training"] = {"skipped": reason}
-        return
-    base, model, tok, device = _setup(ctx.pipe, cfg)
+        return _skip(ctx, reason)
+    missing = missing_extras()
+    if missing:  # SFT rows but no [train] extra: a reported outcome, and the run summary still prints
+        return _skip(ctx, f"training needs {', '.join(missing)}, which are not installed — "
+                          f"pip install 'pocketguide[train]' and rerun")
+    base, model, tok, device = _setup(ctx.pipe, cfg, ctx.run.settings.get("threads"))
     cfg, train_set, val_set, lengths = _examples(ctx, cfg, tok)
     ctx.stats_extra["lengths"] = lengths
     if lengths.get("records"):
@@ -135,12 +137,8 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
         ctx.message(f"record lengths (prompt + target tokens): p50 {t['p50']}, p95 {t['p95']}, max {t['max']}; "
                     f"max_seq_length {lengths['max_seq_length']} ({lengths['chosen']})")
     if not train_set:
-        reason = (f"no usable training records in stage '{source}' (all were rejected here: too long for "
-                  f"max_seq_length, or malformed) — see {ctx.stage.name}/rejected.jsonl")
-        ctx.note = f"skipped: {reason}"
-        ctx.stats_extra["training"] = {"skipped": reason, "n_train": 0}
-        ctx.manifest_extra["training"] = {"skipped": reason}
-        return
+        return _skip(ctx, f"no usable training records in stage '{source}' (all were rejected here: too long for "
+                          f"max_seq_length, or malformed) — see {ctx.stage.name}/rejected.jsonl")
     data_sha = data_sha256(train_set + val_set)
     fp = fingerprint(cfg, base.sha256, data_sha)
     meta = {"config": cfg.model_dump(mode="json"), "base_model": {"path": str(base.path), "source": base.source,
@@ -165,9 +163,11 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
     ctx.write_bytes("loss_curve.png", loss_curve_png(res.history))
+    import torch
+
     summary = {k: v for k, v in res.__dict__.items() if k != "history"}
-    summary.update(n_train=len(train_set), n_val=len(val_set), device=str(device), max_seq_length=cfg.max_seq_length,
-                   gradient_checkpointing=ckpt)
+    summary.update(n_train=len(train_set), n_val=len(val_set), device=str(device), threads=torch.get_num_threads(),
+                   max_seq_length=cfg.max_seq_length, gradient_checkpointing=ckpt)
     ctx.stats_extra["training"] = summary
     inputs = {n: file_sha256(ctx.input_store(n).records_path) for n in ctx.stage.inputs}
     ctx.manifest_extra["training"] = {
@@ -179,23 +179,41 @@ def run_train_stage(ctx: Any, cfg: TrainConfig, stop_after: int | None = None) -
     ctx.stats_extra["coverage"] = train_cov
     if missing_line(train_cov):
         ctx.note = missing_line(train_cov)
-    suite = list(ctx.records(_suite_input(ctx, cfg))) if cfg.eval.suite else []
-    if cfg.eval.suite and not suite:
-        note = f"evaluation skipped: the eval suite '{cfg.eval.suite}' is empty (no test-split records)"
-        ctx.note = note
+    _evaluate_after_training(ctx, cfg, model, tok, device, base, summary, lengths, [e.n_target for e in train_set])
+
+
+def _evaluate_after_training(ctx: Any, cfg: TrainConfig, model: Any, tok: Any, device: Any, base: Any,
+                             summary: dict[str, Any], lengths: dict[str, Any], targets: list[int]) -> None:
+    names = suite_names(ctx.stage, cfg)
+    suites = [(name, list(ctx.records(name))) for name in names]
+    found = [(name, recs) for name, recs in suites if recs]
+    trained = (f"trained {summary['steps']} steps on {summary['n_train']} records, loss "
+               f"{summary['first_loss'] or 0:.2f} → {summary['last_loss'] or 0:.2f}")
+    if not found:
+        note = (f"evaluation skipped: the eval suites ({', '.join(names)}) are empty" if names
+                else "evaluation skipped: no eval suite (options.eval.suites)")
+        ctx.note = f"{trained}; {note}" + (f"; {ctx.note}" if ctx.note else "")
         ctx.stats_extra["eval"] = {"skipped": note}
         ctx.manifest_extra["eval"] = {"skipped": note}
-    if suite:
-        report = evaluate_model(ctx.pipe, cfg, suite, model, tok, device, base, ctx.dir, message=ctx.message,
-                                fallback_targets=[e.n_target for e in train_set], train_types=lengths["train_types"])
-        ctx.stats_extra["coverage"] = report["coverage"]
-        if missing_line(report["coverage"]):
-            ctx.note = missing_line(report["coverage"])
-        write_report(ctx.write_json, ctx.write_bytes, report)
-        ctx.stats_extra["eval"] = {"gain_points": report["gain_points"],
-                                   "summary": {m: {k: {x: y for x, y in v.items() if x != "by_payload_type"}
-                                                   for k, v in modes.items()} for m, modes in report["summary"].items()}}
-        ctx.manifest_extra["eval"] = {"report": "eval_report.json", "gain_points": report["gain_points"]}
+        return
+    report = evaluate_model(ctx.pipe, cfg, found, model, tok, device, base, ctx.dir, message=ctx.message,
+                            teacher=_teacher(ctx), overrides=ctx.run.teacher, fallback_targets=targets,
+                            train_types=lengths["train_types"])
+    write_report(ctx.write_json, ctx.write_bytes, report)
+    ctx.stats_extra["coverage"] = report["coverage"]
+    missing = missing_line(report["coverage"])
+    ctx.note = (f"{trained}; {headline(report)}; report: {ctx.dir / 'eval_report.md'}"
+                + (f"; {missing}" if missing else ""))
+    ctx.stats_extra["eval"] = {"headline_suite": report["headline_suite"], "gain_points": report["gain_points"],
+                               "summary": {m: {k: {x: y for x, y in v.items() if x != "by_payload_type"}
+                                               for k, v in modes.items()} for m, modes in report["summary"].items()}}
+    ctx.manifest_extra["eval"] = {"report": "eval_report.json", "gain_points": report["gain_points"],
+                                  "suites": {n: s["n_examples"] for n, s in report["suites"].items()}}
+
+
+def _teacher(ctx: Any) -> dict[str, Any]:
+    """Which teacher made the training answers (the run's: pipeline defaults + --teacher/--model)."""
+    return ctx.pipe.spec.pipeline.teacher.merged(ctx.run.teacher).facts()
 
 
 def _checkpointing(model: Any, cfg: TrainConfig, train_set: list[Example], device: Any) -> dict[str, Any]:
@@ -219,107 +237,39 @@ def _checkpointing(model: Any, cfg: TrainConfig, train_set: list[Example], devic
     return {"on": on, "why": why, "tokens_held": held}
 
 
-def _suite_input(ctx: Any, cfg: TrainConfig) -> str:
-    name = cfg.eval.suite or ""
-    if name not in ctx.stage.inputs:
-        raise TrainingError(f"{ctx.stage.name}.options.eval.suite: '{name}' is not one of this stage's inputs "
-                            f"({', '.join(ctx.stage.inputs)}) — add it to inputs or set eval.suite: null")
-    return name
+def suite_names(stage: Any, cfg: TrainConfig) -> list[str]:
+    """The eval suites: options.eval.suites, else every input after the first (which holds the SFT records)."""
+    names = list(stage.inputs[1:]) if cfg.eval.suites is None else list(cfg.eval.suites)
+    bad = [n for n in names if n not in stage.inputs]
+    if bad:
+        raise TrainingError(f"{stage.name}.options.eval.suites: {bad} are not inputs of this stage "
+                            f"({', '.join(stage.inputs)}) — add them to inputs or remove them from eval.suites")
+    return names
 
 
-def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(str(adapter_dir / "adapter_model.safetensors")))
-
-
-def evaluate_model(pipe: Any, cfg: TrainConfig, suite_records: list[dict[str, Any]], model: Any, tok: Any, device: Any,
-                   base: Any, stage_dir: Path, message: Callable[[str], None] | None = None,
-                   fallback_targets: list[int] | None = None, train_types: dict[str, int] | None = None
-                   ) -> dict[str, Any]:
-    """`model` is a peft model; the base answers with the adapter disabled, the student with the chosen one.
-    The generation cap follows the suite's reference answers (else `fallback_targets`, the training targets)."""
-    from pocketguide.training.evaluate import Generator, Schemas, evaluate, suite_items
-
-    ecfg = cfg.eval
-    modes, notes = list(ecfg.modes), []
-    if "constrained" in modes and importlib.util.find_spec("xgrammar") is None:
-        modes.remove("constrained")  # report it, rather than lose the training run's evaluation
-        notes.append("constrained mode skipped: xgrammar is not installed — pip install --no-deps xgrammar==0.2.8 "
-                     "apache-tvm-ffi==0.1.15.post2")
-    items, bad = suite_items(suite_records, ecfg.system_prompt)
-    present = {"suite": Counter(str(i.payload_type) for i in items)}
-    if train_types is not None:
-        present = {"train": Counter(train_types), **present}
-    cov = coverage(expected_types(pipe.resolve(ecfg.envelope_schema)), present)
-    if ecfg.limit:
-        items = items[:ecfg.limit]
-    if not items:
-        raise TrainingError("the eval suite has no usable records (parsed.messages with a user prompt and a reference)")
-    types = sorted({i.payload_type for i in items if i.payload_type})
-    schemas = Schemas.load(pipe.resolve(ecfg.envelope_schema), pipe.resolve(ecfg.payload_schemas), types)
-    adapter_dir = stage_dir / (BEST if ecfg.adapter == "best" and (stage_dir / BEST).exists() else FINAL)
-    _load_adapter_weights(model, adapter_dir)
-    tok.padding_side = "left"
-    model.eval()
-    max_new, chosen, refs = generation_cap(tok, [i.reference for i in items], fallback_targets, ecfg.max_new_tokens)
-    gen = Generator(model, tok, device, max_new)
-    contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
-    rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
-                    list(ecfg.gates), on_batch=message)
-    summary = summarize(rows)
-    notes += [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
-    if "constrained" in modes:
-        notes.append("constrained = xgrammar JSON-schema grammar (envelope with the expected payload type's schema), "
-                     "compact whitespace")
-    if missing_line(cov):
-        notes.append(missing_line(cov))
-    capped = [r for r in rows if not r["finished"]]
-    if capped:
-        notes.append(f"{len(capped)} of {len(rows)} answers stopped at max_new_tokens {max_new} without finishing "
-                     f"(finished rate beside every schema-valid rate): a cut answer is a length problem, not "
-                     f"necessarily a wrong one")
-    return {"n_examples": len(items), "max_new_tokens": max_new, "max_new_tokens_chosen": chosen,
-            "reference_tokens": distribution(refs), "coverage": cov, "batch_size": ecfg.batch_size,
-            "greedy": True, "models": list(ecfg.models), "modes": modes, "payload_types": types,
-            "adapter": {"path": str(adapter_dir), **_adapter_meta(adapter_dir)},
-            "base_model": {"path": str(base.path), "sha256": base.sha256}, "device": str(device),
-            "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary), "notes": notes,
-            "examples": rows}
-
-
-def _adapter_meta(adapter_dir: Path) -> dict[str, Any]:
-    p = adapter_dir / "training_config.json"
-    meta = json.loads(p.read_text()) if p.exists() else {}
-    return {"step": meta.get("step"), "val_loss": meta.get("val_loss")}
-
-
-def write_report(write_json: Callable[[str, Any], None], write_bytes: Callable[[str, bytes], None],
-                 report: dict[str, Any]) -> None:
-    write_json("eval_report.json", report)
-    write_bytes("eval_report.md", markdown(report).encode())
-
-
-def evaluate_stage(pipe: Any, stage_name: str, cfg: TrainConfig, message: Callable[[str], None] | None = None
-                   ) -> dict[str, Any]:
+def evaluate_stage(pipe: Any, stage_name: str, cfg: TrainConfig, message: Callable[[str], None] | None = None,
+                   threads: int | None = None) -> dict[str, Any]:
     """`pocketguide eval`: evaluate the adapter a finished train stage saved, and rewrite its report."""
     from pocketguide.engine.inputs import input_store
 
     store = StageStore(pipe.data_dir, stage_name)
     if not ((store.dir / BEST).exists() or (store.dir / FINAL).exists()):
         raise TrainingError(f"stage '{stage_name}' has no adapter yet — run `pocketguide train` first")
-    if not cfg.eval.suite:
-        raise TrainingError("options.eval.suite is null — name the eval suite stage to evaluate on")
+    names = suite_names(pipe.stage(stage_name), cfg)
+    suites = [(n, list(input_store(pipe, n, False).accepted())) for n in names]
+    suites = [(n, recs) for n, recs in suites if recs]
+    if not suites:
+        raise TrainingError(f"no eval suite with records among {names or '[]'} — run the pipeline first "
+                            f"(pocketguide run-all), or name a suite stage in options.eval.suites")
     from peft import PeftModel
 
-    base, model, tok, device = _setup(pipe, cfg)
+    base, model, tok, device = _setup(pipe, cfg, threads)
     saved = store.dir / (BEST if (store.dir / BEST).exists() else FINAL)
     model = PeftModel.from_pretrained(model, str(saved))  # the adapter's own LoRA shape, whatever the YAML says now
-    records = list(input_store(pipe, cfg.eval.suite, False).accepted())
     lengths = (read_json(store.dir / "stats.json") or {}).get("lengths") or {}
     target = lengths.get("target") or {}
-    report = evaluate_model(pipe, cfg, records, model, tok, device, base, store.dir, message=message,
+    report = evaluate_model(pipe, cfg, suites, model, tok, device, base, store.dir, message=message,
+                            teacher=pipe.spec.pipeline.teacher.facts(),
                             fallback_targets=[target["max"]] if target.get("max") else None,
                             train_types=lengths.get("train_types"))
     write_report(store.write_json, store.write_bytes, report)

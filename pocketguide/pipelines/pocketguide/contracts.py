@@ -101,6 +101,12 @@ COMPACT_MAX_ITEMS = 3
 # forms, empty strings); a small model decodes one simple form of each. So in the compact profile an `anyOf`
 # keeps its first branch (the contract files list the simplest first: a string option, a cost as text),
 # and every required free-text string of the payload is non-empty.
+# ... and asks for a minimum of substance where the contract allows less: measured on SmolLM2-135M, drafts
+# left next_steps and verification_steps empty and wrote one-item groups, steps and days (the critic's
+# `thin_structure`), and decision-tree nodes with an id only. A grammar can rule those out; it cannot
+# make the content good.
+COMPACT_MIN_ITEMS = {"assumptions": 1, "next_steps": 1, "verification_steps": 1, "items": 2, "steps": 2, "nodes": 2}
+COMPACT_REQUIRE = {"nodes": ("type", "text")}  # node fields the compact profile makes required
 
 
 def _compact(node: Any) -> None:
@@ -108,6 +114,13 @@ def _compact(node: Any) -> None:
         if node.get("type") == "object" and "properties" in node:
             required = set(node.get("required", []))
             node["properties"] = {k: v for k, v in node["properties"].items() if k in required or k in COMPACT_KEEP}
+            for key, sub in node["properties"].items():
+                if isinstance(sub, dict) and sub.get("type") == "array":
+                    if key in COMPACT_MIN_ITEMS:
+                        sub["minItems"] = max(sub.get("minItems", 0), COMPACT_MIN_ITEMS[key])
+                    item = sub.get("items")
+                    if key in COMPACT_REQUIRE and isinstance(item, dict):
+                        item["required"] = list(dict.fromkeys([*item.get("required", []), *COMPACT_REQUIRE[key]]))
         if node.get("type") == "array":
             node["maxItems"] = min(node.get("maxItems", COMPACT_MAX_ITEMS), COMPACT_MAX_ITEMS)
         for v in node.values():

@@ -72,12 +72,16 @@ def _report(opts: DatasetOptions, by_stage: dict[str, tuple[list, list]], accept
                 routes[str(rec["route"].get("mode"))] += 1
     v_acc, _ = by_stage.get(opts.verdict_stage, ([], []))
     verdicts = Counter(str(lookup(r, opts.verdict_path, None)) for r in v_acc)
+    by_critic: dict[str, Counter[str]] = defaultdict(Counter)  # which generator wrote each verdict (made_by)
+    for r in v_acc:
+        by_critic[str(r.get("made_by") or r.get("mode"))][str(lookup(r, opts.verdict_path, None))] += 1
     counts = {f: dict(sorted(Counter(str((r.get("data") or {}).get(f)) for r in accepted).items()))
               for f in opts.facets}
     return {
         "gate_pass_rates": gate_rates([*by_stage[final][0], *by_stage[final][1]]),
         "gate_pass_rates_by_stage": {n: gate_rates(a + r) for n, (a, r) in by_stage.items() if gate_rates(a + r)},
         "verdicts": dict(sorted(verdicts.items())),
+        "verdicts_by_critic": {k: dict(sorted(v.items())) for k, v in sorted(by_critic.items())},
         "routes": dict(sorted(routes.items())),
         "rejected_at": dict(sorted(Counter(r["rejected_at"] for r in rejected).items())),
         "rejection_reasons_by_stage": {

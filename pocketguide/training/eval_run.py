@@ -1,0 +1,173 @@
+"""The before/after evaluation of a trained adapter over one or more eval suites, and the report files.
+
+Each suite is scored on its own. The first suite with records is the headline (by default the held-out
+plan prompts, which do not depend on how many drafts survived); a reference-based suite (the test split's
+SFT records) follows when there is one. Constrained mode decodes like the teacher: the schema the named
+stage sends its teacher, capped the same way, with the teacher's repeat penalty."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pocketguide.engine.session import resolved_teacher
+from pocketguide.engine.spec import TeacherSettings
+from pocketguide.teachers.generator import SCHEMA_FIELD
+from pocketguide.teachers.structured import decoding_profile as teacher_profile
+from pocketguide.teachers.structured import model_schema
+from pocketguide.training.config import TrainConfig
+from pocketguide.training.coverage import coverage, expected_types, missing_line
+from pocketguide.training.evaluate import suite_items
+from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.lengths import distribution, generation_cap
+from pocketguide.training.model import TrainingError
+from pocketguide.training.report import gains, markdown, summarize
+from pocketguide.training.trainer import BEST, FINAL
+
+
+def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(adapter_dir / "adapter_model.safetensors")))
+
+
+def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: TeacherSettings | None
+                     ) -> tuple[dict[str, dict[str, Any]], RepeatPenalty | None, str | None]:
+    """(schema per payload type, repeat penalty, a note): exactly what the decoding stage's teacher is sent
+    (the same caps, fitted to the teacher's own max_tokens) and its repeat penalty."""
+    ecfg = cfg.eval
+    if not ecfg.decoding_stage:
+        return {}, None, None
+    stage = pipe.stage(ecfg.decoding_stage)
+    settings = resolved_teacher(pipe.spec.pipeline.teacher, stage, overrides)
+    compact = stage.response_schema and teacher_profile(settings) == "compact"
+    pattern = stage.response_schema if compact else stage.schema_  # what the teacher generator sends
+    if not pattern:
+        raise TrainingError(f"options.eval.decoding_stage: stage '{stage.name}' has no schema or response_schema — "
+                            f"name the stage that drafts envelopes, or set decoding_stage: null")
+    out = {}
+    for ptype in types:
+        rel = SCHEMA_FIELD.sub(lambda m, t=ptype: t if m.group(1) == "payload_type" else m.group(0), pattern)
+        path = pipe.resolve(rel)
+        if not path.exists():
+            raise TrainingError(f"options.eval.decoding_stage: {path} not found for payload type {ptype}")
+        out[ptype] = model_schema(settings, json.loads(path.read_text()))
+    last_n = settings.repeat_last_n or 64  # llama.cpp's default window; -1 = the whole context
+    last_n = 1 << 30 if last_n < 0 else last_n
+    penalty = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
+    note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, "
+            f"capped as its {settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
+            + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens"
+               if penalty else ", no repeat penalty") + ", compact whitespace")
+    return out, penalty, note
+
+
+def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
+                  modes: list[str], overrides: TeacherSettings | None,
+                  message: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
+    from pocketguide.training.evaluate import Schemas, evaluate
+
+    ecfg = cfg.eval
+    items, bad = suite_items(records, ecfg.system_prompt)
+    if ecfg.limit:
+        items = items[:ecfg.limit]
+    if not items:
+        raise TrainingError("the eval suite has no usable records (parsed.messages with a user prompt)")
+    types = sorted({i.payload_type for i in items if i.payload_type})
+    schemas = Schemas.load(pipe.resolve(ecfg.envelope_schema), pipe.resolve(ecfg.payload_schemas), types)
+    notes = [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
+    penalty = None
+    if "constrained" in modes:
+        schemas.decoding, penalty, note = decoding_profile(pipe, cfg, types, overrides)
+        notes.append(note or "constrained = xgrammar JSON-schema grammar of the full contract (envelope with the "
+                             "expected payload type's schema), compact whitespace, no repeat penalty")
+    contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
+    rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
+                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root)
+    summary = summarize(rows)
+    return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
+            "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),
+            "examples": rows}, notes
+
+
+def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dict[str, Any]]]], model: Any, tok: Any,
+                   device: Any, base: Any, stage_dir: Path, message: Callable[[str], None] | None = None,
+                   teacher: dict[str, Any] | None = None, overrides: TeacherSettings | None = None,
+                   fallback_targets: list[int] | None = None, train_types: dict[str, int] | None = None
+                   ) -> dict[str, Any]:
+    """`model` is a peft model; the base answers with the adapter disabled, the student with the chosen one.
+    The generation cap (eval.max_new_tokens null) follows the suites' reference answers, else
+    `fallback_targets` (the training targets); `train_types` (payload type → training records) joins the
+    suites in the report's coverage of the contract's payload types."""
+    ecfg = cfg.eval
+    modes, notes = list(ecfg.modes), []
+    if "constrained" in modes and importlib.util.find_spec("xgrammar") is None:
+        modes.remove("constrained")  # report it, rather than lose the training run's evaluation
+        notes.append("constrained mode skipped: xgrammar is not installed — pip install --no-deps xgrammar==0.2.8 "
+                     "apache-tvm-ffi==0.1.15.post2")
+    adapter_dir = stage_dir / (BEST if ecfg.adapter == "best" and (stage_dir / BEST).exists() else FINAL)
+    _load_adapter_weights(model, adapter_dir)
+    tok.padding_side = "left"
+    model.eval()
+    refs, present = [], {} if train_types is None else {"train": Counter(train_types)}
+    for name, records in suites:
+        items, _ = suite_items(records, ecfg.system_prompt)
+        refs += [i.reference for i in items[:ecfg.limit] if i.reference]
+        present[name] = Counter(str(i.payload_type) for i in items)
+    cov = coverage(expected_types(pipe.resolve(ecfg.envelope_schema)), present)
+    max_new, chosen, ref_tokens = generation_cap(tok, refs, fallback_targets, ecfg.max_new_tokens)
+    gen = Generator(model, tok, device, max_new)
+    reports = {}
+    for name, records in suites:
+        say = (lambda text, n=name: message(f"{n}: {text}")) if message else None
+        reports[name], suite_notes = _suite_report(pipe, cfg, records, model, gen, modes, overrides, say)
+        notes += [f"{name}: {n}" for n in suite_notes]
+        capped = sum(1 for r in reports[name]["examples"] if not r["finished"])
+        if capped:
+            notes.append(f"{name}: {capped} of {len(reports[name]['examples'])} answers stopped at max_new_tokens "
+                         f"{max_new} without finishing (finished rate beside every schema-valid rate): a cut answer "
+                         f"is a length problem, not necessarily a wrong one")
+    if missing_line(cov):
+        notes.append(missing_line(cov))
+    head = next(iter(reports))
+    examples = reports[head].pop("examples")  # stored once, at the top level
+    return {**{k: v for k, v in reports[head].items() if k != "examples"}, "headline_suite": head,
+            "max_new_tokens": max_new, "max_new_tokens_chosen": chosen, "reference_tokens": distribution(ref_tokens),
+            "coverage": cov, "batch_size": ecfg.batch_size, "greedy": True,
+            "models": list(ecfg.models), "modes": modes, "teacher": teacher,
+            "adapter": {"path": str(adapter_dir), **_adapter_meta(adapter_dir)},
+            "base_model": {"path": str(base.path), "sha256": base.sha256}, "device": str(device),
+            "notes": notes, "suites": reports, "examples": examples}
+
+
+def _adapter_meta(adapter_dir: Path) -> dict[str, Any]:
+    p = adapter_dir / "training_config.json"
+    meta = json.loads(p.read_text()) if p.exists() else {}
+    return {"step": meta.get("step"), "val_loss": meta.get("val_loss")}
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One line for the run summary: the headline suite's unconstrained schema-valid rates."""
+    s = report["summary"]
+    mode = "unconstrained" if "unconstrained" in report["modes"] else report["modes"][0]
+    base = ((s.get("base") or {}).get(mode) or {}).get("schema_valid_rate")
+    tuned = ((s.get("tuned") or {}).get(mode) or {}).get("schema_valid_rate")
+    gain = (report["gain_points"].get(mode) or {}).get("schema_valid_rate")
+    return (f"{mode} schema-valid on {report['n_examples']} '{report['headline_suite']}' prompts: base {_pct(base)} → "
+            f"tuned {_pct(tuned)}" + (f" ({gain:+.0f} points)" if gain is not None else ""))
+
+
+def write_report(write_json: Callable[[str, Any], None], write_bytes: Callable[[str, bytes], None],
+                 report: dict[str, Any]) -> None:
+    write_json("eval_report.json", report)
+    write_bytes("eval_report.md", markdown(report).encode())
