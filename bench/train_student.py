@@ -1,8 +1,10 @@
 """The student's training on CPU: the loss paths side by side, or a whole realistic run.
 
-Default (compare): the default student (the embedded SmolLM2-135M) with the default TrainConfig (LoRA r=16,
-batch 4) on synthetic envelope SFT records, `--steps` optimizer steps with the old loss path (the padded
-batch through the model's own loss: fp32 logits for vocabulary × sequence) and with the lean one
+Default (compare): the default student (the embedded SmolLM2-135M) with the default TrainConfig (LoRA r=16)
+but a fixed 4 records per micro-batch (batch_tokens null, batch_size 4) on synthetic envelope SFT records
+(`--sft FILE`: on those records with the default token-budget micro-batches), `--steps` optimizer steps with
+the old loss path (the padded batch through the model's own loss: fp32 logits for vocabulary × sequence) and
+with the lean one
 (training/loss.py: a sequence at a time, target positions only, chunked), each in a fresh child process so
 each peak RSS is its own. Same data, seed and threads (LoRA dropout draws differ: the losses agree within
 that noise). Prints per path: peak RSS, mean step time (first step excluded: warm-up), the losses; LAST line:
@@ -12,6 +14,7 @@ that noise). Prints per path: peak RSS, mean step time (first step excluded: war
 time, peak RSS, base vs tuned schema-valid rates; the LAST line is the unconstrained schema-valid gain.
 
     python bench/train_student.py [--steps 6] [--records 48]
+    python bench/train_student.py --sft train_sft.jsonl --steps 3   # real records, default micro-batches
     python bench/train_student.py --pipeline [--records 48] [--max-steps N] [--out bench/out/train_student]
 """
 
@@ -77,24 +80,46 @@ def write_project(root: Path, n: int, seed: int, options: dict, repo: Path) -> P
     return root / "stages.yaml"
 
 
-def measure(path: str, steps: int, records: int, seed: int, threads: int, cache: str | None) -> dict:
+def sft_records(path: str) -> list[dict]:
+    """Records of an SFT JSONL: `messages` (an assistant turn, or the answer in `target`, as the original
+    PocketGuide project's sft/v2 files hold it)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        msgs = [m for m in rec["messages"] if m["role"] != "assistant" or "target" not in rec]
+        if "target" in rec:
+            target = rec["target"] if isinstance(rec["target"], str) else json.dumps(rec["target"], ensure_ascii=False)
+            msgs.append({"role": "assistant", "content": target})
+        out.append({"id": str(rec.get("id", len(out))), "parsed": {"messages": msgs}})
+    return out
+
+
+def measure(path: str, steps: int, records: int, seed: int, threads: int, cache: str | None,
+            sft_file: str | None = None) -> dict:
     """In this (child) process: load the default student, run `steps` optimizer steps with one loss path."""
     import torch
 
     from pocketguide.training.config import TrainConfig
-    from pocketguide.training.data import encode
+    from pocketguide.training.data import tokenize
     from pocketguide.training.loss import PATHS
     from pocketguide.training.model import load_base, offline, prepare_base
-    from pocketguide.training.trainer import _optimizer_step, add_lora, lr_at, peak_rss_mb
+    from pocketguide.training.trainer import _optimizer_step, add_lora, lr_at, peak_rss_mb, schedule
 
     offline()
     torch.set_num_threads(threads)
-    cfg = TrainConfig(seed=seed)
+    if sft_file:  # real records: the default token-budget micro-batches (batch_tokens 2048)
+        cfg = TrainConfig(seed=seed, max_steps=steps)
+    else:  # i15's comparison: 4 toy records a micro-batch
+        cfg = TrainConfig(seed=seed, batch_tokens=None, batch_size=4, max_steps=steps)
     cache_dir = Path(cache or os.environ.get("POCKETGUIDE_MODEL_CACHE") or Path.home() / ".cache/pocketguide/models")
     model, tok = load_base(prepare_base(None, cache_dir), torch.device("cpu"), torch.float32)
     model = add_lora(model, cfg)
-    train = [encode(tok, r["id"], r["parsed"], cfg.max_seq_length) for r in synthetic.records(records, seed=seed)
-             if r["data"]["split"] == "train"]
+    if sft_file:
+        train = [tokenize(tok, r["id"], r["parsed"]) for r in sft_records(sft_file)][:records]
+    else:
+        train = [tokenize(tok, r["id"], r["parsed"]) for r in synthetic.records(records, seed=seed)
+                 if r["data"]["split"] == "train"]
+    plan = schedule(cfg, train)
     loaded_rss = peak_rss_mb()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -102,16 +127,18 @@ def measure(path: str, steps: int, records: int, seed: int, threads: int, cache:
     losses, times, tokens = [], [], 0
     for step in range(steps):
         t0 = time.perf_counter()
-        loss, n = _optimizer_step(model, optimizer, params, cfg, train, tok.pad_token_id, torch.device("cpu"), step,
-                                  lr_at(cfg, step, steps), backward=PATHS[path][0])
+        batches = [[train[i] for i in micro] for micro in plan[step]]
+        loss, n = _optimizer_step(model, optimizer, params, cfg, batches, tok.pad_token_id, torch.device("cpu"),
+                                  step, lr_at(cfg, step, steps), backward=PATHS[path][0])
         times.append(time.perf_counter() - t0)
         losses.append(loss)
         tokens += n
     timed = times[1:] or times
     return {"path": path, "peak_rss_mb": round(peak_rss_mb()), "rss_after_load_mb": round(loaded_rss),
             "mean_step_s": sum(timed) / len(timed), "step_s": [round(t, 2) for t in times], "losses": losses,
-            "tokens_per_step": tokens / steps, "threads": threads, "batch_size": cfg.batch_size,
-            "n_train": len(train)}
+            "tokens_per_step": tokens / steps, "threads": threads,
+            "batch_size": cfg.batch_size or f"≤{cfg.batch_tokens} tokens", "n_train": len(train),
+            "records_per_step": sum(len(m) for step in plan[:steps] for m in step) / steps}
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -122,6 +149,8 @@ def compare(args: argparse.Namespace) -> None:
     for loss in ("full", "lean"):
         cmd = [sys.executable, __file__, "--measure", loss, "--steps", str(args.steps), "--records",
                str(args.records), "--seed", str(args.seed), "--threads", str(threads)]
+        if args.sft:
+            cmd += ["--sft", args.sft]
         if args.model_cache:
             cmd += ["--model-cache", args.model_cache]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -132,8 +161,9 @@ def compare(args: argparse.Namespace) -> None:
                        ("lean", "new (a sequence at a time, target rows, chunked)")):
         r = runs[loss]
         print(f"{name}: peak RSS {r['peak_rss_mb']} MB (after loading {r['rss_after_load_mb']} MB); mean step "
-              f"{r['mean_step_s']:.2f}s (steps {r['step_s']}); {r['tokens_per_step']:.0f} tokens/step at batch "
-              f"{r['batch_size']}, {r['threads']} threads; losses {[round(x, 4) for x in r['losses']]}")
+              f"{r['mean_step_s']:.2f}s (steps {r['step_s']}); {r['tokens_per_step']:.0f} tokens/step "
+              f"({r['records_per_step']:.1f} records) at batch {r['batch_size']}, {r['threads']} threads; "
+              f"losses {[round(x, 4) for x in r['losses']]}")
     old, new = runs["full"], runs["lean"]
     diff = max(abs(a - b) for a, b in zip(old["losses"], new["losses"]))
     print(f"peak_rss_mb_old={old['peak_rss_mb']} peak_rss_mb_new={new['peak_rss_mb']} "
@@ -155,9 +185,12 @@ def main() -> None:
     ap.add_argument("--eval-limit", type=int)
     ap.add_argument("--modes", default="unconstrained,constrained")
     ap.add_argument("--model-cache", default=None, help="reuse a dequantized base across runs")
+    ap.add_argument("--sft", help="compare on these SFT records (JSONL: messages, or messages + target) with the "
+                                  "default token-budget micro-batches instead of 4 toy records a step")
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.steps, args.records, args.seed, args.threads, args.model_cache)))
+        print(json.dumps(measure(args.measure, args.steps, args.records, args.seed, args.threads, args.model_cache,
+                                 args.sft)))
         return
     if not args.pipeline:
         compare(args)

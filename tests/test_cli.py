@@ -85,3 +85,25 @@ def test_clean_asks_and_removes_only_run_outputs(tmp_path):
     assert CliRunner().invoke(app, ["--pipeline", p, "clean"], input="y\n").exit_code == 0
     assert not (runs / "cards").exists() and (runs / "my-notes.txt").exists()
     assert (tmp_path / "hello/stages.yaml").exists() and (tmp_path / "hello/templates").exists()
+
+
+def test_status_names_the_facet_values_a_stage_lost(tmp_path):
+    from conftest import write_pipeline
+
+    p = write_pipeline(tmp_path, """\
+        pipeline: {name: lost, data_dir: runs}
+        stages:
+          - {name: plan, source: data/plan.jsonl, template: plan.j2, mode: copy, parser: json, facets: [kind]}
+          - name: answers
+            inputs: [plan]
+            template: answer.j2
+            mode: copy
+            parser: json
+            schema: data/answer.schema.json
+            facets: [kind]
+        """, templates={"plan.j2": '{"kind": {{ source.kind | tojson }}}', "answer.j2": '{{ input.parsed | tojson }}'},
+        files={"data/plan.jsonl": "".join(f'{{"id": "r{i}", "kind": "{k}"}}\n' for i, k in enumerate("abcab")),
+               "data/answer.schema.json": '{"type": "object", "properties": {"kind": {"enum": ["a", "b"]}}}'})
+    assert invoke("-p", str(p), "run-all").exit_code == 0
+    r = invoke("-p", str(p), "status")
+    assert r.exit_code == 0 and "answers: missing kind: c" in r.output and "plan: missing" not in r.output

@@ -138,3 +138,38 @@ def test_balancing_caps_over_represented_buckets(tmp_path, ratio):
     assert len(kept_big) == cap < 40 and len(capped) == 40 - cap
     assert all(r["id"].startswith("big_") for r in capped)
     assert stats["balance"]["capped_buckets"] == {"checklist/safety/easy": {"before": 40, "after": cap}}
+
+
+def _original_shapes():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "data" / "original_shape_answers.jsonl"
+    return {a["id"]: a["answer"] for a in map(json.loads, path.read_text().splitlines())}
+
+
+def test_list_entries_are_counted_by_structure_on_real_shaped_payloads():
+    from pocketguide.ops.content import list_entry_counts
+
+    answers = _original_shapes()
+    assert list_entry_counts(answers["ck01"]["payload"]) == {"$.groups[].items": 7}
+    assert list_entry_counts(answers["it01"]["payload"]) == {"$.trip_days[].items": 6}  # items hold warnings lists
+    assert list_entry_counts(answers["pr01"]["payload"]) == {"$.steps": 4, "$.preconditions": 2, "$.postchecks": 2}
+    assert list_entry_counts(answers["dt01"]["payload"]) == {"$.nodes": 5, "$.edges": 4}  # graph form
+    assert list_entry_counts(answers["dt06"]["payload"]) == {"$.nodes[].options": 7}  # prompt form: the choices
+    assert list_entry_counts(answers["dt07"]["payload"]) == {"$.nodes": 2, "$.nodes[].options": 2}  # leaves + choices
+
+
+def test_no_real_shaped_answer_is_called_listless_and_the_message_says_what_it_counted():
+    from pocketguide.ops.content import response_text
+    from pocketguide.ops.qa import Filters, QAOptions
+
+    filters = Filters(QAOptions())
+    verdicts = {aid: filters.check(env, response_text(env)) for aid, env in _original_shapes().items()}
+    assert not [aid for aid, v in verdicts.items() if v and v[0] == "qa:vague_no_list"]
+    one_step = {"summary": "A short answer about the airport train with enough words to pass the length check.",
+                "payload_type": "procedure", "next_steps": [], "verification_steps": [],
+                "payload": {"title": "Airport train to the centre of town", "steps": [{"step": 1, "instruction": "Go"}]}}
+    reason, detail = filters.check(one_step, response_text(one_step))
+    assert reason == "qa:vague_no_list"
+    assert detail.startswith("1 payload list entry < min_list_items 2") and detail.endswith("1 at $.steps)")

@@ -164,6 +164,46 @@ def test_safe_phrase_does_not_hide_a_second_claim():
     assert not r.passed and r.details["absolute"] == ["guaranteed"]
 
 
+@pytest.mark.parametrize("summary, excused", [
+    ("Visa checks are not always strict; almost never an issue for EU citizens.", "hedged"),
+    ("We can’t say for sure when the border reopens.", "hedged"),
+    ("Tip: always agree the taxi fare first.\nNever leave your passport at the desk.", "advice"),
+    ("If you rent a scooter, always wear a helmet; travellers should never overstay the visa.", "advice"),
+])
+def test_hedges_and_advice_are_not_claims(summary, excused):
+    r = overconfidence_guard(item(careful(summary=summary)), OverconfidenceOptions())
+    assert r.passed and r.details["absolute"] == [] and r.details[excused], r.details
+
+
+@pytest.mark.parametrize("summary, claim", [
+    ("Always carry cash. Entry is always free on Sundays.", "always"),  # advice first, then a claim
+    ("Trains always leave on time; the fee never changes.", "always"),
+    ("Always open on Sundays, the consulate takes walk-in visa applications.", "always"),
+    ("You can always pay the park fee by card.", "always"),
+    ("Not every museum is free, but this one is definitely free.", "definitely"),
+])
+def test_claims_next_to_hedges_and_advice_still_fail(summary, claim):
+    r = overconfidence_guard(item(careful(summary=summary)), OverconfidenceOptions())
+    assert not r.passed and claim in r.details["absolute"], r.details
+
+
+def test_a_word_in_another_sense_is_not_time_sensitive():
+    opts = KeywordOptions()
+    for text in ("Respect local customs at temples.", "If time permits, add Nara.", "Strike up a chat."):
+        assert verification_when_needed(item(envelope(summary=text), prompt="Plan a day."), opts).passed, text
+    r = verification_when_needed(item(envelope(summary="Declare cash at customs."), prompt="Plan a day."), opts)
+    assert not r.passed and r.details["matched"] == ["customs"]
+
+
+def test_regex_lines_in_keyword_files(tmp_path):
+    f = tmp_path / "k.txt"
+    f.write_text("# amounts\nre:[$€] ?[0-9]\nre:[0-9]+ ?(?:usd|eur)(?![a-z])\nvisa\n")
+    assert find_phrases("A ticket costs €12 or 15 USD; visa extra.", f) == ["15 usd", "visa", "€1"]
+    assert find_phrases("It takes 15 used tickets and 3 euros.", f) == []
+    shipped = REPO / KEYWORDS_DIR / "time_sensitive.txt"
+    assert find_phrases("The park costs 20 USD; the bus is $2.50.", shipped) == ["$2.50", "20 usd"]
+
+
 def test_custom_keyword_dir(tmp_path):
     (tmp_path / "time_sensitive.txt").write_text("ferry\n")
     (tmp_path / "absolute_phrases.txt").write_text("surely\n")
@@ -181,3 +221,18 @@ def test_critique_consistency():
     assert critique_consistent(item(critique("reject")), None).passed
     assert critique_consistent(item(critique("pass", ["fix it"])), None).reason == "pass_with_instructions"
     assert critique_consistent(item(critique("revise", [])), None).reason == "revise_without_instructions"
+
+
+def test_edited_negator_and_advice_verb_lists_are_read_again_in_the_same_process(tmp_path):
+    from pocketguide.pipelines.pocketguide.claims import ClaimLists, scan_claims
+
+    lists = ClaimLists(*(tmp_path / f"{n}.txt" for n in ("absolute", "safe", "negators", "advice_verbs")))
+    lists.absolute.write_text("always\n")
+    lists.safe.write_text("")
+    lists.negators.write_text("")
+    lists.advice_verbs.write_text("")
+    assert scan_claims("Always observe locals. Not always open.", lists).claims == ["always"]
+    lists.negators.write_text("not\n")
+    lists.advice_verbs.write_text("observe\n")
+    scan = scan_claims("Always observe locals. Not always open.", lists)
+    assert scan.claims == [] and scan.advice == ["always"] and scan.hedged == ["always"]

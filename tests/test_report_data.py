@@ -206,3 +206,18 @@ def test_training_section_reads_the_stage_folder(tmp_path):
     pairs = sec["blocks"][3]["items"]
     assert pairs[0]["head"].startswith("a ·") and pairs[0]["sub"] == "Pack?", "disagreements first, with the prompt"
     assert pairs[0]["texts"] == ["base says a", "tuned says a"] and sec["facts"]["last_loss"] == 1.5
+
+
+def test_training_section_names_the_payload_types_missing_from_the_training_data(tmp_path):
+    from pocketguide.training.view import training_section
+
+    class Spec:
+        name, inputs, options = "train", ["sft"], {}
+
+    train = StageStore(tmp_path / "runs", "train")
+    train.dir.mkdir(parents=True)
+    train.write_json("stats.json", {"training": {"steps": 2}, "coverage": {
+        "facet": "payload_type", "expected": ["checklist", "itinerary"], "counts": {"train": {"checklist": 3}},
+        "missing": {"train": ["itinerary"]}}})
+    sec = training_section(None, Spec, lambda n: StageStore(tmp_path / "runs", n))
+    assert sec["notes"] == ["payload types missing — train: itinerary"]

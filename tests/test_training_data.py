@@ -8,7 +8,8 @@ import pytest
 from training_helpers import base_cache_dir, sft_lines
 
 from pocketguide.training.config import TrainConfig
-from pocketguide.training.data import IGNORE, BadRecord, encode, micro_batch_indices, split_messages
+from pocketguide.training.data import IGNORE, BadRecord, encode, split_messages
+from pocketguide.training.lengths import token_batches
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +70,27 @@ def test_an_overlong_record_is_refused_not_cut(tok):
 
 
 def test_batches_are_a_pure_function_of_seed_and_index():
-    a = [micro_batch_indices(10, 3, 7, i) for i in range(10)]
-    assert a == [micro_batch_indices(10, 3, 7, i) for i in range(10)]
-    flat = [x for b in a[:3] for x in b] + micro_batch_indices(10, 1, 7, 9)
+    def first(n, lengths, budget, cap, seed):
+        stream = token_batches(lengths, budget, cap, seed)
+        return [next(stream) for _ in range(n)]
+
+    a = first(10, [1] * 10, None, 3, 7)
+    assert a == first(10, [1] * 10, None, 3, 7)
+    flat = [x for b in a[:3] for x in b] + a[3][:1]
     assert sorted(flat) == list(range(10))  # the first epoch visits every record once
-    assert a != [micro_batch_indices(10, 3, 8, i) for i in range(10)]
+    assert a != first(10, [1] * 10, None, 3, 8)
+
+
+def test_micro_batches_fill_a_token_budget():
+    lengths = [100] * 8 + [1500] * 2
+    batches = [b for b, _ in zip(token_batches(lengths, 2048, None, 1), range(12))]
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert width * len(b) <= 2048 or len(b) == 1  # padded size within budget; a long record goes alone
+    assert max(len(b) for b in batches) >= 2  # short records share a micro-batch
+    assert any(len(b) == 1 and lengths[b[0]] == 1500 for b in batches)
+    capped = [b for b, _ in zip(token_batches([10] * 50, 4096, 4, 1), range(5))]
+    assert all(len(b) == 4 for b in capped)
 
 
 def test_config_needs_steps_or_epochs_and_rejects_unknown_keys():
@@ -82,3 +99,19 @@ def test_config_needs_steps_or_epochs_and_rejects_unknown_keys():
     with pytest.raises(ValueError, match="extra"):
         TrainConfig.model_validate({"learning_rate": 1e-3})
     assert all(f.description for f in TrainConfig.model_fields.values())
+
+
+def test_max_seq_length_follows_the_data_or_fails_early_saying_what_to_set():
+    from pocketguide.training.lengths import eval_max_new_tokens, pick_max_seq_length
+    from pocketguide.training.model import TrainingError
+
+    real = [1200, 1350, 1420, 1477, 1500, 1610, 1700, 1850, 2100, 2467] * 2  # real-teacher-sized records
+    assert pick_max_seq_length(real, 0.95, None) == (2496, "auto: keeps 95% of 20 records")
+    with pytest.raises(TrainingError) as exc:
+        pick_max_seq_length(real, 0.95, 640)
+    assert "keeps 0 of 20 records" in str(exc.value) and "set max_seq_length: 2496" in str(exc.value)
+    assert pick_max_seq_length(real, 0.95, 4096)[0] == 4096
+    assert eval_max_new_tokens([499, 1950], None) == (2496, "auto: longest reference answer 1950 tokens × 1.25")
+    assert eval_max_new_tokens([], 448) == (448, "set")
+    with pytest.raises(TrainingError, match="set options.eval.max_new_tokens"):
+        eval_max_new_tokens([], None)

@@ -77,13 +77,14 @@ def test_first_steps_match_the_old_path():
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr)
         model.train()
-        curves.append([_optimizer_step(model, opt, params, cfg, data, 0, torch.device("cpu"), step, cfg.lr,
+        curves.append([_optimizer_step(model, opt, params, cfg, [data], 0, torch.device("cpu"), step, cfg.lr,
                                        backward=fn)[0] for step in range(cfg.max_steps)])
     old, new = curves
     assert old[-1] < old[0]  # the tiny model learns, so the comparison covers changing weights
     assert new == pytest.approx(old, rel=1e-4)
-    assert val_loss(second, examples(5, seed=2), 2, 0, torch.device("cpu")) == pytest.approx(
-        val_loss(second, examples(5, seed=2), 2, 0, torch.device("cpu"), sums=full_val_sums), rel=1e-5)
+    two = config(batch_size=2)
+    assert val_loss(second, examples(5, seed=2), two, 0, torch.device("cpu")) == pytest.approx(
+        val_loss(second, examples(5, seed=2), two, 0, torch.device("cpu"), sums=full_val_sums), rel=1e-5)
 
 
 def test_a_batch_without_targets_has_zero_loss_and_no_nan():
@@ -100,3 +101,27 @@ def test_models_whose_logits_are_not_hidden_at_lm_head_keep_the_full_path():
     model.get_base_model().config.final_logit_softcapping = 30.0  # as Gemma 2 sets it
     path, why = path_for(model)
     assert path == "full" and "final_logit_softcapping" in why
+
+
+@pytest.mark.parametrize("backward", [full_backward, lean_backward], ids=["full", "lean"])
+def test_a_step_split_into_uneven_micro_batches_weighs_every_target_token_the_same(backward):
+    """Token-budget micro-batches hold different numbers of target tokens: the step's loss and update must be
+    the mean over all of the step's target tokens, as if the step were one batch (not a mean of batch means)."""
+    cfg = config()
+    one = tiny_lora_model(cfg)
+    split = copy.deepcopy(one)
+    data = examples(5)
+    results = []
+    for model, batches in ((one, [data]), (split, [data[:1], data[1:4], data[4:]])):
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.5)
+        model.train()
+        results.append(_optimizer_step(model, opt, params, cfg, batches, 0, torch.device("cpu"), 0, 0.5,
+                                       backward=backward))
+    (loss_one, tokens_one), (loss_split, tokens_split) = results
+    assert tokens_one == tokens_split == sum(len(e.input_ids) for e in data)
+    assert loss_split == pytest.approx(loss_one, rel=1e-5)
+    after = dict(split.named_parameters())
+    for k, p in one.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p, after[k], rtol=1e-4, atol=1e-6), k

@@ -94,6 +94,7 @@ stages:
 def options(cache: Path, **over) -> dict:
     opts = {"model_cache_dir": str(cache), "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"],
             "lr": 5e-3, "warmup_steps": 0, "max_steps": 6, "batch_size": 2, "max_seq_length": 96,
+            "length_coverage": 0.8,  # bad_long (1 of 9 records) is planted: rejected as too_long, not a failure
             "eval_every": 3, "save_every": 2,
             "eval": {"envelope_schema": "schemas/envelope.json", "payload_schemas": "schemas/payload.{type}.json",
                      "max_new_tokens": 24, "batch_size": 4, "gates": [GATE, "no_such_gate"]}}

@@ -185,6 +185,9 @@ def status(dry_run: bool = typer.Option(False, "--dry-run", help="show the dry-r
         why = "; ".join(s.reasons) + (f"; then stale: {', '.join(s.downstream)}" if s.downstream else "")
         t.add_row(s.name, s.kind, state, str(s.accepted), str(s.rejected), why, s.finished_at or "")
     out.print(t)
+    for s in states:  # values the plan had and a stage lost: a payload type with no training data, say
+        for line in s.missing:
+            out.print(f"[yellow]{s.name}: missing {line}[/]", soft_wrap=True)
     if any(s.stale for s in states):
         out.print("[dim]`pocketguide run-all` redoes only what changed; `pocketguide status --explain STAGE` "
                   "lists the changed parts[/]")

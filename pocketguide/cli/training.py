@@ -57,9 +57,11 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
           max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="optimizer steps"),
           epochs: float | None = typer.Option(None, "--epochs", min=0.01, help="passes over the train split"),
           lr: float | None = typer.Option(None, "--lr", help="peak learning rate"),
-          batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="sequences per micro-batch"),
+          batch_tokens: int | None = typer.Option(None, "--batch-tokens", min=16, help="padded tokens per micro-batch"),
+          batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="at most N records per micro-batch"),
           grad_accum: int | None = typer.Option(None, "--grad-accum", min=1, help="micro-batches per step"),
-          max_seq_length: int | None = typer.Option(None, "--max-seq-length", min=16, help="token cap per record"),
+          max_seq_length: int | None = typer.Option(None, "--max-seq-length", min=16,
+                                                    help="token cap per record (default: picked from the data)"),
           r: int | None = typer.Option(None, "--r", min=1, help="LoRA rank"),
           alpha: int | None = typer.Option(None, "--alpha", min=1, help="LoRA alpha"),
           seed: int | None = typer.Option(None, "--seed", help="data order, LoRA init, dropout"),
@@ -76,7 +78,8 @@ def train(stage: str = typer.Option("train", "--stage", help="the stage with `op
 
     pipe = _pipe()
     spec = _train_spec(pipe, stage, {
-        "max_steps": max_steps, "epochs": epochs, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
+        "max_steps": max_steps, "epochs": epochs, "lr": lr, "batch_tokens": batch_tokens, "batch_size": batch_size,
+        "grad_accum": grad_accum,
         "max_seq_length": max_seq_length, "r": r, "alpha": alpha, "seed": seed, "device": device,
         "eval.limit": eval_limit, "eval.suites": [] if no_eval else None})
     opts = RunOptions(fresh=fresh, settings={"threads": threads} if threads else {})
@@ -106,7 +109,7 @@ def eval_(stage: str = typer.Option("train", "--stage", help="the stage with `op
           limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="evaluate at most N prompts"),
           modes: str | None = typer.Option(None, "--modes", help="unconstrained,constrained"),
           models: str | None = typer.Option(None, "--models", help="base,tuned"),
-          max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="generation cap"),
+          max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="generation cap (default: from the answers' lengths)"),
           adapter: str | None = typer.Option(None, "--adapter", help="best or final"),
           threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads")) -> None:
     """Evaluate the base model and the trained adapter on the eval suite; rewrite eval_report.json/.md."""

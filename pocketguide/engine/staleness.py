@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pocketguide.engine.coverage import missing_values
 from pocketguide.engine.inputs import input_store, store_root
 from pocketguide.engine.items import driving_inputs, joined_inputs, stage_items
 from pocketguide.engine.loader import Pipeline
@@ -43,6 +44,7 @@ class StageState:
     upstream: list[str] = field(default_factory=list)  # stale stages this one reads
     downstream: list[str] = field(default_factory=list)  # stages that read this one (stale with it)
     history: list[dict[str, Any]] = field(default_factory=list)  # the manifest's last runs
+    missing: list[str] = field(default_factory=list)  # facet values upstream has and this stage lost (coverage.py)
 
 
 def pipeline_status(pipe: Pipeline, dry_run: bool = False, teacher: TeacherSettings | None = None,
@@ -62,9 +64,11 @@ def pipeline_status(pipe: Pipeline, dry_run: bool = False, teacher: TeacherSetti
         if st.stale:
             stale.add(stage.name)
         states.append(st)
-    for st in states:
+    stats = {s.name: StageStore(store_root(pipe, dry_run), s.name).stats() for s in pipe.stages}
+    for st, stage in zip(states, pipe.stages):
         if st.stale:
             st.downstream = pipe.downstream(st.name)
+        st.missing = missing_values(pipe, stage, stats)
     return states
 
 

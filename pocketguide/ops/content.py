@@ -13,7 +13,7 @@ from typing import Any
 
 # envelope/payload keys whose values are enums or bookkeeping, not content
 NON_CONTENT_KEYS = frozenset({"payload_type", "metadata", "priority", "mode", "type", "time_block", "id", "from",
-                              "to", "done", "booking_needed"})
+                              "to", "next_node_id", "done", "booking_needed"})
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
 
 
@@ -80,22 +80,31 @@ def shingles(text: str, size: int, normalized: bool = False) -> list[bytes]:
 def list_items(payload: Any) -> list[Any]:
     """The payload's list entries, found by its structure, not by key names: every element of every
     array, except elements that hold a list of objects themselves, whose entries count instead (a
-    checklist's items, not its groups; an itinerary's day items, not its days; a tree's nodes)."""
+    checklist's items, not its groups; an itinerary's day items, not its days; a graph-form tree's nodes
+    and edges; a prompt-form tree's option objects, not its nodes)."""
     out: list[Any] = []
-    _leaf_entries(payload, out)
+    _leaf_entries(payload, out, "$", {})
     return out
 
 
-def _leaf_entries(value: Any, out: list[Any]) -> None:
+def list_entry_counts(payload: Any) -> dict[str, int]:
+    """Where list_items found its entries: {"$.groups[].items": 7, …} (array positions written as [])."""
+    where: dict[str, int] = {}
+    _leaf_entries(payload, [], "$", where)
+    return where
+
+
+def _leaf_entries(value: Any, out: list[Any], path: str, where: dict[str, int]) -> None:
     if isinstance(value, dict):
-        for v in value.values():
-            _leaf_entries(v, out)
+        for k, v in value.items():
+            _leaf_entries(v, out, f"{path}.{k}", where)
     elif isinstance(value, list):
         for v in value:
             if _holds_array(v):
-                _leaf_entries(v, out)
+                _leaf_entries(v, out, f"{path}[]", where)
             else:
                 out.append(v)
+                where[path] = where.get(path, 0) + 1
 
 
 def _holds_array(value: Any) -> bool:

@@ -24,6 +24,7 @@ from pocketguide.ops.split import facet_value
 from pocketguide.ops.content import (
     action_count,
     content_hash,
+    list_entry_counts,
     list_items,
     normalize,
     prompt_of,
@@ -101,7 +102,7 @@ class Filters:
             return "qa:too_long", f"{len(text)} content chars > max_chars {o.max_chars}"
         items = len(list_items(envelope.get("payload")))
         if items < o.min_list_items:
-            return "qa:vague_no_list", f"{items} payload list entries < min_list_items {o.min_list_items}"
+            return "qa:vague_no_list", _no_list_detail(envelope.get("payload"), items, o.min_list_items)
         actions = action_count(envelope, o.action_min_words)
         if actions < o.min_actions:
             return "qa:vague_few_actions", f"{actions} concrete actions < min_actions {o.min_actions}"
@@ -111,6 +112,15 @@ class Filters:
             if len(hits) > o.max_overclaims:
                 return "qa:overclaiming", f"absolute claims: {sorted({h.lower() for h in hits})}"
         return None
+
+
+def _no_list_detail(payload: Any, items: int, minimum: int) -> str:
+    """What was counted and where, so a reader can check the count against the payload."""
+    where = list_entry_counts(payload)
+    found = ", ".join(f"{n} at {path}" for path, n in sorted(where.items())) or "no array with entries"
+    noun = "entry" if items == 1 else "entries"
+    return (f"{items} payload list {noun} < min_list_items {minimum} (counted by structure, every array "
+            f"element or the entries of its nested lists of objects: {found})")
 
 
 def _bucket(record: dict[str, Any], fields: list[str]) -> tuple[str, ...]:

@@ -23,7 +23,9 @@ class EvalConfig(BaseModel):
     models: list[Literal["base", "tuned"]] = Field(["base", "tuned"], description="which models answer")
     modes: list[Literal["unconstrained", "constrained"]] = Field(
         ["unconstrained", "constrained"], description="free generation and/or schema-constrained (xgrammar)")
-    max_new_tokens: int = Field(448, ge=1, description="generation cap, the same for every model and mode")
+    max_new_tokens: int | None = Field(None, ge=1, description="generation cap, the same for every model and mode; "
+                                       "null = the longest reference answer (else training target) × 1.25, so a "
+                                       "capped answer is rare and always reported as unfinished")
     batch_size: int = Field(8, ge=1, description="prompts generated together (greedy, left-padded)")
     limit: int | None = Field(None, ge=1, description="evaluate at most N suite examples (smoke runs)")
     system_prompt: str | None = Field(None, description="override the suite's system message (same for all)")
@@ -64,17 +66,28 @@ class TrainConfig(BaseModel):
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
     target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"],
                                       description="module names that get LoRA adapters")
-    # optimisation: tokens per step = batch_size × grad_accum × ≈ max_seq_length
+    # optimisation: a micro-batch holds whole records up to batch_tokens padded tokens; a step is grad_accum
+    # micro-batches, its loss the mean over all their target tokens. Short records share a micro-batch, a
+    # long one may fill it alone: tokens per step stay ≈ batch_tokens × grad_accum whatever the data.
     lr: float = Field(2e-3, gt=0, description="peak learning rate (AdamW), linear warmup then cosine decay")
     warmup_steps: int = Field(4, ge=0, description="linear warmup steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     epochs: float | None = Field(None, gt=0, description="passes over the train split (used when max_steps is null)")
     max_steps: int | None = Field(60, ge=1, description="optimizer steps; wins over epochs when both are set")
-    batch_size: int = Field(4, ge=1, description="sequences per micro-batch")
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_seq_length: int = Field(640, ge=16, description="prompt + target tokens; longer records are rejected "
-                                                        "(too_long), never silently cut")
+    batch_tokens: int | None = Field(2048, ge=16, description="padded tokens (rows × longest) per micro-batch; "
+                                     "null = batch_size records per micro-batch")
+    batch_size: int | None = Field(None, ge=1, description="at most this many records per micro-batch (needed "
+                                                           "when batch_tokens is null)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (gradient accumulation)")
+    max_seq_length: int | None = Field(None, ge=16, description="prompt + target tokens; longer records are "
+                                       "rejected (too_long), never cut. null = picked from the records' lengths "
+                                       "to keep length_coverage of them; a set value that keeps fewer fails "
+                                       "before training, saying what to set")
+    length_coverage: float = Field(0.95, gt=0, le=1, description="share of the records max_seq_length must keep")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="recompute activations in backward (~30% slower, far less memory); auto = on when "
+                            "one micro-batch's activations would take over half the free memory")
     seed: int = Field(0, description="data order, LoRA init and dropout")
     eval_every: int = Field(10, ge=1, description="validation loss every N steps (and at the end)")
     save_every: int = Field(10, ge=1, description="resumable checkpoint every N steps (and at the end)")
@@ -92,9 +105,12 @@ class TrainConfig(BaseModel):
     def _steps_or_epochs(self) -> TrainConfig:
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs")
+        if self.batch_tokens is None and self.batch_size is None:
+            raise ValueError("set batch_tokens (a token budget per micro-batch) or batch_size (records per "
+                             "micro-batch)")
         return self
 
     def hyperparameters(self) -> dict:
         """The values that shape the adapter (a checkpoint is resumable only when these match)."""
         return self.model_dump(mode="json", exclude={"eval", "model_cache_dir", "threads", "device",
-                                                     "eval_every", "save_every"})
+                                                     "eval_every", "save_every", "gradient_checkpointing"})

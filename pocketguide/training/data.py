@@ -3,8 +3,6 @@ EOS appended to every target (the SFT stage's targets carry none)."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,29 +65,27 @@ def prompt_ids(tok: Any, prompt: list[dict[str, str]]) -> list[int]:
     return list(out)
 
 
-def encode(tok: Any, rid: str, parsed: Any, max_len: int) -> Example:
+def tokenize(tok: Any, rid: str, parsed: Any) -> Example:
+    """The whole record as token ids, whatever its length (the trainer measures, then applies its limit)."""
     prompt, target = split_messages(parsed)
     p = prompt_ids(tok, prompt)
     t = list(tok(target, add_special_tokens=False)["input_ids"])
     if t and t[-1] == tok.eos_token_id:  # never two: the SFT stage promises no EOS, but be safe
         t = t[:-1]
     t.append(tok.eos_token_id)
-    if len(p) + len(t) > max_len:
-        raise BadRecord("too_long", f"{len(p)} prompt + {len(t)} target tokens > max_seq_length {max_len}; "
-                                    f"raise max_seq_length or shorten the record")
     return Example(rid, p + t, [IGNORE] * len(p) + t)
 
 
-def micro_batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
-    """The `index`-th micro-batch of an endless stream of seeded per-epoch shuffles: a pure function
-    of (seed, index), so a resumed run sees exactly the batches it would have seen."""
-    out = []
-    for k in range(index * batch_size, (index + 1) * batch_size):
-        epoch, pos = divmod(k, n)
-        order = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(order[pos])
-    return out
+def check_length(ex: Example, max_len: int) -> Example:
+    if len(ex.input_ids) > max_len:
+        n_prompt = len(ex.input_ids) - ex.n_target
+        raise BadRecord("too_long", f"{n_prompt} prompt + {ex.n_target} target tokens > max_seq_length {max_len}; "
+                                    f"raise max_seq_length (null picks it from the data) or shorten the record")
+    return ex
+
+
+def encode(tok: Any, rid: str, parsed: Any, max_len: int) -> Example:
+    return check_length(tokenize(tok, rid, parsed), max_len)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
@@ -106,8 +102,3 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

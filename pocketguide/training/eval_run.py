@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from pocketguide.teachers.generator import SCHEMA_FIELD
 from pocketguide.teachers.structured import decoding_profile as teacher_profile
 from pocketguide.teachers.structured import model_schema
 from pocketguide.training.config import TrainConfig
+from pocketguide.training.coverage import coverage, expected_types, missing_line
+from pocketguide.training.evaluate import suite_items
 from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.lengths import distribution, generation_cap
 from pocketguide.training.model import TrainingError
 from pocketguide.training.report import gains, markdown, summarize
 from pocketguide.training.trainer import BEST, FINAL
@@ -67,7 +71,7 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
 def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
                   modes: list[str], overrides: TeacherSettings | None,
                   message: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
-    from pocketguide.training.evaluate import Schemas, evaluate, suite_items
+    from pocketguide.training.evaluate import Schemas, evaluate
 
     ecfg = cfg.eval
     items, bad = suite_items(records, ecfg.system_prompt)
@@ -94,8 +98,13 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
 
 def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dict[str, Any]]]], model: Any, tok: Any,
                    device: Any, base: Any, stage_dir: Path, message: Callable[[str], None] | None = None,
-                   teacher: dict[str, Any] | None = None, overrides: TeacherSettings | None = None) -> dict[str, Any]:
-    """`model` is a peft model; the base answers with the adapter disabled, the student with the chosen one."""
+                   teacher: dict[str, Any] | None = None, overrides: TeacherSettings | None = None,
+                   fallback_targets: list[int] | None = None, train_types: dict[str, int] | None = None
+                   ) -> dict[str, Any]:
+    """`model` is a peft model; the base answers with the adapter disabled, the student with the chosen one.
+    The generation cap (eval.max_new_tokens null) follows the suites' reference answers, else
+    `fallback_targets` (the training targets); `train_types` (payload type → training records) joins the
+    suites in the report's coverage of the contract's payload types."""
     ecfg = cfg.eval
     modes, notes = list(ecfg.modes), []
     if "constrained" in modes and importlib.util.find_spec("xgrammar") is None:
@@ -106,16 +115,31 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
     _load_adapter_weights(model, adapter_dir)
     tok.padding_side = "left"
     model.eval()
-    gen = Generator(model, tok, device, ecfg.max_new_tokens)
+    refs, present = [], {} if train_types is None else {"train": Counter(train_types)}
+    for name, records in suites:
+        items, _ = suite_items(records, ecfg.system_prompt)
+        refs += [i.reference for i in items[:ecfg.limit] if i.reference]
+        present[name] = Counter(str(i.payload_type) for i in items)
+    cov = coverage(expected_types(pipe.resolve(ecfg.envelope_schema)), present)
+    max_new, chosen, ref_tokens = generation_cap(tok, refs, fallback_targets, ecfg.max_new_tokens)
+    gen = Generator(model, tok, device, max_new)
     reports = {}
     for name, records in suites:
         say = (lambda text, n=name: message(f"{n}: {text}")) if message else None
         reports[name], suite_notes = _suite_report(pipe, cfg, records, model, gen, modes, overrides, say)
         notes += [f"{name}: {n}" for n in suite_notes]
+        capped = sum(1 for r in reports[name]["examples"] if not r["finished"])
+        if capped:
+            notes.append(f"{name}: {capped} of {len(reports[name]['examples'])} answers stopped at max_new_tokens "
+                         f"{max_new} without finishing (finished rate beside every schema-valid rate): a cut answer "
+                         f"is a length problem, not necessarily a wrong one")
+    if missing_line(cov):
+        notes.append(missing_line(cov))
     head = next(iter(reports))
     examples = reports[head].pop("examples")  # stored once, at the top level
     return {**{k: v for k, v in reports[head].items() if k != "examples"}, "headline_suite": head,
-            "max_new_tokens": ecfg.max_new_tokens, "batch_size": ecfg.batch_size, "greedy": True,
+            "max_new_tokens": max_new, "max_new_tokens_chosen": chosen, "reference_tokens": distribution(ref_tokens),
+            "coverage": cov, "batch_size": ecfg.batch_size, "greedy": True,
             "models": list(ecfg.models), "modes": modes, "teacher": teacher,
             "adapter": {"path": str(adapter_dir), **_adapter_meta(adapter_dir)},
             "base_model": {"path": str(base.path), "sha256": base.sha256}, "device": str(device),

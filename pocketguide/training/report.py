@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pocketguide.training.coverage import markdown_lines
 from pocketguide.training.evaluate import RATE_KEYS
 
 #: content gates reported as "of parsed answers" rates, with the label the report uses and whether a pass is
@@ -55,12 +56,18 @@ def gains(summary: dict[str, Any]) -> dict[str, Any]:
     base, tuned = summary.get("base") or {}, summary.get("tuned") or {}
     for mode in sorted(set(base) & set(tuned)):
         out[mode] = {k: round(100 * ((tuned[mode][k] or 0) - (base[mode][k] or 0)), 1)
-                     for k in ("schema_valid_rate", "parsed_rate", "envelope_valid_rate", "payload_valid_rate")}
+                     for k in ("schema_valid_rate", "parsed_rate", "envelope_valid_rate", "payload_valid_rate",
+                           "finished_rate")}
     return out
 
 
 def _pct(x: Any) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _valid_and_finished(rates: dict[str, Any]) -> str:
+    """'40% (90%)': schema-valid, and in brackets how many answers ended before the token cap."""
+    return f"{_pct(rates.get('schema_valid_rate'))} ({_pct(rates.get('finished_rate'))})"
 
 
 def _content_cell(m: dict[str, Any], gate: str, good: bool) -> str:
@@ -92,11 +99,11 @@ def _suite_tables(s: dict[str, Any], types: list[str]) -> list[str]:
         for mode, m in modes.items():
             gates = ", ".join(f"{g} {_pct(v)}" for g, v in m["gate_pass_rates"].items()) or "–"
             lines.append(f"| {model} | {mode} | {gates} |")
-    lines += ["", "Schema-valid by payload type:", "", "| model | mode | " + " | ".join(types) + " |",
+    lines += ["", "Schema-valid by payload type (finished rate in brackets):", "", "| model | mode | " + " | ".join(types) + " |",
               "|---|---|" + "---|" * len(types)]
     for model, modes in s.items():
         for mode, m in modes.items():
-            cells = [_pct((m["by_payload_type"].get(t) or {}).get("schema_valid_rate")) for t in types]
+            cells = [_valid_and_finished(m["by_payload_type"].get(t) or {}) for t in types]
             lines.append(f"| {model} | {mode} | " + " | ".join(cells) + " |")
     return lines
 
@@ -124,7 +131,8 @@ def learned(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     head = report["headline_suite"]
-    lines = [f"# Student evaluation: base vs fine-tuned (max_new_tokens {report['max_new_tokens']}, greedy)", "",
+    chosen = f" ({report['max_new_tokens_chosen']})" if report.get("max_new_tokens_chosen") else ""
+    lines = [f"# Student evaluation: base vs fine-tuned (max_new_tokens {report['max_new_tokens']}{chosen}, greedy)", "",
              "## What the student learned", "", *learned(report), ""]
     for name, sub in report["suites"].items():
         kind = "reference answers from the test split" if sub.get("reference_based") else \
@@ -134,8 +142,10 @@ def markdown(report: dict[str, Any]) -> str:
         if sub.get("gain_points"):
             lines += ["", "Tuned minus base (percentage points):", ""]
             for mode, g in sub["gain_points"].items():
-                lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}")
+                lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}, "
+                             f"finished {g['finished_rate']:+.1f}")
         lines.append("")
+    lines += markdown_lines(report.get("coverage"))[1:] + ([""] if report.get("coverage") else [])
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"

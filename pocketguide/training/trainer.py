@@ -18,7 +18,8 @@ from typing import Any
 
 from pocketguide.engine.store import atomic_write_bytes, atomic_write_json, dumps_line, iter_jsonl
 from pocketguide.training.config import TrainConfig
-from pocketguide.training.data import Example, chunks, micro_batch_indices
+from pocketguide.training.data import Example
+from pocketguide.training.lengths import plan_steps
 from pocketguide.training.loss import PATHS, lean_backward, lean_val_sums, path_for
 
 logger = logging.getLogger("pocketguide.training")
@@ -47,11 +48,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def total_steps(cfg: TrainConfig, n_train: int) -> int:
-    if cfg.max_steps is not None:
-        return cfg.max_steps
-    per_step = cfg.batch_size * cfg.grad_accum
-    return max(1, math.ceil((cfg.epochs or 1) * n_train / per_step))
+def schedule(cfg: TrainConfig, train_set: list[Example]) -> list[list[list[int]]]:
+    """Every optimizer step's micro-batches (record indices): a pure function of the config and the records."""
+    return plan_steps([len(e.input_ids) for e in train_set], cfg.batch_tokens, cfg.batch_size, cfg.seed,
+                      cfg.grad_accum, cfg.max_steps, cfg.epochs)
 
 
 def fingerprint(cfg: TrainConfig, base_sha: str, data_sha: str) -> str:
@@ -93,7 +93,21 @@ def save_adapter(model: Any, target: Path, meta: dict[str, Any]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, device: Any,
+def val_batches(cfg: TrainConfig, val: list[Example]) -> list[list[Example]]:
+    """The val split once, in order, in micro-batches of the training budget."""
+    out, batch, width = [], [], 0
+    for e in val:
+        w = max(width, len(e.input_ids))
+        if batch and ((cfg.batch_size and len(batch) >= cfg.batch_size) or
+                      (cfg.batch_tokens and w * (len(batch) + 1) > cfg.batch_tokens)):
+            out.append(batch)
+            batch, w = [], len(e.input_ids)
+        batch.append(e)
+        width = w
+    return out + ([batch] if batch else [])
+
+
+def val_loss(model: Any, val: list[Example], cfg: TrainConfig, pad_id: int, device: Any,
              sums: Callable[..., tuple[float, int]] = lean_val_sums) -> float | None:
     """Mean loss per target token over the whole val split (not a mean of batch means)."""
     import torch
@@ -103,7 +117,7 @@ def val_loss(model: Any, val: list[Example], batch_size: int, pad_id: int, devic
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for group in chunks(val, batch_size):
+        for group in val_batches(cfg, val):
             s, n = sums(model, group, pad_id, device)
             total += s
             count += n
@@ -166,7 +180,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     `stop_after` ends the loop early without the final save (tests use it to simulate a crash)."""
     import torch
 
-    total = total_steps(cfg, len(train_set))
+    plan = schedule(cfg, train_set)
+    total = len(plan)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ck = Checkpoints(out_dir, fp)
@@ -190,7 +205,8 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                 return _result(state, total, start, step_times, tok_rates)
             t0 = time.perf_counter()
             lr = lr_at(cfg, step, total)
-            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, train_set, pad, device, step, lr,
+            batches = [[train_set[i] for i in micro] for micro in plan[step]]
+            loss_sum, tokens = _optimizer_step(model, optimizer, params, cfg, batches, pad, device, step, lr,
                                                backward)
             dt = time.perf_counter() - t0
             step_times.append(dt)
@@ -199,7 +215,7 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
                    "step_s": round(dt, 3), "tokens_per_s": round(tokens / dt, 1), "peak_rss_mb": round(peak_rss_mb())}
             done = step + 1
             if done % cfg.eval_every == 0 or done == total:
-                row["val_loss"] = val_loss(model, val_set, cfg.batch_size, pad, device, sums)
+                row["val_loss"] = val_loss(model, val_set, cfg, pad, device, sums)
                 better = row["val_loss"] is not None and (state["best_val"] is None or row["val_loss"] < state["best_val"])
                 if better or (row["val_loss"] is None and done == total):
                     state["best_val"], state["best_step"] = row["val_loss"], done
@@ -219,21 +235,24 @@ def train(model: Any, tok: Any, cfg: TrainConfig, train_set: list[Example], val_
     return _result(state, total, start, step_times, tok_rates)
 
 
-def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, train_set: list[Example],
+def _optimizer_step(model: Any, optimizer: Any, params: list[Any], cfg: TrainConfig, batches: list[list[Example]],
                     pad: int, device: Any, step: int, lr: float,
                     backward: Callable[..., tuple[float, int]] = lean_backward) -> tuple[float, int]:
-    """grad_accum micro-batches, clip, step. Returns (mean loss, tokens seen). The loss is per target token
-    of each micro-batch; loss.py computes it lean (a sequence at a time, target rows only, chunked)."""
+    """Backward over the step's micro-batches (gradients accumulate), clip, step. The loss is the mean over
+    every target token of the step, so a micro-batch counts by its target tokens, not as an equal share;
+    `backward` (loss.py) computes each micro-batch's loss, lean by default (a sequence at a time, target rows
+    only, chunked). Returns (that loss, tokens seen)."""
     import torch
 
     torch.manual_seed(cfg.seed * 7919 + step)  # dropout noise is a function of the step: resumable
     for g in optimizer.param_groups:
         g["lr"] = lr
+    n_target = sum(e.n_target for group in batches for e in group)
     loss_sum, tokens = 0.0, 0
-    for j in range(cfg.grad_accum):
-        idx = micro_batch_indices(len(train_set), cfg.batch_size, cfg.seed, step * cfg.grad_accum + j)
-        loss, n = backward(model, [train_set[i] for i in idx], pad, device, 1.0 / cfg.grad_accum)
-        loss_sum += loss / cfg.grad_accum
+    for group in batches:
+        share = sum(e.n_target for e in group) / max(1, n_target)
+        loss, n = backward(model, group, pad, device, share)
+        loss_sum += loss * share
         tokens += n
     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()

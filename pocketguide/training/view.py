@@ -7,6 +7,7 @@ from typing import Any
 
 from pocketguide.engine.sections import lines, pairs, section, table
 from pocketguide.engine.store import iter_jsonl, read_json
+from pocketguide.training.coverage import missing_line
 from pocketguide.training.evaluate import RATE_KEYS
 from pocketguide.training.trainer import METRICS
 
@@ -16,7 +17,8 @@ SIDE_BY_SIDE = 4
 def training_section(pipe: Any, spec: Any, store_of: Any) -> dict[str, Any] | None:
     store = store_of(spec.name)
     history = list(iter_jsonl(store.dir / METRICS))
-    training = (store.stats() or {}).get("training") or {}
+    stats = store.stats() or {}
+    training = stats.get("training") or {}
     report = read_json(store.dir / "eval_report.json")
     if not (history or report or training):
         return None
@@ -31,6 +33,9 @@ def training_section(pipe: Any, spec: Any, store_of: Any) -> dict[str, Any] | No
     if report:
         blocks += _eval_blocks(report, _prompts(spec, store_of, report))
         notes += list(report.get("notes") or [])
+    missing = missing_line(stats.get("coverage") or {})  # payload types absent from the training data / suite
+    if missing and missing not in notes:
+        notes.append(missing)
     facts = {k: training.get(k) for k in ("steps", "total_steps", "best_step", "first_loss", "last_loss",
                                           "best_val_loss", "n_train", "n_val", "device", "mean_step_s",
                                           "peak_rss_mb") if training.get(k) is not None}

@@ -129,6 +129,10 @@ def validate_envelope(obj: Any, schemas_dir: Path | str) -> tuple[bool, str | No
 # shrinks string caps until the schema's worst case fits max_tokens).
 COMPACT_KEEP = frozenset({"priority", "why", "type", "text", "options", "root_question", "edges", "condition"})
 COMPACT_MAX_ITEMS = 3
+# The contracts accept what a strong teacher writes (the original project's payload v1 shapes: alternative
+# forms, empty strings); a small model decodes one simple form of each. So in the compact profile an `anyOf`
+# keeps its first branch (the contract files list the simplest first: a string option, a cost as text),
+# and every required free-text string of the payload is non-empty.
 # ... and asks for a minimum of substance where the contract allows less: measured on SmolLM2-135M, drafts
 # left next_steps and verification_steps empty and wrote one-item groups, steps and days (the critic's
 # `thin_structure`), and decision-tree nodes with an id only. A grammar can rule those out; it cannot
@@ -158,6 +162,38 @@ def _compact(node: Any) -> None:
             _compact(v)
 
 
+def _one_form(node: Any) -> Any:
+    """The schema with every `anyOf` replaced by its first branch."""
+    if isinstance(node, dict):
+        if "anyOf" in node:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return _one_form({**node["anyOf"][0], **rest})
+        return {k: _one_form(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_one_form(v) for v in node]
+    return node
+
+
+def _nonempty_required_strings(node: Any) -> None:
+    if isinstance(node, dict):
+        for key in node.get("required", []) if node.get("type") == "object" else []:
+            sub = (node.get("properties") or {}).get(key)
+            if isinstance(sub, dict) and sub.get("type") == "string" and not ({"enum", "const"} & set(sub)):
+                sub.setdefault("minLength", 1)
+        for v in node.values():
+            _nonempty_required_strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            _nonempty_required_strings(v)
+
+
+def compact_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload contract's compact decoding form: one form, non-empty required text (then `_compact`)."""
+    out = _one_form(payload)
+    _nonempty_required_strings(out)
+    return out
+
+
 def compose_response_schema(schemas_dir: Path | str, profile: str = "compact") -> dict[str, Any]:
     """One self-contained schema for constrained decoding: anyOf over the payload types, each branch the
     envelope with `payload_type` fixed and the payload inlined (no $ref: grammar engines and the
@@ -169,10 +205,11 @@ def compose_response_schema(schemas_dir: Path | str, profile: str = "compact") -
     branches = []
     for ptype in PAYLOAD_TYPES:
         payload = load_schema(payload_file(ptype), schemas_dir)
-        for key in ("$schema", "$id", "version", "title"):
+        for key in ("$schema", "$id", "version", "title", "description"):
             payload.pop(key, None)
         props = copy.deepcopy(env["properties"])
         if profile == "compact":  # open objects a small model could wander into
+            payload = compact_payload(payload)
             payload["properties"].pop("extra", None)
             props.pop("metadata", None)
         props["payload_type"] = {"type": "string", "const": ptype}
