@@ -142,8 +142,9 @@ def markdown(report: dict[str, Any]) -> str:
         if sub.get("gain_points"):
             lines += ["", "Tuned minus base (percentage points):", ""]
             for mode, g in sub["gain_points"].items():
-                lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}, "
-                             f"finished {g['finished_rate']:+.1f}")
+                finished = f", finished {g['finished_rate']:+.1f}" if "finished_rate" in g else ""
+                lines.append(f"- {mode}: schema-valid {g['schema_valid_rate']:+.1f}, parsed {g['parsed_rate']:+.1f}"
+                             f"{finished}")
         lines.append("")
     lines += markdown_lines(report.get("coverage"))[1:] + ([""] if report.get("coverage") else [])
     if report.get("notes"):

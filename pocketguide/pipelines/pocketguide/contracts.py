@@ -218,6 +218,7 @@ def compose_response_schema(schemas_dir: Path | str, profile: str = "compact") -
                          "additionalProperties": False})
     if profile == "compact":
         _compact(branches)
+        _nonempty_required_strings(branches)  # again: _compact made more text required (e.g. a node's text)
     elif profile != "full":
         raise ValueError(f"unknown response profile '{profile}' — use compact or full")
     name = "response.v1.json" if profile == "compact" else "response.full.v1.json"
