@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import orjson
 
 from pocketguide.engine.errors import StageError
-from pocketguide.engine.store import BOOKKEEPING, StageStore
+from pocketguide.engine.store import BOOKKEEPING, StageStore, whole_lines
 
 
 def store_root(pipe: Any, dry_run: bool) -> Path:
@@ -106,17 +106,11 @@ def read_source(path: Path) -> Iterator[Upstream]:
 
 def read_stage(store: StageStore) -> Iterator[Upstream]:
     """Accepted records of an upstream stage (whole lines only)."""
-    path = store.records_path
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                return
-            try:
-                yield Upstream(orjson.loads(line), content_fp(line))
-            except orjson.JSONDecodeError:
-                continue
+    for line in whole_lines(store.records_path):
+        try:
+            yield Upstream(orjson.loads(line), content_fp(line))
+        except orjson.JSONDecodeError:
+            continue
 
 
 def require_upstream(store: StageStore, stage: str, upstream: str, dry_run: bool) -> None:

@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from pocketguide.engine.errors import StoreError
 from pocketguide.engine.recipe import Recipe
@@ -30,6 +30,7 @@ from pocketguide.engine.store import (
     atomic_write_bytes,
     dumps_line,
     loads,
+    whole_lines,
 )
 
 # why a stored record is redone
@@ -102,7 +103,7 @@ def scan_existing(store: StageStore, stage: StageSpec, items: Iterable[Any], rec
     rejudge: dict[SalvageKey, bytes] = {}
     for name in (RECORDS, REJECTED):
         flags[name] = marks = []
-        for line in _whole_lines(store.dir / name):
+        for line in whole_lines(store.dir / name):
             rec = _parsed(line)
             why = None if rec is None else why_redo(rec, current.get(rec.get("id")), recipe, retry)
             marks.append(why is not None)
@@ -129,22 +130,11 @@ def _has_lines(store: StageStore) -> bool:
     return any(p.exists() and p.stat().st_size > 0 for p in (store.records_path, store.rejected_path))
 
 
-def _whole_lines(path: Path) -> Iterator[bytes]:
-    """Every whole line (a torn tail is repaired when the store opens; until then it is not a record)."""
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                return
-            yield line
-
-
 def _salvage_history(path: Path, ids: set[str], current: dict[str, str], recipe: Recipe,
                      out: dict[SalvageKey, bytes]) -> None:
     """Set-aside versions of records still to do, made from the same inputs the way the recipe makes them
     now (a re-judge killed mid-way; a template changed and changed back): the latest wins."""
-    for line in _whole_lines(path):
+    for line in whole_lines(path):
         rec = _parsed(line)
         rid = rec.get("id") if rec is not None else None
         if (rid in ids and rec.get("input_fp") == current[rid] and reusable(rec)
@@ -166,7 +156,7 @@ def set_aside(store: StageStore, flags: dict[str, list[bool]], lines: list[bytes
         raise StoreError(f"cannot write {store.dir / SUPERSEDED}: {exc}; nothing was moved") from exc
     for name, marks in flags.items():
         if any(marks):
-            kept = [line for line, out in zip(_whole_lines(store.dir / name), marks) if not out]
+            kept = [line for line, out in zip(whole_lines(store.dir / name), marks) if not out]
             atomic_write_bytes(store.dir / name, b"".join(kept))
     store.reopen()
 

@@ -159,18 +159,25 @@ def repair_torn_tail(path: Path) -> int:
         return size - keep
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Whole, valid lines only; a torn last line is skipped (repair happens before appending)."""
+def whole_lines(path: Path) -> Iterator[bytes]:
+    """Every whole line of a JSONL file, as bytes; a torn tail is not a record (repair happens before
+    appending). A missing file has no lines."""
     if not path.exists():
         return
     with open(path, "rb") as fh:
         for line in fh:
             if not line.endswith(b"\n"):
                 return
-            try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
+            yield line
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Whole, valid lines only; a torn last line is skipped (repair happens before appending)."""
+    for line in whole_lines(path):
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
 
 
 class StageStore:
