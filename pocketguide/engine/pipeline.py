@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pocketguide.engine.loader import Pipeline, load_pipeline
 from pocketguide.engine.runner import StageResult, arun_stage
