@@ -140,6 +140,7 @@ COMPACT_MAX_ITEMS = 2  # measured: 3-item lists were where SmolLM2-135M repeated
 COMPACT_MIN_ITEMS = {"assumptions": 1, "next_steps": 1, "verification_steps": 1, "items": 2, "steps": 2, "nodes": 2}
 COMPACT_REQUIRE = {"nodes": ("type", "text")}  # node fields the compact profile makes required
 COMPACT_MAX_BY_KEY = {"nodes": 3}  # a decision tree needs its question and two outcomes
+COMPACT_INT_MAX = {"day": 14, "step": 9}  # measured: "day": 1089467728 when the grammar left integers unbounded
 # ... and shapes free text as words: (fewest, most) words per field, each word up to COMPACT_WORD_CHARS plain
 # characters, the first word starting with a letter and 2 characters long at least. Measured on SmolLM2-135M (docs/pocketguide.md): one-word sentences
 # ("yes", "Paris", "fijian") in 40 of 96 drafts, and answers that ran to ~600 tokens; the word counts
@@ -176,6 +177,8 @@ def _compact(node: Any) -> None:
             for key, sub in node["properties"].items():
                 if isinstance(sub, dict):
                     _shape_words(key, sub)
+                    if key in COMPACT_INT_MAX and sub.get("type") == "integer":
+                        sub["maximum"] = min(sub.get("maximum", COMPACT_INT_MAX[key]), COMPACT_INT_MAX[key])
                 if isinstance(sub, dict) and sub.get("type") == "array":
                     if key in COMPACT_MIN_ITEMS:
                         sub["minItems"] = max(sub.get("minItems", 0), COMPACT_MIN_ITEMS[key])
