@@ -10,6 +10,9 @@ stores two fingerprints built from the parts that applied to it:
   judge_fp  what judged that text: the parser (name, options, code), the validation schema, the gates
             (names, options, code), allow_truncated, the run settings gates read (gating_mode) and the
             files the parser and gates read through `resolve()`.
+  parse_fp  the part of judge_fp that decided its parsed value and schema verdict (all of it but the gates),
+            on records that got as far as the gates: a re-judge whose parse_fp is unchanged (only a gate
+            changed) keeps the stored parsed value and runs the gates alone (engine/steps.py).
 
 Together with `input_fp` (the input records' content) they say whether a stored record is current.
 The parts are computed once per stage; a record's fingerprints are a dict lookup each.
@@ -96,9 +99,11 @@ class Recipe:
     per_record: dict[str, Callable[[dict[str, Any]], str | None]] = field(default_factory=dict)
     lazy: dict[str, Callable[[str], Any]] = field(default_factory=dict)  # label prefix → value of such a part
     judges: dict[str, list[str]] = field(default_factory=dict)  # template choice id → its judge labels
+    parses: dict[str, list[str]] = field(default_factory=dict)  # template choice id → its judge labels less gates
     files_read: dict[str, str | None] = field(default_factory=dict)  # what the judges read, as of the last run
     _gen: dict[tuple, str] = field(default_factory=dict)
     _judge: dict[str, str] = field(default_factory=dict)
+    _parse: dict[str, str] = field(default_factory=dict)
 
     def add(self, side: str, label: str, value: Any) -> str:
         # hashed as shown: a secret-looking value (a key in extra_body) neither decides a record nor leaks
@@ -138,6 +143,14 @@ class Recipe:
         fp = self._judge.get(cid)
         if fp is None:
             fp = self._judge[cid] = self.combine(self.judge_labels(record))
+        return fp
+
+    def parse_of(self, record: dict[str, Any]) -> str:
+        cid = record.get("template") or "default"
+        fp = self._parse.get(cid)
+        if fp is None:
+            labels = self.parses.get(cid, [f"template choice {cid} (no longer in the spec)"])
+            fp = self._parse[cid] = self.combine(["parse", *labels])
         return fp
 
     def combine(self, labels: list[str]) -> str:
@@ -218,11 +231,12 @@ def build_recipe(rt: Any, previous: dict[str, Any] | None = None) -> Recipe:
     r.routed = [r.add(GEN, "vars", stage.vars)]
     if stage.route:
         r.routed.append(r.add(GEN, "route", stage.route.model_dump(mode="json")))
-    common = [r.add(JUDGE, "gates", [g[0] for g in rt.gates])]
+    gates = [r.add(JUDGE, "gates", [g[0] for g in rt.gates])]
     for i, (name, fn, opts) in enumerate(rt.gates):
         key = name if [g[0] for g in rt.gates].count(name) == 1 else f"{name}#{i + 1}"
-        common += [r.add(JUDGE, f"gate {key} options", _dump(opts)), r.add(JUDGE, f"gate {name} code",
-                                                                          code_version(fn))]
+        gates += [r.add(JUDGE, f"gate {key} options", _dump(opts)), r.add(JUDGE, f"gate {name} code",
+                                                                         code_version(fn))]
+    common: list[str] = []  # what parses and validates, as well as what gates (files read: parser or gates)
     if stage.schema_:
         common.append(r.add(JUDGE, f"schema {stage.schema_}", path_sha(pipe.resolve(stage.schema_))))
     common.append(r.add(JUDGE, "allow_truncated", stage.allow_truncated))
@@ -243,7 +257,8 @@ def build_recipe(rt: Any, previous: dict[str, Any] | None = None) -> Recipe:
         labels.append(r.add(GEN, "mode" if cid == "default" else f"template choice {cid}", what))
         r.choices[cid] = labels
         if choice is not None:
-            r.judges[cid] = _judge_parts(r, rt, cid, choice, common)
+            r.parses[cid] = _judge_parts(r, rt, cid, choice, common)
+            r.judges[cid] = r.parses[cid] + gates
     for mode in sorted(rt.modes):
         cls = registry.GENERATORS[mode]
         made = cls.recipe(rt) if hasattr(cls, "recipe") else GeneratorRecipe()

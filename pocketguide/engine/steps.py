@@ -94,12 +94,14 @@ def record_failed(record: dict[str, Any], code: str, exc: BaseException) -> dict
 
 
 class Prepared:
-    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format")
+    __slots__ = ("record", "choice", "mode", "context", "prompt", "stage", "runtime", "variant", "response_format",
+                 "kept")
 
     def __init__(self, record, choice, mode, context, prompt, rt, response_format=None):
         self.record, self.choice, self.mode, self.context, self.prompt = record, choice, mode, context, prompt
         self.stage, self.runtime, self.variant = rt.stage, rt, record.get("variant")
         self.response_format = response_format
+        self.kept: dict[str, Any] | None = None  # a re-judged record's stored parse, still current (restored)
 
 
 def failed_record(rt: StageRuntime, item: Item) -> dict[str, Any]:
@@ -177,7 +179,10 @@ def restored(rt: StageRuntime, old: dict[str, Any]) -> Prepared:
     record["rejudged_from"] = old.get("created_at")
     cid = old.get("template")
     choice = (rt.choices.get(cid) or rt.route_choices.get(cid)) if cid else None
-    return Prepared(record, choice or rt.default_choice, record["mode"], None, record["prompt"], rt)
+    p = Prepared(record, choice or rt.default_choice, record["mode"], None, record["prompt"], rt)
+    if old.get("parse_fp") is not None and rt.recipe is not None and old["parse_fp"] == rt.recipe.parse_of(record):
+        p.kept = old  # parser, schema and what they read unchanged: its parsed value and verdict stand
+    return p
 
 
 def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
@@ -195,36 +200,19 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
         record["judge_fp"] = rt.recipe.judge_of(record)
     if gen.finish_reason == "length" and not rt.stage.allow_truncated:
         return _reject(record, "truncated", "the teacher hit max_tokens; raise max_tokens or shorten the prompt")
-    pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
-                        root=rt.root, seen=rt.files_read)
-    try:
-        text = gen.raw or ""
-        if gen.teacher is not None:  # a model's reply: the parser reads \n only, the record's raw keeps its bytes
-            text = newlines_normalised(text)
-        parsed = p.choice.parser(text, pctx) if p.choice else text
-    except ParseError as exc:
-        record["parse_notes"] = pctx.notes or None
-        return _reject(record, exc.code, str(exc)[:MAX_ERROR_CHARS])
-    except Exception as exc:  # a parser bug must not end the run
-        return record_failed(record, "parse_failed", exc)
-    record["parsed"] = parsed
-    if pctx.notes:
-        record["parse_notes"] = pctx.notes
-    if rt.validator is not None:
-        try:
-            err = next(iter(rt.validator.iter_errors(parsed)), None)
-        except Exception as exc:  # e.g. RecursionError on a value nested thousands deep
-            return record_failed(record, "validation_error", exc)
-        record["validation"] = {"ok": err is None}
-        if err is not None:
-            path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
-            record["validation"].update(path=path, message=err.message[:300])
-            return _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
+    if p.kept is not None:
+        for key in ("parsed", "parse_notes", "validation"):
+            if p.kept.get(key) is not None:
+                record[key] = p.kept[key]
+    elif not _parse_and_validate(rt, p, gen, record):
+        return record  # rejected: its reason is on the record
+    if rt.recipe is not None:  # parsed and valid: a later change of gates alone keeps this part (restored)
+        record["parse_fp"] = rt.recipe.parse_of(record)
     if not rt.gates:
         record["status"] = REJECTED if record["reasons"] else ACCEPTED
         return record
     t0 = time.perf_counter()
-    gi = GateInput(parsed, gen.raw, record, rt.settings, rt.root, rt.files_read)
+    gi = GateInput(record["parsed"], gen.raw, record, rt.settings, rt.root, rt.files_read)
     for name, fn, opts in rt.gates:
         try:
             res = fn(gi, opts)
@@ -239,3 +227,38 @@ def finish(rt: StageRuntime, p: Prepared, gen: Generated) -> dict[str, Any]:
     record.setdefault("timings", {})["gate_ms"] = since_ms(t0)
     record["status"] = REJECTED if record["reasons"] else ACCEPTED
     return record
+
+
+def _parse_and_validate(rt: StageRuntime, p: Prepared, gen: Generated, record: dict[str, Any]) -> bool:
+    """Parse the raw output and validate it against the schema onto the record; False when it was rejected
+    (the reason on the record)."""
+    pctx = ParseContext(rt.stage.name, record, rt.schema, options=p.choice.parser_options if p.choice else None,
+                        root=rt.root, seen=rt.files_read)
+    try:
+        text = gen.raw or ""
+        if gen.teacher is not None:  # a model's reply: the parser reads \n only, the record's raw keeps its bytes
+            text = newlines_normalised(text)
+        parsed = p.choice.parser(text, pctx) if p.choice else text
+    except ParseError as exc:
+        record["parse_notes"] = pctx.notes or None
+        _reject(record, exc.code, str(exc)[:MAX_ERROR_CHARS])
+        return False
+    except Exception as exc:  # a parser bug must not end the run
+        record_failed(record, "parse_failed", exc)
+        return False
+    record["parsed"] = parsed
+    if pctx.notes:
+        record["parse_notes"] = pctx.notes
+    if rt.validator is not None:
+        try:
+            err = next(iter(rt.validator.iter_errors(parsed)), None)
+        except Exception as exc:  # e.g. RecursionError on a value nested thousands deep
+            record_failed(record, "validation_error", exc)
+            return False
+        record["validation"] = {"ok": err is None}
+        if err is not None:
+            path = "$" + "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err.absolute_path)
+            record["validation"].update(path=path, message=err.message[:300])
+            _reject(record, "schema_invalid", f"{path}: {err.message[:300]}")
+            return False
+    return True

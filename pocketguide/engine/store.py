@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 # when and from what a record was made, not what it says: written last on every line, so a reader can hash a
 # record's content without them (inputs.content_fp) and a rerun that changes none of it changes nothing below
 # timings (engine/timings.py) is bookkeeping too: how long a record took is not what it says
-BOOKKEEPING = ("created_at", "input_fp", "gen_fp", "judge_fp", "rejudged_from", "run_id", "timings")
+BOOKKEEPING = ("created_at", "input_fp", "gen_fp", "judge_fp", "parse_fp", "rejudged_from", "run_id", "timings")
 # what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
 # files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
 RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
