@@ -14,6 +14,9 @@ from pocketguide.engine.registry import gate, operation, parser
 from pocketguide.engine.runtime import GateInput, GateResult
 
 
+CALLS = {"fields": 0}  # how often the `fields` parser ran (a gate-only re-judge keeps the stored parse)
+
+
 class FieldsOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     keep: list[str] = ["answer"]
@@ -22,6 +25,7 @@ class FieldsOptions(BaseModel):
 @parser("fields", options=FieldsOptions)
 def fields(raw: str, ctx) -> dict:
     """One JSON object, reduced to the fields listed in `keep`."""
+    CALLS["fields"] += 1
     try:
         obj = json.loads(raw)
     except ValueError as exc:

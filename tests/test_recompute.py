@@ -17,6 +17,7 @@ from pocketguide.engine.pipeline import pipeline_status
 from pocketguide.engine.session import RunOptions
 from pocketguide.engine.store import iter_jsonl
 from pocketguide.testing import Reply
+from recompute_plugin import CALLS
 
 N = 8
 SOURCE = "".join(json.dumps({"id": f"q{i}", "q": f"question {i}", "kind": ["even", "odd"][i % 2]}) + "\n"
@@ -209,8 +210,9 @@ def test_parser_options_rejudge_only_the_records_they_apply_to(project):
     path, server = project
     edit(path, "stages.yaml", "parser_options: {keep: [answer]}", "parser_options: {keep: [answer, missing]}")
     assert stale_reasons(path) == [f"parser options changed: {N} records"]  # variant b has its own options
+    CALLS["fields"] = 0
     r = rerun(path, server, ids_of(path, "a"), 0)
-    assert r.rejudged == N
+    assert r.rejudged == N and CALLS["fields"] == N  # re-parsed: its parse_fp changed
 
 
 def test_schema_rejudges_and_flips_verdicts_with_no_request(project):
@@ -230,7 +232,16 @@ def test_gate_options_rejudge_flip_verdicts_and_downstream_redoes_only_what_chan
     assert states["ask"].reasons == [f"gate length options changed: {2 * N} records"]
     assert states["ask"].redo == {"re-judge": 2 * N} and states["ask"].downstream == ["echo", "count"]
     assert states["echo"].stale and states["echo"].upstream == ["ask"]
+    before = {k: json.loads(v) for k, v in lines(path).items()}
+    CALLS["fields"] = 0
     r = rerun(path, server, ids_of(path), 0)
+    # only a gate changed: the stored parse stands (parse_fp unchanged), the gates run again
+    assert CALLS["fields"] == 0
+    after = {k: json.loads(v) for k, v in lines(path).items()}
+    assert all(after[k]["parsed"] == before[k]["parsed"] and after[k]["parse_fp"] == before[k]["parse_fp"]
+               and after[k]["validation"] == before[k]["validation"] for k in before)
+    assert all(next(g for g in after[k]["gates"] if g["name"] == "length")["details"]["min_chars"] == 40
+               for k in after if after[k]["status"] == "rejected")
     short = {k for k, v in lines(path).items() if len(json.dumps(json.loads(v)["parsed"])) < 40}
     assert short == {k for k, v in lines(path).items() if b'"status":"rejected"' in v}
     assert short and r.rejected == len(short)
