@@ -26,7 +26,12 @@ class EvalConfig(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, description="generation cap, the same for every model and mode; "
                                        "null = the longest reference answer (else training target) × 1.25, so a "
                                        "capped answer is rare and always reported as unfinished")
-    batch_size: int = Field(8, ge=1, description="prompts generated together (greedy, left-padded)")
+    batch_size: int = Field(8, ge=1, description="prompts generated together (greedy, left-padded; a row leaves "
+                            "the batch when it ends, so a large batch costs little: 40 is fastest on 2 cores)")
+    constrained_limit: int | None = Field(None, ge=1, description="constrained mode answers only the first N "
+                                          "prompts of each suite, taken in turn from each payload type (it is "
+                                          "the slower mode and not the headline); null = every prompt. The "
+                                          "report says so; unconstrained always answers every prompt")
     limit: int | None = Field(None, ge=1, description="evaluate at most N suite examples (smoke runs)")
     system_prompt: str | None = Field(None, description="override the suite's system message (same for all)")
     adapter: Literal["best", "final"] = Field("best", description="which saved adapter answers as the student")

@@ -22,7 +22,7 @@ from pocketguide.teachers.structured import decoding_profile as teacher_profile
 from pocketguide.teachers.structured import model_schema
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.coverage import coverage, expected_types, missing_line
-from pocketguide.training.evaluate import suite_items
+from pocketguide.training.evaluate import stratified_first, suite_items
 from pocketguide.training.generate import Generator, RepeatPenalty
 from pocketguide.training.lengths import distribution, generation_cap
 from pocketguide.training.model import TrainingError
@@ -89,7 +89,14 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
                              "expected payload type's schema), compact whitespace, no repeat penalty")
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
-                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root)
+                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root,
+                    constrained_limit=ecfg.constrained_limit)
+    if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(items):
+        sub = Counter(str(i.payload_type) for i in stratified_first(items, ecfg.constrained_limit))
+        notes.append(f"constrained mode answered {sum(sub.values())} of the {len(items)} prompts (options.eval."
+                     f"constrained_limit {ecfg.constrained_limit}: the first of each payload type in turn — "
+                     + ", ".join(f"{t} {k}" for t, k in sorted(sub.items()))
+                     + "); unconstrained answered all of them and is the headline")
     summary = summarize(rows)
     return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
             "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),
@@ -139,7 +146,8 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
     examples = reports[head].pop("examples")  # stored once, at the top level
     return {**{k: v for k, v in reports[head].items() if k != "examples"}, "headline_suite": head,
             "max_new_tokens": max_new, "max_new_tokens_chosen": chosen, "reference_tokens": distribution(ref_tokens),
-            "coverage": cov, "batch_size": ecfg.batch_size, "greedy": True,
+            "coverage": cov, "batch_size": ecfg.batch_size, "constrained_limit": ecfg.constrained_limit,
+            "greedy": True,
             "models": list(ecfg.models), "modes": modes, "teacher": teacher,
             "adapter": {"path": str(adapter_dir), **_adapter_meta(adapter_dir)},
             "base_model": {"path": str(base.path), "sha256": base.sha256}, "device": str(device),

@@ -158,19 +158,38 @@ def run_gates(parsed: Any, raw: str, item: SuiteItem, names: list[str], root: Pa
     return out
 
 
+def stratified_first(items: list[SuiteItem], n: int | None) -> list[SuiteItem]:
+    """The first `n` items taken in turn from each payload type (types in order of first appearance),
+    returned in suite order; all of them when `n` is None or not smaller."""
+    if n is None or n >= len(items):
+        return list(items)
+    by_type: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_type.setdefault(str(it.payload_type), []).append(i)
+    queues, picked = [list(q) for q in by_type.values()], []
+    while len(picked) < n:
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop(0))
+    return [items[i] for i in sorted(picked)]
+
+
 def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[SuiteItem], schemas: Schemas,
              modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
-             penalty: RepeatPenalty | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+             penalty: RepeatPenalty | None = None, root: Path | None = None,
+             constrained_limit: int | None = None) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
-    `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one)."""
+    `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one).
+    Constrained mode answers `stratified_first(items, constrained_limit)`, unconstrained every item."""
     scorer = Scorer(schemas)
     rows = []
     for model_name, activate in models.items():
         with activate():
             for mode in modes:
                 done = 0
-                for i in range(0, len(items), batch_size):
-                    batch = items[i:i + batch_size]
+                todo = stratified_first(items, constrained_limit) if mode == "constrained" else items
+                for i in range(0, len(todo), batch_size):
+                    batch = todo[i:i + batch_size]
                     grammars = None
                     if mode == "constrained":
                         grammars = [gen.grammar(it.payload_type, schemas.constraint(it.payload_type)) for it in batch]
@@ -185,5 +204,5 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                                      "chars": len(o["text"])})
                     done += len(batch)
                     if on_batch:
-                        on_batch(f"eval {model_name}/{mode}: {done}/{len(items)}")
+                        on_batch(f"eval {model_name}/{mode}: {done}/{len(todo)}")
     return rows

@@ -1,5 +1,6 @@
 """Batched greedy generation for the evaluation: left-padded prompts, an optional xgrammar JSON-schema
-constraint per row, and llama.cpp's repeat penalty (the teacher's repetition control) for constrained rows."""
+constraint per row, and llama.cpp's repeat penalty (the teacher's repetition control) for constrained rows.
+Rows leave the batch as they end (decode.py); model.generate stays as the reference (hf_generate)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from typing import Any
 
 from pocketguide.training.data import prompt_ids
+from pocketguide.training.decode import GrammarRows, greedy
 from pocketguide.training.model import TrainingError
 
 
@@ -29,10 +31,11 @@ class RepeatPenalty:
 
 
 class Generator:
-    """Greedy, left-padded batched generation; optional grammar per row and repeat penalty."""
+    """Greedy, left-padded batched generation; optional grammar per row and repeat penalty. `engine`: "loop"
+    (decode.greedy, the default) or "generate" (model.generate, for the benchmark's baseline)."""
 
-    def __init__(self, model: Any, tok: Any, device: Any, max_new_tokens: int):
-        self.model, self.tok, self.device, self.max_new = model, tok, device, max_new_tokens
+    def __init__(self, model: Any, tok: Any, device: Any, max_new_tokens: int, engine: str = "loop"):
+        self.model, self.tok, self.device, self.max_new, self.engine = model, tok, device, max_new_tokens, engine
         self._compiler = None
         self._grammars: dict[str, Any] = {}
 
@@ -53,33 +56,48 @@ class Generator:
 
     def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None,
             penalty: RepeatPenalty | None = None) -> list[dict[str, Any]]:
+        """Greedy answers to `prompts`, decoded together; a row leaves the batch when it ends (decode.py).
+        `engine="generate"` decodes with transformers' model.generate instead (the reference it matches)."""
         import torch
 
         seqs = [prompt_ids(self.tok, p) for p in prompts]
         width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id
+        pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        processors: list[Any] = [penalty] if penalty is not None else []
-        if grammars:
-            import xgrammar as xgr
-
-            # one processor per generate() call; one grammar per row, so a batch may mix payload types;
-            # it runs last, so the penalty can never push the model outside the grammar
-            processors.append(xgr.contrib.hf.LogitsProcessor(list(grammars)))
-        kwargs: dict[str, Any] = {"logits_processor": processors} if processors else {}
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new, do_sample=False,
-                                      pad_token_id=pad, eos_token_id=self.tok.eos_token_id, **kwargs)
+        if self.engine == "generate":
+            tokens, finished = hf_generate(self.model, ids, mask, self.max_new, pad, eos, grammars, penalty)
+        else:
+            rows = GrammarRows(list(grammars), self.model.config.vocab_size) if grammars else None
+            out = greedy(self.model, ids, mask, self.max_new, eos, [penalty] if penalty is not None else None, rows)
+            tokens, finished = out.tokens, out.finished
         dt = time.perf_counter() - t0
-        rows = []
-        for row in out[:, width:].tolist():
-            n = len(row)
-            finished = self.tok.eos_token_id in row
-            if finished:
-                n = row.index(self.tok.eos_token_id)
-            rows.append({"text": self.tok.decode(row[:n], skip_special_tokens=True), "new_tokens": n,
-                         "finished": finished, "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3),
-                         "batch_size": len(seqs)})
-        return rows
+        return [{"text": self.tok.decode(row, skip_special_tokens=True), "new_tokens": len(row), "finished": done,
+                 "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3), "batch_size": len(seqs)}
+                for row, done in zip(tokens, finished)]
+
+
+def hf_generate(model: Any, ids: Any, mask: Any, max_new: int, pad: int, eos: int, grammars: list[Any] | None,
+                penalty: RepeatPenalty | None) -> tuple[list[list[int]], list[bool]]:
+    """The same greedy decoding through transformers' model.generate: every row stays in the batch until the
+    longest ends. The reference decode.greedy matches token for token (tests) and is timed against (bench)."""
+    import torch
+
+    processors: list[Any] = [penalty] if penalty is not None else []
+    if grammars:
+        import xgrammar as xgr
+
+        # one processor per generate() call; one grammar per row, so a batch may mix payload types;
+        # it runs last, so the penalty can never push the model outside the grammar
+        processors.append(xgr.contrib.hf.LogitsProcessor(list(grammars)))
+    kwargs: dict[str, Any] = {"logits_processor": processors} if processors else {}
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                             pad_token_id=pad, eos_token_id=eos, **kwargs)
+    tokens, finished = [], []
+    for row in out[:, ids.shape[1]:].tolist():
+        done = eos in row
+        tokens.append(row[:row.index(eos)] if done else row)
+        finished.append(done)
+    return tokens, finished

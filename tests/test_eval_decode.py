@@ -1,0 +1,82 @@
+"""The evaluation's greedy loop (training/decode.py) on the real embedded SmolLM2-135M: token-identical to
+transformers' model.generate, free and under a grammar with the teacher's repeat penalty, while rows that
+end leave the batch; and the constrained subset is stratified by payload type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from training_helpers import base_cache_dir
+
+from pocketguide.training.evaluate import SuiteItem, stratified_first
+
+PROMPTS = [[{"role": "user", "content": "Reply with the single word: yes."}],
+           [{"role": "user", "content": "Name three colours."}],
+           [{"role": "system", "content": "Answer with one JSON object."},
+            {"role": "user", "content": "Give me a packing list for Oslo in winter."}]]
+SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "items"],
+          "properties": {"city": {"type": "string", "maxLength": 12},
+                         "items": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 10}}}}
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    import torch
+
+    from pocketguide.training.model import load_base, prepare_base
+
+    torch.manual_seed(0)
+    model, tok = load_base(prepare_base(None, base_cache_dir(tmp_path_factory)), torch.device("cpu"), torch.float32)
+    tok.padding_side = "left"
+    return model.eval(), tok
+
+
+def _both(student, grammars=None, penalty=None, max_new=32):
+    from pocketguide.training.generate import Generator
+
+    model, tok = student
+    new = Generator(model, tok, "cpu", max_new).run(PROMPTS, grammars, penalty)
+    ref = Generator(model, tok, "cpu", max_new, engine="generate").run(PROMPTS, grammars, penalty)
+    return new, ref
+
+
+def test_free_greedy_is_token_identical_to_generate_and_drops_finished_rows(student):
+    import torch
+
+    from pocketguide.training.data import prompt_ids
+    from pocketguide.training.decode import greedy
+
+    new, ref = _both(student)
+    assert [(r["text"], r["finished"]) for r in new] == [(r["text"], r["finished"]) for r in ref]
+    lengths = sorted(r["new_tokens"] for r in new)
+    assert lengths[0] < lengths[-1] and new[0]["finished"]  # "yes" ends early, the packing list runs on
+    model, tok = student
+    seqs = [prompt_ids(tok, p) for p in PROMPTS]
+    w = max(map(len, seqs))
+    ids = torch.tensor([[tok.pad_token_id] * (w - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (w - len(s)) + [1] * len(s) for s in seqs])
+    out = greedy(model, ids, mask, 32, tok.eos_token_id)
+    assert [len(t) for t in out.tokens] == [r["new_tokens"] for r in new]
+    # the batch computed only the rows still decoding: one row per token after each row's first
+    assert out.row_steps == sum(len(t) + f - 1 for t, f in zip(out.tokens, out.finished)) < out.steps * 3
+
+
+def test_constrained_greedy_with_the_repeat_penalty_is_token_identical_to_generate(student):
+    pytest.importorskip("xgrammar")
+    from pocketguide.training.generate import Generator, RepeatPenalty
+
+    model, tok = student
+    compiled = Generator(model, tok, "cpu", 8).grammar("tiny", SCHEMA)
+    new, ref = _both(student, [compiled] * 3, RepeatPenalty(1.2, 64), max_new=48)
+    assert [(r["text"], r["finished"]) for r in new] == [(r["text"], r["finished"]) for r in ref]
+    for r in new:
+        if r["finished"]:
+            assert set(json.loads(r["text"])) == {"city", "items"}
+
+
+def test_the_constrained_subset_takes_each_payload_type_in_turn():
+    items = [SuiteItem(f"{t}{i}", t, [], None) for t in ("a", "b", "c") for i in range(4)]
+    assert [i.id for i in stratified_first(items, 5)] == ["a0", "a1", "b0", "b1", "c0"]
+    assert stratified_first(items, None) == items and stratified_first(items, 99) == items
+    assert [i.id for i in stratified_first(items[:5], 3)] == ["a0", "a1", "b0"]  # a type that runs out is skipped
