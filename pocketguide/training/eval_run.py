@@ -64,7 +64,9 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
     note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, "
             f"capped as its {settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
             + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens"
-               if penalty else ", no repeat penalty") + ", compact whitespace")
+               if penalty else ", no repeat penalty") + ", compact whitespace"
+            + ("; the teacher's DRY sampler (extra_body dry_*) is not reproduced: transformers has none"
+               if any(k.startswith("dry_") for k in (settings.extra_body or {})) else ""))
     return out, penalty, note
 
 
