@@ -179,3 +179,12 @@ def test_the_shared_prefix_stops_before_the_first_loss_row():
     assert loss_module.shared_prefix(twins) == 2  # each keeps a token of its own
     assert loss_module.shared_prefix(twins[:1]) == 0
     assert loss_module.shared_prefix([Example("c", [9, 2, 3], [IGNORE] * 3), twins[0]]) == 0
+
+
+def test_activation_checkpointing_keeps_the_per_sequence_pass():
+    """Checkpointed layers drop the cache in training, so the prefix is not shared then."""
+    model = tiny_lora_model(config())
+    decoder = model.get_base_model().get_decoder()
+    assert loss_module._can_share(decoder)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not loss_module._can_share(decoder)
