@@ -51,10 +51,24 @@ def test_embedded_strings_are_plain_prose_with_a_letter_first():
     assert pattern.match("Check that your passport is valid") and not pattern.match("1")
     for junk in ("<img src=x>", "https://x.com", "{{>&}}", "...", "a"):
         assert not pattern.match(junk), junk
+    own = [s["pattern"] for s in _strings(schema, []) if "pattern" in s]  # the compact file's word shapes
     api = model_schema(TeacherSettings(provider="openai", max_tokens=900), schema)
-    assert not [s for s in _strings(api, []) if "pattern" in s]  # API teachers get no pattern unless asked
+    assert [s["pattern"] for s in _strings(api, []) if "pattern" in s] == own  # API teachers: none added
     off = model_schema(TeacherSettings(provider="embedded", max_tokens=900, schema_text_chars=""), schema)
-    assert not [s for s in _strings(off, []) if "pattern" in s]
+    assert [s["pattern"] for s in _strings(off, []) if "pattern" in s] == own
+
+
+def test_the_compact_profile_writes_words_not_one_word_placeholders():
+    schema = json.loads((SCHEMAS / "response.checklist.v1.json").read_text())
+    props = schema["properties"]
+    sentence = re.compile(props["assumptions"]["items"]["pattern"])
+    assert sentence.match("Check the opening hours before you go")
+    for junk in ("yes", "Paris", "fijian Sevillean", "https://x.com now ok", " leading space here"):
+        assert not sentence.match(junk), junk
+    assert not sentence.match(" ".join(["word"] * 15))  # at most 14 words: answers stay short
+    title = re.compile(props["payload"]["properties"]["title"]["pattern"])
+    assert title.match("Packing for Krakow") and not title.match("Krakow")
+    assert props["assumptions"]["maxItems"] == 2 and props["payload"]["properties"]["groups"]["maxItems"] == 2
 
 
 def test_the_compact_profile_asks_for_substance_and_stays_inside_the_contract():
@@ -65,10 +79,11 @@ def test_the_compact_profile_asks_for_substance_and_stays_inside_the_contract():
     steps = json.loads((SCHEMAS / "response.procedure.v1.json").read_text())["properties"]["payload"]["properties"]
     assert steps["steps"]["minItems"] == 2
     full = Draft202012Validator(json.loads((SCHEMAS / "response.full.v1.json").read_text()))
-    answer = {"summary": "Two calm days in Kyoto.", "assumptions": ["You walk"], "uncertainty_notes": "Hours change.",
-              "next_steps": ["Book a room"], "verification_steps": ["Check the hours"], "payload_type": "decision_tree",
+    answer = {"summary": "Two calm days in Kyoto.", "assumptions": ["You walk most of the day"],
+              "uncertainty_notes": "Opening hours change by season.", "next_steps": ["Book a room near the station"],
+              "verification_steps": ["Check the temple opening hours"], "payload_type": "decision_tree",
               "payload": {"title": "Bus or walk in Kyoto",
-                          "nodes": [{"id": "q1", "type": "question", "text": "Is it raining?"},
+                          "nodes": [{"id": "q1", "type": "question", "text": "Is it raining today?"},
                                     {"id": "o1", "type": "outcome", "text": "Take the bus"}]}}
     assert Draft202012Validator(tree).is_valid(answer) and full.is_valid(answer)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,9 @@ def compact_instance(node):
         return {k: compact_instance(v) for k, v in node["properties"].items()}
     if t == "array":
         return [compact_instance(node["items"]) for _ in range(node["maxItems"])]
+    if t == "string" and "pattern" in node:  # word-shaped text: the most words it allows
+        most = int(re.search(r"\{\d+,(\d+)\}\)?\$$", node["pattern"]).group(1)) + 1 if "( " in node["pattern"] else 1
+        return " ".join(["Check"] * most)
     return {"string": "text", "integer": 1, "boolean": True}[t]
 
 

@@ -189,7 +189,7 @@ def test_end_to_end_every_route(tmp_path, fake_openai, gating_mode):
             assert schema["title"].startswith("Critique")
         else:  # a remote teacher decodes draft and refine with the whole contract, not the compact profile
             assert schema == compose_response_schema(REPO / "data" / "schemas", profile="full")
-    assert all(r["max_tokens"] == 900 and r["temperature"] == 0.3 and r["seed"] == 1234 for r in server.requests)
+    assert all(r["max_tokens"] == 1600 and r["temperature"] == 0.3 and r["seed"] == 1234 for r in server.requests)
     assert all(r["messages"][0] == {"role": "system",
                                     "content": "You are a travel assistant. Answer with one JSON object only."}
                for r in server.requests)

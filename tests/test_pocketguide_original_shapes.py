@@ -114,7 +114,7 @@ def test_the_compact_decoding_profile_keeps_one_simple_form(ptype):
         for key in node.get("required", []) if node.get("type") == "object" else []:
             sub = node["properties"][key]
             if sub.get("type") == "string" and "enum" not in sub:
-                assert sub.get("minLength") == 1, (ptype, key)
+                assert sub.get("minLength", 0) >= 1, (ptype, key)
 
 
 def test_the_compact_profile_is_separate_from_the_contract():

@@ -17,6 +17,7 @@ from pocketguide.engine import registry
 from pocketguide.engine.errors import RegistryError, StagesConfigError, TemplateError
 from pocketguide.engine.executors import executor_problems
 from pocketguide.engine.plugins import PluginLoadError, load_plugin
+from pocketguide.engine.schema_pins import pin_nodes
 from pocketguide.engine.spec import PipelineSpec, StageSpec
 from pocketguide.engine.store import stage_name_problem
 from pocketguide.engine.templates import BUILTIN_NAMES, undeclared_names
@@ -268,6 +269,10 @@ def _check_stage(pipe: Pipeline, stage: StageSpec) -> list[str]:
         p += _check_schema(pipe, n, stage.schema_)
     if stage.response_schema:
         p += _check_response_schema(pipe, n, stage.response_schema)
+        p += _check_response_pins(pipe, n, stage.response_schema, stage.response_pins)
+    elif stage.response_pins:
+        p.append(f"{n}.response_pins: pins narrow the response_schema, and this stage has none — add "
+                 f"response_schema or remove response_pins")
     for path in stage.route.paths if stage.route else []:
         if path.split(".")[0] not in provided:
             p.append(f"{n}.route.on: '{path}' does not start with an input stage name (or teacher) — "
@@ -351,6 +356,27 @@ def _check_response_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
     if not found:
         return [f"{n}.response_schema: no file matches {rel} — create the per-record schemas or fix the path"]
     return [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1) for f in found for x in _check_schema(pipe, n, f)]
+
+
+def _check_response_pins(pipe: Pipeline, n: str, rel: str, pins: dict[str, str]) -> list[str]:
+    """Every pinned path names a string in every schema file the response_schema path can mean."""
+    import glob
+    import re
+
+    if not pins:
+        return []
+    files = sorted(glob.glob(str(pipe.resolve(re.sub(r"\{[A-Za-z0-9_.]+\}", "*", rel)))))
+    problems = []
+    for f in files:
+        try:
+            schema = json.loads(Path(f).read_text())
+        except (OSError, ValueError):
+            continue  # _check_response_schema reports it
+        for path in pins:
+            if not pin_nodes(schema, path):
+                problems.append(f"{n}.response_pins: '{path}' is not a string property in {Path(f).name} — use a "
+                                f"dotted path through its properties (e.g. payload.title)")
+    return problems
 
 
 def _check_operation(stage: StageSpec) -> list[str]:

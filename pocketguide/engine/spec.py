@@ -333,6 +333,10 @@ class StageSpec(Strict):
     response_schema: str | None = Field(
         None, description="JSON Schema sent to the teacher as response_format (default: schema), e.g. a smaller "
                           "decoding profile; validation always uses schema")
+    response_pins: dict[str, str] = Field(
+        default_factory=dict, description="decoding only: the answer's string at this dotted path (e.g. "
+                                          "payload.title) must start with this text; `{field}` is filled from the "
+                                          "record's data (e.g. '{destination}: '). Validation is unchanged")
     gates: list[GateSpec] = Field(default_factory=list)
     teacher: TeacherSettings | None = None
     variants: Variants | None = None

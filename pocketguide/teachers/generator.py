@@ -11,6 +11,7 @@ from pocketguide.engine.generators import Generated, Generator, GeneratorRecipe
 from pocketguide.engine.recipe import path_sha
 from pocketguide.engine.records import lookup
 from pocketguide.engine.registry import generator
+from pocketguide.engine.schema_pins import pinned_schema
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.pool import TeacherPool
 from pocketguide.teachers.registry import DEFAULT_PROVIDER, PROVIDERS
@@ -37,6 +38,7 @@ class LLMGenerator(Generator):
         decoding = json.loads(rt.pipe.resolve(self.response_schema).read_text()) if fixed else rt.schema
         self.response_format = response_format_for(s, decoding, stage.name)
         self._formats: dict[str, Any] = {}  # response_schema path → response_format
+        self._schemas: dict[str, Any] = {}  # response_schema path → its JSON
         self.teacher = None
         if not rt.dry_run:
             pool = run.services.get("teachers", TeacherPool)
@@ -58,6 +60,8 @@ class LLMGenerator(Generator):
         parts: dict[str, Any] = {f"teacher {group}": values for group, values in groups.items()}
         if s.response_format != "json_schema":
             return GeneratorRecipe(parts)  # no schema is sent: a schema change only re-validates
+        if stage.response_pins:
+            parts["response pins"] = dict(stage.response_pins)
         # the schema sent, as __init__ picks it: response_schema for a compact decoding profile, else the schema
         decoding = (stage.response_schema if decoding_profile(s) == "compact" else None) or stage.schema_
         if decoding and not SCHEMA_FIELD.search(decoding):
@@ -78,17 +82,30 @@ class LLMGenerator(Generator):
 
     def _format_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """The stage's response_format; a `{field}` in response_schema is filled from the record's data, so
-        each record can be decoded with its own schema (e.g. one per payload type)."""
-        rel = self.response_schema
-        if not rel or not SCHEMA_FIELD.search(rel):
+        each record can be decoded with its own schema (e.g. one per payload type); response_pins make the
+        named strings start with the record's own text."""
+        rel, pins = self.response_schema, self.rt.stage.response_pins
+        if not rel or not (pins or SCHEMA_FIELD.search(rel)):
             return self.response_format
-        rel = SCHEMA_FIELD.sub(lambda m: str(lookup(record.get("data") or {}, m.group(1), "")), rel)
-        if rel not in self._formats:
+        data = record.get("data") or {}
+        rel = SCHEMA_FIELD.sub(lambda m: str(lookup(data, m.group(1), "")), rel)
+        if rel not in self._schemas:
             try:
-                schema = json.loads(self.rt.pipe.resolve(rel).read_text())
+                self._schemas[rel] = json.loads(self.rt.pipe.resolve(rel).read_text())
             except (OSError, ValueError) as exc:
                 raise RecordRejected("response_schema_missing", f"{type(exc).__name__}: {exc} — add the schema "
                                                                 f"file or fix response_schema") from None
+        schema = self._schemas[rel]
+        if pins:
+            filled = {path: SCHEMA_FIELD.sub(lambda m: str(lookup(data, m.group(1), "")), text)
+                      for path, text in pins.items()}
+            try:
+                schema = pinned_schema(schema, filled)
+            except KeyError as exc:
+                raise RecordRejected("response_pin_missing", f"response_pins: {rel} has no string at {exc} — fix "
+                                                             f"the path (dotted, through properties)") from None
+            return response_format_for(self.settings, schema, self.rt.stage.name)
+        if rel not in self._formats:
             self._formats[rel] = response_format_for(self.settings, schema, self.rt.stage.name)
         return self._formats[rel]
 

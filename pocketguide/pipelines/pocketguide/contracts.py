@@ -128,7 +128,7 @@ def validate_envelope(obj: Any, schemas_dir: Path | str) -> tuple[bool, str | No
 # a small teacher fills a smaller worst case with longer, more readable strings (the embedded teacher
 # shrinks string caps until the schema's worst case fits max_tokens).
 COMPACT_KEEP = frozenset({"priority", "why", "type", "text", "options", "root_question", "edges", "condition"})
-COMPACT_MAX_ITEMS = 3
+COMPACT_MAX_ITEMS = 2  # measured: 3-item lists were where SmolLM2-135M repeated itself and ran long
 # The contracts accept what a strong teacher writes (the original project's payload v1 shapes: alternative
 # forms, empty strings); a small model decodes one simple form of each. So in the compact profile an `anyOf`
 # keeps its first branch (the contract files list the simplest first: a string option, a cost as text),
@@ -139,6 +139,34 @@ COMPACT_MAX_ITEMS = 3
 # make the content good.
 COMPACT_MIN_ITEMS = {"assumptions": 1, "next_steps": 1, "verification_steps": 1, "items": 2, "steps": 2, "nodes": 2}
 COMPACT_REQUIRE = {"nodes": ("type", "text")}  # node fields the compact profile makes required
+COMPACT_MAX_BY_KEY = {"nodes": 3}  # a decision tree needs its question and two outcomes
+COMPACT_INT_MAX = {"day": 14, "step": 9}  # measured: "day": 1089467728 when the grammar left integers unbounded
+# ... and shapes free text as words: (fewest, most) words per field, each word up to COMPACT_WORD_CHARS plain
+# characters, the first word starting with a letter and 2 characters long at least. Measured on SmolLM2-135M (docs/pocketguide.md): one-word sentences
+# ("yes", "Paris", "fijian") in 40 of 96 drafts, and answers that ran to ~600 tokens; the word counts
+# rule the first out and keep an answer near 250 tokens. Lengths go into the pattern (llama.cpp's grammar
+# ignores min/maxLength beside a pattern); maxLength stays for the schema's worst-case size.
+COMPACT_WORDS = {"summary": (4, 16), "assumptions": (4, 14), "uncertainty_notes": (4, 16), "next_steps": (4, 14),
+                 "verification_steps": (4, 14), "text": (3, 14), "activity": (3, 14), "instruction": (3, 14),
+                 "why": (3, 14), "root_question": (4, 14), "title": (2, 8), "name": (1, 5), "condition": (1, 8)}
+COMPACT_TEXT_CHARS = "A-Za-z0-9,.;'()&%!?+-"  # plain prose: no markup, links or code (a space separates words)
+COMPACT_WORD_CHARS = 17
+
+
+def word_pattern(fewest: int, most: int, chars: str = COMPACT_TEXT_CHARS, word: int = COMPACT_WORD_CHARS) -> str:
+    """A regex for `fewest`–`most` space-separated words of plain characters, the first starting with a letter."""
+    rest = f"( [{chars}]{{1,{word}}}){{{max(fewest - 1, 0)},{most - 1}}}" if most > 1 else ""
+    return f"^[A-Za-z][{chars}]{{1,{word - 1}}}{rest}$"  # a first word of 2 characters at least
+
+
+def _shape_words(key: str, sub: dict[str, Any]) -> None:
+    node = sub.get("items") if sub.get("type") == "array" else sub
+    if key in COMPACT_WORDS and isinstance(node, dict) and node.get("type") == "string" and not (
+            {"enum", "const", "pattern", "format"} & set(node)):
+        fewest, most = COMPACT_WORDS[key]
+        node["pattern"] = word_pattern(fewest, most)
+        node["minLength"] = max(node.get("minLength", 0), 2)
+        node["maxLength"] = most * (COMPACT_WORD_CHARS + 1)
 
 
 def _compact(node: Any) -> None:
@@ -147,6 +175,10 @@ def _compact(node: Any) -> None:
             required = set(node.get("required", []))
             node["properties"] = {k: v for k, v in node["properties"].items() if k in required or k in COMPACT_KEEP}
             for key, sub in node["properties"].items():
+                if isinstance(sub, dict):
+                    _shape_words(key, sub)
+                    if key in COMPACT_INT_MAX and sub.get("type") == "integer":
+                        sub["maximum"] = min(sub.get("maximum", COMPACT_INT_MAX[key]), COMPACT_INT_MAX[key])
                 if isinstance(sub, dict) and sub.get("type") == "array":
                     if key in COMPACT_MIN_ITEMS:
                         sub["minItems"] = max(sub.get("minItems", 0), COMPACT_MIN_ITEMS[key])
@@ -160,6 +192,18 @@ def _compact(node: Any) -> None:
     elif isinstance(node, list):
         for v in node:
             _compact(v)
+
+
+def _key_caps(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, sub in (node.get("properties") or {}).items() if node.get("type") == "object" else ():
+            if key in COMPACT_MAX_BY_KEY and isinstance(sub, dict) and sub.get("type") == "array":
+                sub["maxItems"] = COMPACT_MAX_BY_KEY[key]
+        for v in node.values():
+            _key_caps(v)
+    elif isinstance(node, list):
+        for v in node:
+            _key_caps(v)
 
 
 def _one_form(node: Any) -> Any:
@@ -218,6 +262,7 @@ def compose_response_schema(schemas_dir: Path | str, profile: str = "compact") -
                          "additionalProperties": False})
     if profile == "compact":
         _compact(branches)
+        _key_caps(branches)
         _nonempty_required_strings(branches)  # again: _compact made more text required (e.g. a node's text)
     elif profile != "full":
         raise ValueError(f"unknown response profile '{profile}' — use compact or full")
