@@ -10,11 +10,20 @@ each peak RSS is its own. Same data, seed and threads (LoRA dropout draws differ
 that noise). Prints per path: peak RSS, mean step time (first step excluded: warm-up), the losses; LAST line:
     peak_rss_mb_old=… peak_rss_mb_new=… step_s_old=… step_s_new=… step_time_ratio=new/old max_loss_diff=…
 
+--prefix: the shared-prompt-prefix change alone, in ONE process, steps interleaved so both see the same load:
+each step's micro-batches (default token budget, `--batch-tokens`) backpropagated the per-sequence way (every
+sequence runs its whole prompt; the lean path before) and the shared-prefix way (the system message once per
+micro-batch), alternating which goes first, no optimizer step between (same weights, same batches). Records:
+synthetic answers under the pipeline's own student system prompt (stages.yaml), or `--sft FILE`. Prints per
+path mean step time and tokens/s, the process's peak RSS and the loss difference; LAST line:
+    tokens_per_step=… step_s_old=… step_s_new=… tokens_per_s_old=… tokens_per_s_new=… peak_rss_mb=… step_time_ratio=new/old
+
 --pipeline: the realistic run instead — synthetic records → `train` stage → before/after eval. Prints step
 time, peak RSS, base vs tuned schema-valid rates; the LAST line is the unconstrained schema-valid gain.
 
     python bench/train_student.py [--steps 6] [--records 48]
     python bench/train_student.py --sft train_sft.jsonl --steps 3   # real records, default micro-batches
+    python bench/train_student.py --prefix [--batch-tokens 2048] [--steps 6] [--sft train_sft.jsonl]
     python bench/train_student.py --pipeline [--records 48] [--max-steps N] [--out bench/out/train_student]
 """
 
@@ -141,6 +150,84 @@ def measure(path: str, steps: int, records: int, seed: int, threads: int, cache:
             "records_per_step": sum(len(m) for step in plan[:steps] for m in step) / steps}
 
 
+def student_system_prompt(repo: Path) -> str:
+    """The system message the pipeline's SFT records carry (stages.yaml, stage sft), so the shared prefix is
+    as long as a real run's."""
+    import yaml
+
+    spec = yaml.safe_load((repo / "stages.yaml").read_text())
+    return next(s["options"]["system_prompt"] for s in spec["stages"] if s.get("name") == "sft")
+
+
+def prefix_records(args: argparse.Namespace) -> list[dict]:
+    if args.sft:
+        return sft_records(args.sft)
+    system = student_system_prompt(Path(__file__).resolve().parents[1])
+    out = []
+    for r in synthetic.records(args.records, seed=args.seed):
+        msgs = [{"role": "system", "content": system}] + [m for m in r["parsed"]["messages"] if m["role"] != "system"]
+        out.append({"id": r["id"], "parsed": {"messages": msgs}})
+    return out
+
+
+def measure_prefix(args: argparse.Namespace) -> None:
+    """Per-sequence vs shared-prefix lean backward on the same steps, interleaved in this process."""
+    import torch
+
+    from pocketguide.training import loss as loss_module
+    from pocketguide.training.config import TrainConfig
+    from pocketguide.training.data import tokenize
+    from pocketguide.training.model import cpu_threads, load_base, offline, prepare_base
+    from pocketguide.training.trainer import add_lora, peak_rss_mb, schedule
+
+    offline()
+    threads = args.threads or cpu_threads(None)
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(seed=args.seed, max_steps=args.steps + 1, batch_tokens=args.batch_tokens)
+    cache_dir = Path(args.model_cache or os.environ.get("POCKETGUIDE_MODEL_CACHE")
+                     or Path.home() / ".cache/pocketguide/models")
+    model, tok = load_base(prepare_base(None, cache_dir), torch.device("cpu"), torch.float32)
+    model = add_lora(model, cfg)
+    train = [tokenize(tok, r["id"], r["parsed"]) for r in prefix_records(args)]
+    plan = schedule(cfg, train)
+    model.train()
+    cpu, share = torch.device("cpu"), loss_module.MIN_SHARED_PREFIX
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    losses: dict[str, list[float]] = {"old": [], "new": []}
+    prefixes, tokens = [], []
+    for step in range(args.steps + 1):  # step 0 warms up and is not counted
+        groups = [[train[i] for i in micro] for micro in plan[step]]
+        prefixes += [loss_module.shared_prefix(g) for g in groups]
+        order = ("old", "new") if step % 2 else ("new", "old")
+        for path in order:
+            loss_module.MIN_SHARED_PREFIX = 1 << 30 if path == "old" else share
+            torch.manual_seed(args.seed + step)
+            t0 = time.perf_counter()
+            out = [loss_module.lean_backward(model, g, tok.pad_token_id, cpu, 1.0 / len(groups)) for g in groups]
+            dt = time.perf_counter() - t0
+            model.zero_grad(set_to_none=True)
+            if step:
+                times[path].append(dt)
+                losses[path].append(sum(x for x, _ in out) / len(out))
+        if step:
+            tokens.append(sum(n for _, n in out))
+    loss_module.MIN_SHARED_PREFIX = share
+    per_step = sum(tokens) / len(tokens)
+    old, new = (sum(times[k]) / len(times[k]) for k in ("old", "new"))
+    diff = max(abs(a - b) for a, b in zip(losses["old"], losses["new"]))
+    lengths = sorted(len(e.input_ids) for e in train)
+    print(f"{len(train)} records, p50 {lengths[len(lengths) // 2]} tokens; batch_tokens {args.batch_tokens}: "
+          f"{per_step:.0f} tokens/step; shared prefix per micro-batch {prefixes}; {threads} threads")
+    for k, name in (("old", "per-sequence (whole prompt each)"), ("new", "shared prefix once per micro-batch")):
+        mean = sum(times[k]) / len(times[k])
+        print(f"{name}: mean step {mean:.2f}s ({per_step / mean:.0f} tokens/s), steps {[round(t, 2) for t in times[k]]}, "
+              f"losses {[round(x, 4) for x in losses[k]]}")
+    print(f"max loss difference {diff:.2e} (LoRA dropout draws differ; the tests check equality without it)")
+    print(f"tokens_per_step={per_step:.0f} step_s_old={old:.2f} step_s_new={new:.2f} "
+          f"tokens_per_s_old={per_step / old:.1f} tokens_per_s_new={per_step / new:.1f} "
+          f"peak_rss_mb={peak_rss_mb():.0f} step_time_ratio={new / old:.3f}")
+
+
 def compare(args: argparse.Namespace) -> None:
     from pocketguide.training.model import cpu_threads
 
@@ -174,6 +261,9 @@ def compare(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pipeline", action="store_true", help="the whole train stage with evaluation instead")
+    ap.add_argument("--prefix", action="store_true", help="per-sequence vs shared-prefix lean loss, interleaved "
+                                                         "in one process")
+    ap.add_argument("--batch-tokens", type=int, default=2048, help="--prefix: token budget per micro-batch")
     ap.add_argument("--steps", type=int, default=6, help="compare: optimizer steps per path")
     ap.add_argument("--threads", type=int, help="compare: torch threads (default: the trainer's choice)")
     ap.add_argument("--measure", choices=["full", "lean"], help=argparse.SUPPRESS)  # the child's job
@@ -191,6 +281,9 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.steps, args.records, args.seed, args.threads, args.model_cache,
                                  args.sft)))
+        return
+    if args.prefix:
+        measure_prefix(args)
         return
     if not args.pipeline:
         compare(args)

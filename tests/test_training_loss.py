@@ -125,3 +125,66 @@ def test_a_step_split_into_uneven_micro_batches_weighs_every_target_token_the_sa
     for k, p in one.named_parameters():
         if p.requires_grad:
             assert torch.allclose(p, after[k], rtol=1e-4, atol=1e-6), k
+
+
+def shared_prompt_examples(n: int, prefix: int = 20, seed: int = 3) -> list[Example]:
+    """A system message every record shares, then each record's own prompt and target (as SFT records are)."""
+    rng = random.Random(seed)
+    system = [rng.randrange(1, VOCAB) for _ in range(prefix)]
+    out = []
+    for i in range(n):
+        prompt = system + [rng.randrange(1, VOCAB) for _ in range(rng.randint(3, 12))]
+        target = [rng.randrange(1, VOCAB) for _ in range(rng.randint(2, 10))]
+        out.append(Example(f"s{i}", prompt + target, [IGNORE] * len(prompt) + target))
+    return out
+
+
+def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradients(monkeypatch):
+    cfg = config()
+    model = tiny_lora_model(cfg)
+    batch = shared_prompt_examples(4)
+    assert loss_module.shared_prefix(batch) >= 20 >= loss_module.MIN_SHARED_PREFIX
+    old, _ = full_backward(model, batch, 0, torch.device("cpu"), 0.5)
+    grads_old = {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    lengths = []  # tokens per decoder call: the prefix once, then each record's own part
+    decoder = model.get_base_model().get_decoder()
+    hook = decoder.register_forward_hook(lambda _m, _a, kw, _o: lengths.append(kw["input_ids"].shape[1]),
+                                         with_kwargs=True)
+    new, tokens = lean_backward(model, batch, 0, torch.device("cpu"), 0.5)
+    hook.remove()
+    p = loss_module.shared_prefix(batch)
+    assert lengths == [p] + [len(e.input_ids) - p for e in batch]
+    assert tokens == sum(len(e.input_ids) for e in batch)
+    assert new == pytest.approx(old, rel=1e-5)
+    for k, param in model.named_parameters():
+        if param.requires_grad:
+            assert torch.allclose(param.grad, grads_old[k], rtol=1e-4, atol=1e-7), k
+    model.zero_grad(set_to_none=True)
+    monkeypatch.setattr(loss_module, "MIN_SHARED_PREFIX", 10_000)  # the per-sequence pass agrees too
+    alone, _ = lean_backward(model, batch, 0, torch.device("cpu"), 0.5)
+    assert alone == pytest.approx(new, rel=1e-5)
+    with torch.no_grad():
+        shared_sums = loss_module.lean_val_sums(model, batch, 0, torch.device("cpu"))
+        full_sums = full_val_sums(model, batch, 0, torch.device("cpu"))
+    assert shared_sums[1] == full_sums[1] == sum(e.n_target for e in batch)
+    assert shared_sums[0] == pytest.approx(full_sums[0], rel=1e-5)
+
+
+def test_the_shared_prefix_stops_before_the_first_loss_row():
+    same_prompt = [Example("a", [1, 2, 3, 4, 5, 6], [IGNORE] * 4 + [5, 6]),
+                   Example("b", [1, 2, 3, 4, 7, 8], [IGNORE] * 4 + [7, 8])]
+    assert loss_module.shared_prefix(same_prompt) == 3  # row 3 predicts the first target token
+    twins = [Example("a", [1, 2, 3], [IGNORE] * 3), Example("b", [1, 2, 3], [IGNORE] * 3)]
+    assert loss_module.shared_prefix(twins) == 2  # each keeps a token of its own
+    assert loss_module.shared_prefix(twins[:1]) == 0
+    assert loss_module.shared_prefix([Example("c", [9, 2, 3], [IGNORE] * 3), twins[0]]) == 0
+
+
+def test_activation_checkpointing_keeps_the_per_sequence_pass():
+    """Checkpointed layers drop the cache in training, so the prefix is not shared then."""
+    model = tiny_lora_model(config())
+    decoder = model.get_base_model().get_decoder()
+    assert loss_module._can_share(decoder)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not loss_module._can_share(decoder)

@@ -7,17 +7,25 @@ hidden states in chunks — the logits for vocabulary × sequence are never held
 vocabulary at a time (~128 MB in fp32), its gradient worked out in the same pass. The micro-batch's loss is
 the sum over its target tokens / their number, exactly the old path's mean: same value, same gradients.
 
+A prompt prefix every sequence of the micro-batch shares (the chat template's system message) runs once,
+not once per sequence (`sequence_losses`): its keys and values become the cache each sequence's rest
+attends to, and the gradients gathered on that cache go back through the prefix in one pass after the last
+sequence. Same loss and gradients (LoRA dropout then draws one mask for the shared prefix, not one per
+sequence); on 2 cores it saves the prefix's share of every step's forward and backward.
+
 `full_backward` is the old path (the padded batch through the model's own `.loss`: fp32 logits for every
 position, then a shifted cross-entropy); it stays for comparison — the tests check both give the same loss
 and gradients, and bench/train_student.py measures both."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pocketguide.training.data import IGNORE
 
 CHUNK_ELEMENTS = 1 << 25  # target rows × vocabulary per chunk: 32M fp32 values = 128 MB
+MIN_SHARED_PREFIX = 16  # a shorter common prompt prefix is not worth its own pass
 
 
 def _decoder_and_head(model: Any) -> tuple[Any, Any]:
@@ -83,24 +91,33 @@ class _TargetCrossEntropy:
         return cls.fn
 
 
+def _rows_loss(hidden: Any, next_labels: Any, head: Any) -> tuple[Any, int]:
+    """(summed loss, target tokens) of hidden rows whose next token is `next_labels` (IGNORE rows skipped)."""
+    keep = next_labels != IGNORE
+    rows, targets = hidden[keep], next_labels[keep]
+    n = int(targets.shape[0])
+    if n == 0:
+        return hidden.sum() * 0.0, 0
+    return _TargetCrossEntropy.get().apply(rows, head.weight, getattr(head, "bias", None), targets), n
+
+
+def _frozen_head(model: Any) -> tuple[Any, Any]:
+    decoder, head = _decoder_and_head(model)
+    if head.weight.requires_grad:
+        raise ValueError("the lean loss does not train the lm_head; freeze it (LoRA does) or use full_backward")
+    return decoder, head
+
+
 def target_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     """(summed loss over target tokens, their number) for a collated batch: the decoder runs on the whole
     sequence, the head and the cross-entropy only where a label is not IGNORE (shifted by one, as a causal
     LM predicts the next token). The lm_head must be frozen (LoRA leaves it so). A batch without padding
     passes no attention mask, so attention runs causal-only (SDPA's fused kernel, nothing T × T kept)."""
-    decoder, head = _decoder_and_head(model)
-    if head.weight.requires_grad:
-        raise ValueError("the lean loss does not train the lm_head; freeze it (LoRA does) or use full_backward")
+    decoder, head = _frozen_head(model)
     mask = batch["attention_mask"]
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=None if bool(mask.all()) else mask,
                      use_cache=False)[0]
-    labels = batch["labels"][:, 1:]
-    keep = labels != IGNORE
-    rows, targets = hidden[:, :-1][keep], labels[keep]
-    n = int(targets.shape[0])
-    if n == 0:
-        return hidden.sum() * 0.0, 0
-    return _TargetCrossEntropy.get().apply(rows, head.weight, getattr(head, "bias", None), targets), n
+    return _rows_loss(hidden[:, :-1], batch["labels"][:, 1:], head)
 
 
 def target_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
@@ -115,16 +132,74 @@ def _one(example: Any, pad: int, device: Any) -> dict[str, Any]:
     return {k: v.to(device) for k, v in collate([example], pad).items()}
 
 
-def lean_backward(model: Any, examples: list[Any], pad: int, device: Any, scale: float) -> tuple[float, int]:
-    """Backpropagate `scale` × the micro-batch's mean loss per target token, one sequence at a time.
-    Returns (the mean loss, tokens seen)."""
-    n_total = sum(e.n_target for e in examples)
-    total = 0.0
+def _first_loss_row(example: Any) -> int:
+    """The first position whose next token is a target (where the loss starts)."""
+    return next((i - 1 for i, y in enumerate(example.labels) if y != IGNORE), len(example.labels))
+
+
+def shared_prefix(examples: list[Any]) -> int:
+    """Leading tokens all `examples` share that no loss row needs: the common prefix, cut before the first
+    row any of them takes a loss on, and leaving each at least one token of its own (0 for one example)."""
+    if len(examples) < 2:
+        return 0
+    limit = min(min(len(e.input_ids) - 1, _first_loss_row(e)) for e in examples)
+    first, n = examples[0].input_ids, 0
+    while n < limit and all(e.input_ids[n] == first[n] for e in examples[1:]):
+        n += 1
+    return n
+
+
+def _can_share(decoder: Any) -> bool:
+    """A cached prefix is exact for full causal attention without activation checkpointing (which drops the
+    cache in training); sliding-window or hybrid layers keep the per-sequence pass."""
+    config = getattr(decoder, "config", None)
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    return (not getattr(decoder, "gradient_checkpointing", False) and kinds == {"full_attention"}
+            and getattr(config, "sliding_window", None) is None)
+
+
+def sequence_losses(model: Any, examples: list[Any], pad: int, device: Any,
+                    each: Callable[[Any, int], None]) -> None:
+    """Call `each(summed loss, target tokens)` for every example in turn (it may backpropagate). A prefix
+    of at least MIN_SHARED_PREFIX tokens they all share runs once: its keys and values are the cache each
+    example's rest attends to, and when gradients are on, what they gathered on that cache goes back
+    through the prefix in one pass after the last example."""
+    import torch
+    from transformers import DynamicCache
+
+    decoder, head = _frozen_head(model)
+    p = shared_prefix(examples) if _can_share(decoder) else 0
+    if p < MIN_SHARED_PREFIX:
+        for e in examples:
+            each(*target_loss_sum(model, _one(e, pad, device)))
+        return
+    ids = torch.tensor([examples[0].input_ids[:p]], device=device)
+    cache = decoder(input_ids=ids, use_cache=True).past_key_values
+    kv = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    leaves = [t.detach().requires_grad_(t.requires_grad) for t in kv]
     for e in examples:
-        summed, _ = target_loss_sum(model, _one(e, pad, device))
-        (summed * (scale / max(1, n_total))).backward()
+        own = DynamicCache(ddp_cache_data=list(zip(leaves[0::2], leaves[1::2])))
+        hidden = decoder(input_ids=torch.tensor([e.input_ids[p:]], device=device), past_key_values=own,
+                         use_cache=True)[0]
+        each(*_rows_loss(hidden[0, :-1], torch.tensor(e.labels[p + 1:], device=device), head))
+    done = [(t, leaf.grad) for t, leaf in zip(kv, leaves) if leaf.grad is not None]
+    if done:
+        torch.autograd.backward([t for t, _ in done], [g for _, g in done])
+
+
+def lean_backward(model: Any, examples: list[Any], pad: int, device: Any, scale: float) -> tuple[float, int]:
+    """Backpropagate `scale` × the micro-batch's mean loss per target token, one sequence at a time (a shared
+    prompt prefix once). Returns (the mean loss, tokens seen)."""
+    n_total = max(1, sum(e.n_target for e in examples))
+    total = 0.0
+
+    def each(summed: Any, _n: int) -> None:
+        nonlocal total
+        (summed * (scale / n_total)).backward()
         total += float(summed.detach())
-    return total / max(1, n_total), sum(len(e.input_ids) for e in examples)
+
+    sequence_losses(model, examples, pad, device, each)
+    return total / n_total, sum(len(e.input_ids) for e in examples)
 
 
 def full_backward(model: Any, examples: list[Any], pad: int, device: Any, scale: float) -> tuple[float, int]:
@@ -139,11 +214,14 @@ def full_backward(model: Any, examples: list[Any], pad: int, device: Any, scale:
 
 def lean_val_sums(model: Any, examples: list[Any], pad: int, device: Any) -> tuple[float, int]:
     """(summed loss, target tokens) over examples, one sequence at a time; call under torch.no_grad()."""
-    total, count = 0.0, 0
-    for e in examples:
-        summed, n = target_loss_sum(model, _one(e, pad, device))
-        total, count = total + float(summed), count + n
-    return total, count
+    sums = [0.0, 0]
+
+    def each(summed: Any, n: int) -> None:
+        sums[0] += float(summed)
+        sums[1] += n
+
+    sequence_losses(model, examples, pad, device, each)
+    return sums[0], int(sums[1])
 
 
 def full_val_sums(model: Any, examples: list[Any], pad: int, device: Any) -> tuple[float, int]:
