@@ -144,11 +144,12 @@ COMPACT_INT_MAX = {"day": 14, "step": 9}  # measured: "day": 1089467728 when the
 # ... and shapes free text as words: (fewest, most) words per field, each word up to COMPACT_WORD_CHARS plain
 # characters, the first word starting with a letter and 2 characters long at least. Measured on SmolLM2-135M (docs/pocketguide.md): one-word sentences
 # ("yes", "Paris", "fijian") in 40 of 96 drafts, and answers that ran to ~600 tokens; the word counts
-# rule the first out and keep an answer near 250 tokens. Lengths go into the pattern (llama.cpp's grammar
-# ignores min/maxLength beside a pattern); maxLength stays for the schema's worst-case size.
-COMPACT_WORDS = {"summary": (4, 16), "assumptions": (4, 14), "uncertainty_notes": (4, 16), "next_steps": (4, 14),
-                 "verification_steps": (4, 14), "text": (3, 14), "activity": (3, 14), "instruction": (3, 14),
-                 "why": (3, 14), "root_question": (4, 14), "title": (2, 8), "name": (1, 5), "condition": (1, 8)}
+# rule the first out and keep an answer near 300 tokens (a 135M teacher's long sentences are its worst).
+# Lengths go into the pattern (llama.cpp's grammar ignores min/maxLength beside a pattern); maxLength stays
+# for the schema's worst-case size.
+COMPACT_WORDS = {"summary": (4, 12), "assumptions": (3, 10), "uncertainty_notes": (4, 12), "next_steps": (3, 10),
+                 "verification_steps": (3, 10), "text": (3, 10), "activity": (3, 10), "instruction": (3, 10),
+                 "why": (3, 10), "root_question": (4, 12), "title": (2, 6), "name": (1, 4), "condition": (1, 6)}
 COMPACT_TEXT_CHARS = "A-Za-z0-9,.;'()&%!?+-"  # plain prose: no markup, links or code (a space separates words)
 COMPACT_WORD_CHARS = 17
 
