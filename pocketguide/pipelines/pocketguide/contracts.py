@@ -142,8 +142,8 @@ COMPACT_REQUIRE = {"nodes": ("type", "text")}  # node fields the compact profile
 COMPACT_MAX_BY_KEY = {"nodes": 3}  # a decision tree needs its question and two outcomes
 COMPACT_INT_MAX = {"day": 14, "step": 9}  # measured: "day": 1089467728 when the grammar left integers unbounded
 # ... and shapes free text as words: (fewest, most) words per field, each word up to COMPACT_WORD_CHARS plain
-# characters, the first word starting with a letter and 2 characters long at least. Measured on SmolLM2-135M (docs/pocketguide.md): one-word sentences
-# ("yes", "Paris", "fijian") in 40 of 96 drafts, and answers that ran to ~600 tokens; the word counts
+# characters, the first word starting with a letter and 2 characters long at least. Measured on SmolLM2-135M
+# (docs/pocketguide.md): one-word sentences ("yes", "Paris", "fijian") in 40 of 96 drafts, and answers that ran to ~600 tokens; the word counts
 # rule the first out and keep an answer near 300 tokens (a 135M teacher's long sentences are its worst).
 # Lengths go into the pattern (llama.cpp's grammar ignores min/maxLength beside a pattern); maxLength stays
 # for the schema's worst-case size.
