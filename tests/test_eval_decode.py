@@ -80,3 +80,23 @@ def test_the_constrained_subset_takes_each_payload_type_in_turn():
     assert [i.id for i in stratified_first(items, 5)] == ["a0", "a1", "b0", "b1", "c0"]
     assert stratified_first(items, None) == items and stratified_first(items, 99) == items
     assert [i.id for i in stratified_first(items[:5], 3)] == ["a0", "a1", "b0"]  # a type that runs out is skipped
+
+
+def test_a_row_that_can_no_longer_parse_is_stopped_and_the_others_are_untouched(student):
+    from pocketguide.training.generate import Generator
+
+    model, tok = student
+    free = Generator(model, tok, "cpu", 24).run(PROMPTS)
+    cut = Generator(model, tok, "cpu", 24).run(PROMPTS, stop_unparseable=True)
+    for a, b in zip(free, cut):
+        if b["stopped_unparseable"]:  # its text so far cannot begin one JSON object; nothing after could parse
+            assert a["text"].startswith(b["text"]) and b["new_tokens"] <= a["new_tokens"] and not b["finished"]
+            try:
+                json.loads(a["text"])
+                parsed = True
+            except ValueError:
+                parsed = False
+            assert not parsed
+        else:
+            assert (a["text"], a["finished"]) == (b["text"], b["finished"])
+    assert cut[1]["stopped_unparseable"] and cut[1]["new_tokens"] <= 2  # "Name three colours." answers in prose

@@ -49,21 +49,24 @@ class GrammarRows:
 @dataclass
 class Decoded:
     tokens: list[list[int]]  # per input row: the new tokens, EOS excluded
-    finished: list[bool]  # the row ended with EOS (else it stopped at the cap)
+    finished: list[bool]  # the row ended with EOS (else it stopped at the cap or was stopped)
+    stopped: list[bool] | None = None  # the row was stopped early by `stop` (its answer can no longer parse)
     steps: int = 0  # forward passes after the prefill
     row_steps: int = 0  # rows summed over those passes (what the batch computed)
 
 
 def greedy(model: Any, ids: Any, mask: Any, max_new: int, eos: int, processors: list[Processor] | None = None,
-           grammar: GrammarRows | None = None) -> Decoded:
+           grammar: GrammarRows | None = None, stop: Callable[[int, int], bool] | None = None) -> Decoded:
     """Greedy decoding of a left-padded batch (`ids`, `mask`: [rows, width]). `processors` run on the scores
-    first (e.g. the repeat penalty, which sees the padded ids as model.generate's does), the grammar last."""
+    first (e.g. the repeat penalty, which sees the padded ids as model.generate's does), the grammar last.
+    `stop(row, token)` → True ends that row after the token (e.g. its answer can no longer parse); the
+    other rows' tokens are unchanged by it."""
     import torch
 
     n = ids.shape[0]
     rows = list(range(n))  # original row index of each batch position
     out: list[list[int]] = [[] for _ in range(n)]
-    finished = [False] * n
+    finished, stopped = [False] * n, [False] * n
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache, steps, row_steps = None, 0, 0
     step_ids, step_pos = ids, pos
@@ -87,7 +90,9 @@ def greedy(model: Any, ids: Any, mask: Any, max_new: int, eos: int, processors: 
                     finished[r] = True
                     continue
                 out[r].append(t)
-                if len(out[r]) < max_new:
+                if stop is not None and stop(r, t):
+                    stopped[r] = True
+                elif len(out[r]) < max_new:
                     keep.append(i)
             ids = torch.cat([ids, nxt[:, None]], dim=-1)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
@@ -102,4 +107,4 @@ def greedy(model: Any, ids: Any, mask: Any, max_new: int, eos: int, processors: 
             if rows:
                 steps += 1
                 row_steps += len(rows)
-    return Decoded(out, finished, steps, row_steps)
+    return Decoded(out, finished, stopped, steps, row_steps)

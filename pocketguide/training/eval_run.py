@@ -137,7 +137,12 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
         say = (lambda text, n=name: message(f"{n}: {text}")) if message else None
         reports[name], suite_notes = _suite_report(pipe, cfg, records, model, gen, modes, overrides, say)
         notes += [f"{name}: {n}" for n in suite_notes]
-        capped = sum(1 for r in reports[name]["examples"] if not r["finished"])
+        stopped = sum(1 for r in reports[name]["examples"] if r.get("stopped_unparseable"))
+        if stopped:
+            notes.append(f"{name}: {stopped} unconstrained answers were stopped once their text could no longer be "
+                         f"one JSON object (prose before the '{{', a syntax error, text after the object): decoding "
+                         f"on could not make them parse; they count as unparsed and unfinished")
+        capped = sum(1 for r in reports[name]["examples"] if not r["finished"] and not r.get("stopped_unparseable"))
         if capped:
             notes.append(f"{name}: {capped} of {len(reports[name]['examples'])} answers stopped at max_new_tokens "
                          f"{max_new} without finishing (finished rate beside every schema-valid rate): a cut answer "

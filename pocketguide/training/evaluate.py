@@ -193,13 +193,16 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                     grammars = None
                     if mode == "constrained":
                         grammars = [gen.grammar(it.payload_type, schemas.constraint(it.payload_type)) for it in batch]
-                    outs = gen.run([it.prompt for it in batch], grammars, penalty if mode == "constrained" else None)
+                    # unconstrained: a row whose text can no longer parse stops (no figure but "finished" changes)
+                    outs = gen.run([it.prompt for it in batch], grammars, penalty if mode == "constrained" else None,
+                                   stop_unparseable=mode == "unconstrained")
                     for it, o in zip(batch, outs):
                         s = scorer(o["text"], it.payload_type)
                         g = run_gates(s["value"], o["text"], it, gates, root) if s["parsed"] else {}
                         rows.append({"model": model_name, "mode": mode, "id": it.id, "payload_type": it.payload_type,
                                      "output": o["text"], **{k: s[k] for k in RATE_KEYS if k in s},
-                                     "finished": o["finished"], "error": s["error"], "gates": g,
+                                     "finished": o["finished"], "stopped_unparseable": o.get("stopped_unparseable", False),
+                                     "error": s["error"], "gates": g,
                                      "latency_s": o["latency_s"], "new_tokens": o["new_tokens"],
                                      "chars": len(o["text"])})
                     done += len(batch)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pocketguide.training.data import prompt_ids
 from pocketguide.training.decode import GrammarRows, greedy
+from pocketguide.training.json_prefix import JsonObjectPrefix
 from pocketguide.training.model import TrainingError
 
 
@@ -55,9 +56,11 @@ class Generator:
         return self._grammars[key]
 
     def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None,
-            penalty: RepeatPenalty | None = None) -> list[dict[str, Any]]:
+            penalty: RepeatPenalty | None = None, stop_unparseable: bool = False) -> list[dict[str, Any]]:
         """Greedy answers to `prompts`, decoded together; a row leaves the batch when it ends (decode.py).
-        `engine="generate"` decodes with transformers' model.generate instead (the reference it matches)."""
+        `stop_unparseable`: a row also leaves once its text can no longer be one JSON object (it could not
+        parse whatever followed; `stopped_unparseable` in its result). `engine="generate"` decodes with
+        transformers' model.generate instead (the reference it matches)."""
         import torch
 
         seqs = [prompt_ids(self.tok, p) for p in prompts]
@@ -70,12 +73,18 @@ class Generator:
             tokens, finished = hf_generate(self.model, ids, mask, self.max_new, pad, eos, grammars, penalty)
         else:
             rows = GrammarRows(list(grammars), self.model.config.vocab_size) if grammars else None
-            out = greedy(self.model, ids, mask, self.max_new, eos, [penalty] if penalty is not None else None, rows)
-            tokens, finished = out.tokens, out.finished
+            checks = [JsonObjectPrefix() for _ in seqs] if stop_unparseable else None
+            stop = (lambda r, t: not checks[r].feed(self.tok.decode([t]))) if checks else None
+            out = greedy(self.model, ids, mask, self.max_new, eos, [penalty] if penalty is not None else None, rows,
+                         stop)
+            tokens, finished, stopped = out.tokens, out.finished, out.stopped or [False] * len(seqs)
+        if self.engine == "generate":
+            stopped = [False] * len(seqs)
         dt = time.perf_counter() - t0
         return [{"text": self.tok.decode(row, skip_special_tokens=True), "new_tokens": len(row), "finished": done,
-                 "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3), "batch_size": len(seqs)}
-                for row, done in zip(tokens, finished)]
+                 "stopped_unparseable": cut, "latency_s": round(dt / len(seqs), 3), "batch_s": round(dt, 3),
+                 "batch_size": len(seqs)}
+                for row, done, cut in zip(tokens, finished, stopped)]
 
 
 def hf_generate(model: Any, ids: Any, mask: Any, max_new: int, pad: int, eos: int, grammars: list[Any] | None,
