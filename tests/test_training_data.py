@@ -111,7 +111,7 @@ def test_max_seq_length_follows_the_data_or_fails_early_saying_what_to_set():
         pick_max_seq_length(real, 0.95, 640)
     assert "keeps 0 of 20 records" in str(exc.value) and "set max_seq_length: 2496" in str(exc.value)
     assert pick_max_seq_length(real, 0.95, 4096)[0] == 4096
-    assert eval_max_new_tokens([499, 1950], None) == (2496, "auto: longest reference answer 1950 tokens × 1.25")
+    assert eval_max_new_tokens([499, 1950], None) == (2496, "auto: longest reference or training answer 1950 tokens × 1.25")
     assert eval_max_new_tokens([], 448) == (448, "set")
     with pytest.raises(TrainingError, match="set options.eval.max_new_tokens"):
         eval_max_new_tokens([], None)

@@ -73,6 +73,12 @@ def test_the_report_states_what_was_learned_with_content_figures():
                                                 "100% of the time, the base model's 0%" in md
     assert "**Not learned: facts.**" in md and "destination named 50%" in md and "placeholders 50%" in md
     assert "held-out plan prompts, no reference answers" in md
+    import copy
+
+    flat = copy.deepcopy(report)  # no gain: the headline must not claim the contract was learned
+    flat["summary"]["tuned"]["unconstrained"]["schema_valid_rate"] = 0.0
+    md = markdown(flat)
+    assert "**Not learned: the contract.**" in md and "**Learned: the contract.**" not in md
 
 
 def test_train_without_the_train_extra_is_a_reported_skip(tmp_path, monkeypatch):

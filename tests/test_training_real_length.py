@@ -135,7 +135,7 @@ def test_the_eval_cap_follows_the_suites_real_length_reference_answers(tmp_path_
     items, bad = suite_items([{"id": r["id"], "parsed": {"messages": r["messages"]}} for r in recs], None)
     assert not bad
     cap, how, refs = generation_cap(tok, [i.reference for i in items], [5000], None)
-    assert len(refs) == 2 and max(refs) > 1000 and how.startswith("auto: longest reference answer")
+    assert len(refs) == 2 and max(refs) > 1000 and how.startswith("auto: longest reference or training answer")
     assert cap >= 1.25 * max(refs) and cap % 64 == 0, "rounded up, never below the longest answer × 1.25"
-    assert generation_cap(tok, [], [700, 900], None)[:2] == (1152, "auto: longest reference answer 900 tokens × 1.25")
+    assert generation_cap(tok, [], [700, 900], None)[:2] == (1152, "auto: longest reference or training answer 900 tokens × 1.25")
     assert generation_cap(tok, [i.reference for i in items], None, 300)[:2] == (300, "set")

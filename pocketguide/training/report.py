@@ -118,9 +118,13 @@ def learned(report: dict[str, Any]) -> list[str]:
     c = tuned.get("content_of_parsed") or {}
     facts = [f"{label} {_pct(c.get(g) if good or c.get(g) is None else 1 - c.get(g))}" for g, label, good in CONTENT
              if g in c]
-    learned_line = (f"- **Learned: the contract.** Answering freely ({mode}), the fine-tuned student's answers are "
-                    f"one schema-valid JSON envelope {_pct(tuned.get('schema_valid_rate'))} of the time, the base "
-                    f"model's {_pct(base.get('schema_valid_rate'))}, on {n} '{suite}' prompts that were never used "
+    t_rate, b_rate = tuned.get("schema_valid_rate"), base.get("schema_valid_rate")
+    gained = t_rate is not None and (b_rate is None or t_rate > b_rate)
+    head = "Learned: the contract." if gained and t_rate >= 0.5 else \
+        "Learned some of the contract." if gained else "Not learned: the contract."
+    learned_line = (f"- **{head}** Answering freely ({mode}), the fine-tuned student's answers are "
+                    f"one schema-valid JSON envelope {_pct(t_rate)} of the time, the base "
+                    f"model's {_pct(b_rate)}, on {n} '{suite}' prompts that were never used "
                     f"for training.")
     facts_line = (f"- **Not learned: facts.** The training answers came from the {who} and are only as true as it "
                   f"is. Of the student's parsed answers: {', '.join(facts) or 'no content gates ran'}. No check here "
