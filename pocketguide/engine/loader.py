@@ -344,15 +344,19 @@ def _check_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
     return []
 
 
-def _check_response_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
-    """A fixed path must be a valid schema; with `{field}` placeholders, every file the pattern matches must."""
+def _response_schema_files(pipe: Pipeline, rel: str) -> list[str]:
+    """The files a response_schema path can mean: itself, or every match of its `{field}` placeholders."""
     import glob
     import re
 
+    return sorted(glob.glob(str(pipe.resolve(re.sub(r"\{[A-Za-z0-9_.]+\}", "*", rel)))))
+
+
+def _check_response_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
+    """A fixed path must be a valid schema; with `{field}` placeholders, every file the pattern matches must."""
     if "{" not in rel:
         return [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1) for x in _check_schema(pipe, n, rel)]
-    pattern = re.sub(r"\{[A-Za-z0-9_.]+\}", "*", rel)
-    found = sorted(glob.glob(str(pipe.resolve(pattern))))
+    found = _response_schema_files(pipe, rel)
     if not found:
         return [f"{n}.response_schema: no file matches {rel} — create the per-record schemas or fix the path"]
     return [x.replace(f"{n}.schema:", f"{n}.response_schema:", 1) for f in found for x in _check_schema(pipe, n, f)]
@@ -360,22 +364,14 @@ def _check_response_schema(pipe: Pipeline, n: str, rel: str) -> list[str]:
 
 def _check_response_pins(pipe: Pipeline, n: str, rel: str, pins: dict[str, str]) -> list[str]:
     """Every pinned path names a string in every schema file the response_schema path can mean."""
-    import glob
-    import re
-
-    if not pins:
-        return []
-    files = sorted(glob.glob(str(pipe.resolve(re.sub(r"\{[A-Za-z0-9_.]+\}", "*", rel)))))
     problems = []
-    for f in files:
+    for f in _response_schema_files(pipe, rel) if pins else []:
         try:
             schema = json.loads(Path(f).read_text())
         except (OSError, ValueError):
             continue  # _check_response_schema reports it
-        for path in pins:
-            if not pin_nodes(schema, path):
-                problems.append(f"{n}.response_pins: '{path}' is not a string property in {Path(f).name} — use a "
-                                f"dotted path through its properties (e.g. payload.title)")
+        problems += [f"{n}.response_pins: '{path}' is not a string property in {Path(f).name} — use a dotted path "
+                     f"through its properties (e.g. payload.title)" for path in pins if not pin_nodes(schema, path)]
     return problems
 
 
