@@ -119,9 +119,12 @@ def learned(report: dict[str, Any]) -> list[str]:
     facts = [f"{label} {_pct(c.get(g) if good or c.get(g) is None else 1 - c.get(g))}" for g, label, good in CONTENT
              if g in c]
     t_rate, b_rate = tuned.get("schema_valid_rate"), base.get("schema_valid_rate")
-    gained = t_rate is not None and (b_rate is None or t_rate > b_rate)
+    gained = t_rate is not None and t_rate > (b_rate or 0.0)
     head = "Learned: the contract." if gained and t_rate >= 0.5 else \
         "Learned some of the contract." if gained else "Not learned: the contract."
+    if b_rate is None and not gained:
+        head = "Not shown: the contract (no base model answers to compare)." if t_rate is None else \
+            "Not learned: the contract."
     learned_line = (f"- **{head}** Answering freely ({mode}), the fine-tuned student's answers are "
                     f"one schema-valid JSON envelope {_pct(t_rate)} of the time, the base "
                     f"model's {_pct(b_rate)}, on {n} '{suite}' prompts that were never used "
