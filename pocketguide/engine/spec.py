@@ -118,7 +118,8 @@ class LimitsAndRetries(Strict):
     max_retries: int | None = Field(
         None, ge=0, description="retries per model on 429, 5xx, timeouts and connection errors (default 4)")
     retry_initial_s: float | None = Field(
-        None, gt=0, description="first backoff wait in seconds; doubles each retry, plus jitter (default 1)")
+        None, gt=0, description="cap of the first backoff wait in seconds, doubling each retry; each wait is a random "
+                                "draw below its cap (full jitter), never under Retry-After (default 1)")
     retry_max_s: float | None = Field(None, gt=0, description="longest backoff wait in seconds (default 60)")
     circuit_window: int | None = Field(
         None, ge=2, description="the circuit breaker judges the last N calls to a model (default 100)")

@@ -1,4 +1,4 @@
-"""Retry policy (tenacity): exponential backoff with jitter on 429/5xx/timeouts/connection errors,
+"""Retry policy (tenacity): exponential backoff with full jitter on 429/5xx/timeouts/connection errors,
 the request that got a Retry-After waits at least that long, no retry on 4xx; and the one-shot retry
 without an unsupported optional parameter."""
 
@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import re
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from pocketguide.engine.errors import TeacherError
 from pocketguide.teachers.base import TeacherRequest
@@ -21,6 +22,7 @@ log = logging.getLogger("pocketguide.teachers")
 DEFAULT_RETRIES = 4
 DEFAULT_INITIAL_S = 1.0
 DEFAULT_MAX_S = 60.0
+_RNG = random.Random()  # the draws of every request's backoff (a test may hand _Wait its own)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -28,13 +30,21 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class _Wait:
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+    """Exponential backoff with full jitter: retry n waits a uniform draw below initial·2^(n-1) (at most
+    `maximum`), but never less than the server's Retry-After. A 5xx, a timeout or a dropped connection is
+    usually one request's bad luck: its record retries soon (half the cap on average, holding no request
+    slot meanwhile), and the draws spread the retries of many failures; a failing server still sees each
+    request's waits double, and the circuit breaker stops a stage whose calls mostly fail."""
 
-    def __init__(self, initial: float, maximum: float):
-        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
+        self.initial, self.maximum = initial, maximum
+        self.rng = rng or _RNG
+
+    def cap(self, attempt: int) -> float:
+        return min(self.maximum, self.initial * 2 ** (attempt - 1))
 
     def __call__(self, state: RetryCallState) -> float:
-        wait = self.backoff(state)
+        wait = self.rng.uniform(0.0, self.cap(state.attempt_number))
         exc = state.outcome.exception() if state.outcome else None
         server = retry_after_s(getattr(exc, "headers", None))
         if server is None and getattr(exc, "retry_after", None):
