@@ -31,12 +31,13 @@ import time
 from pathlib import Path
 
 import httpx
+from openai import AsyncOpenAI  # the bare loop's SDK (~1 s to import): before any timing
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pocketguide.teachers.openai_compat  # noqa: F401  # imports the openai SDK (~1 s) before any timing,
-from pocketguide.engine.runner import run_stage  # noqa: E402  # as the bare loop does
+import pocketguide.teachers.openai_compat  # noqa: E402,F401  # imported before any timing, as the SDK is
+from pocketguide.engine.runner import run_stage  # noqa: E402
 from pocketguide.engine.session import RunOptions  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Faults, RateLimit  # noqa: E402
 
@@ -123,8 +124,6 @@ def run_pocketguide(root: Path, records: int, concurrency: int, latency: float, 
 
 
 async def _bare(base_url: str, records: int, concurrency: int) -> tuple[int, int]:
-    from openai import AsyncOpenAI
-
     client = AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=6)
     sem = asyncio.Semaphore(concurrency)
 
