@@ -93,29 +93,21 @@ def test_backoff_is_exponential_with_full_jitter_within_bounds(fake_openai, pipe
 def test_full_jitter_draws_below_the_doubling_cap_and_never_under_retry_after():
     import random
 
-    from tenacity import RetryCallState
-
     from pocketguide.engine.errors import TeacherError
     from pocketguide.teachers.retry import _Wait
 
     wait = _Wait(0.25, 2.0, random.Random(3))
 
-    def state(attempt, exc):
-        st = RetryCallState(None, None, (), {})
-        st.attempt_number = attempt
-        st.set_exception((type(exc), exc, None))
-        return st
-
     err = TeacherError("http_500", "boom", retryable=True, status=500)
     for attempt, cap in ((1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (6, 2.0)):  # doubling, then retry_max_s
-        draws = [wait(state(attempt, err)) for _ in range(4000)]
+        draws = [wait(attempt, err) for _ in range(4000)]
         assert 0 <= min(draws) < 0.02 * cap and cap * 0.98 < max(draws) <= cap, (attempt, min(draws), max(draws))
         assert abs(sum(draws) / len(draws) - cap / 2) < 0.05 * cap  # uniform: half the cap on average
     limited = TeacherError("rate_limit", "slow down", retryable=True, status=429)
     limited.headers = {"retry-after": "1"}
-    assert min(wait(state(1, limited)) for _ in range(500)) == 1.0  # the server's wait, not a shorter draw
+    assert min(wait(1, limited) for _ in range(500)) == 1.0  # the server's wait, not a shorter draw
     limited.headers = {"retry-after-ms": "1500"}
-    assert min(wait(state(5, limited)) for _ in range(500)) >= 1.5
+    assert min(wait(5, limited) for _ in range(500)) >= 1.5
 
 
 def test_hang_past_timeout_is_retried_then_rejected(fake_openai, pipeline_dir):

@@ -21,7 +21,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import orjson
@@ -90,8 +90,8 @@ class LeanWire:
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
-        self.prefix = parts.path.rstrip("/")
-        self.query = f"?{parts.query}" if parts.query else ""
+        self.prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=~")  # as sent: percent-encoded
+        self.query = f"?{quote(parts.query, safe='/%:@!$&()*+,;=?~')}" if parts.query else ""
         self.timeout_s, self.connect_s = timeout_s, connect_s
         self._ssl_context = ssl_context
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -116,7 +116,7 @@ class LeanWire:
 
     async def post(self, path: str, payload: dict[str, Any]) -> WireResponse:
         body = orjson.dumps(payload)
-        target = f"{self.prefix}{path}{self.query}".encode("latin-1")
+        target = f"{self.prefix}{path}{self.query}".encode("ascii")
         data = b"".join((b"POST ", target, b" HTTP/1.1\r\n", self._fixed,
                          b"content-length: %d\r\n\r\n" % len(body), body))
         async with asyncio.timeout(self.timeout_s):
