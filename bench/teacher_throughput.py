@@ -105,10 +105,12 @@ def run_pocketguide(root: Path, records: int, concurrency: int, latency: float, 
                     reruns: bool) -> dict:
     with server(latency, flags, in_process) as (base_url, stats):
         stages = make_project(root, base_url, records, concurrency)
+        server_cpu = stats().get("process_cpu_s")
         started, cpu = time.perf_counter(), time.process_time()
         result = run_stage("answers", stages, options=RunOptions())
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         seen = stats()
+        seen["cpu_s"] = seen.get("process_cpu_s", 0) - (server_cpu or 0) if not in_process else None
         sent = seen["requests"]
         out = {"elapsed": elapsed, "cpu": cpu, "accepted": result.new_accepted, "rejected": result.new_rejected,
                "sent": sent, "server": seen, "stopped": result.stopped,
@@ -142,10 +144,12 @@ async def _bare(base_url: str, records: int, concurrency: int) -> tuple[int, int
 
 def run_bare(records: int, concurrency: int, latency: float, flags: dict, in_process: bool) -> dict:
     with server(latency, flags, in_process) as (base_url, stats):
+        server_cpu = stats().get("process_cpu_s")
         started, cpu = time.perf_counter(), time.process_time()
         ok, failed = asyncio.run(_bare(base_url, records, concurrency))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         seen = stats()
+        seen["cpu_s"] = seen.get("process_cpu_s", 0) - (server_cpu or 0) if not in_process else None
     return {"elapsed": elapsed, "cpu": cpu, "accepted": ok, "failed": failed, "sent": seen["requests"],
             "server": seen}
 
@@ -179,10 +183,12 @@ async def _raw(base_url: str, records: int, concurrency: int) -> int:
 
 def run_raw(records: int, concurrency: int, latency: float, in_process: bool) -> dict:
     with server(latency, {}, in_process) as (base_url, stats):
+        server_cpu = stats().get("process_cpu_s")
         started, cpu = time.perf_counter(), time.process_time()
         ok = asyncio.run(_raw(base_url, records, concurrency))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         seen = stats()
+        seen["cpu_s"] = seen.get("process_cpu_s", 0) - (server_cpu or 0) if not in_process else None
     return {"elapsed": elapsed, "cpu": cpu, "accepted": ok, "failed": records - ok, "sent": seen["requests"],
             "server": seen}
 
@@ -201,7 +207,8 @@ def report(mode: str, who: str, r: dict, ideal_rps: float) -> None:
     lost = f", {r['rejected']} rejected {r['reasons']}" if who == "pocketguide" else f", {r['failed']} failed"
     print(f"{mode} {who}: {r['accepted']} accepted{lost} in {r['elapsed']:.2f}s; {r['sent']} requests "
           f"({r['sent'] / r['elapsed']:.1f}/s){limited}; ratio {ratio(mode, r, ideal_rps):.3f}; client CPU "
-          f"{1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request")
+          f"{1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request" + (
+              f", server CPU {1000 * s['cpu_s'] / max(1, r['sent']):.2f} ms" if s.get("cpu_s") is not None else ""))
     if who == "pocketguide":
         print(f"{mode} pocketguide: flow {json.dumps(r['flow'])}")
         if "rerun_sent" in r:
