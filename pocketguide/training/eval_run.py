@@ -92,7 +92,8 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
                     list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root,
-                    constrained_limit=ecfg.constrained_limit)
+                    constrained_limit=ecfg.constrained_limit, notes=notes)
+    notes += [n for n in gen.grammar_notes if n not in notes]
     if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(items):
         sub = Counter(str(i.payload_type) for i in stratified_first(items, ecfg.constrained_limit))
         notes.append(f"constrained mode answered {sum(sub.values())} of the {len(items)} prompts (options.eval."

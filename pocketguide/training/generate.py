@@ -10,6 +10,7 @@ from typing import Any
 
 from pocketguide.training.data import prompt_ids
 from pocketguide.training.decode import GrammarRows, greedy
+from pocketguide.training.grammar_compat import XGRAMMAR_MAX_REPEAT, xgrammar_compatible
 from pocketguide.training.json_prefix import JsonObjectPrefix
 from pocketguide.training.model import TrainingError
 
@@ -31,6 +32,10 @@ class RepeatPenalty:
         return scores.scatter(1, window, picked)
 
 
+class GrammarCompileError(TrainingError):
+    """xgrammar rejected a decoding schema; that payload type's constrained rows are skipped and reported."""
+
+
 class Generator:
     """Greedy, left-padded batched generation; optional grammar per row and repeat penalty. `engine`: "loop"
     (decode.greedy, the default) or "generate" (model.generate, for the benchmark's baseline)."""
@@ -39,6 +44,7 @@ class Generator:
         self.model, self.tok, self.device, self.max_new, self.engine = model, tok, device, max_new_tokens, engine
         self._compiler = None
         self._grammars: dict[str, Any] = {}
+        self.grammar_notes: list[str] = []  # what the grammar compile had to change, for the report
 
     def grammar(self, key: str, schema: dict[str, Any]) -> Any:
         """A compiled xgrammar grammar for `schema`, cached under `key` (the payload type)."""
@@ -51,8 +57,17 @@ class Generator:
             if self._compiler is None:
                 info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.model.config.vocab_size)
                 self._compiler = xgr.GrammarCompiler(info)
-            # compact JSON: with free whitespace a small model can loop on newlines until the cap
-            self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            schema, lifted = xgrammar_compatible(schema)
+            if lifted:
+                self.grammar_notes.append(
+                    f"constrained {key}: {lifted} pattern repetition bound(s) above {XGRAMMAR_MAX_REPEAT} lifted to "
+                    f"unbounded (xgrammar cannot compile them); answers are still validated against the schema")
+            try:
+                # compact JSON: with free whitespace a small model can loop on newlines until the cap
+                self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            except RuntimeError as exc:  # xgrammar's C++ checks surface as RuntimeError
+                raise GrammarCompileError(f"xgrammar cannot compile the decoding schema for {key}: "
+                                          f"{str(exc).strip().splitlines()[0][:200]}") from None
         return self._grammars[key]
 
     def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None,
