@@ -242,3 +242,40 @@ def test_the_sdk_fallback_answers_like_the_lean_client():
 
     with pytest.raises(WireError):
         asyncio.run(refused())
+
+
+def test_tls_endpoints_keep_their_connections_and_an_untrusted_certificate_is_a_connection_error(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_path / "key.pem",
+                    "-out", tmp_path / "cert.pem", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+    async def main():
+        raw = RawServer(*[answer(b'{"n": %d}' % i) for i in range(6)])
+        raw.server = await asyncio.start_server(raw._serve, "127.0.0.1", 0, ssl=served)
+        port = raw.server.sockets[0].getsockname()[1]
+        got = []
+        for host in ("localhost", "127.0.0.1"):  # the name and the address are both in the certificate
+            w = LeanWire(f"https://{host}:{port}/v1", {}, 5.0, 5.0, ssl_context=lambda: trusted)
+            got += [(await w.post("/chat/completions", {})).content for _ in range(3)]
+            await w.aclose()
+        untrusted = LeanWire(f"https://localhost:{port}/v1", {}, 5.0, 5.0)  # the default CA bundle
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusted.post("/chat/completions", {})
+        teacher = OpenAITeacher(TeacherSettings(base_url=f"https://localhost:{port}/v1", model="m"))
+        with pytest.raises(TeacherError) as info:
+            await _generate(teacher)
+        assert (info.value.kind, info.value.retryable) == ("tls", False) and "SSL_CERT_FILE" in str(info.value)
+        raw.server.close()
+        return raw, got
+
+    raw, got = asyncio.run(main())
+    assert got == [b'{"n": %d}' % i for i in range(6)] and [c for c, _, _ in raw.seen] == [1, 1, 1, 2, 2, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
     """Map a transport exception (teachers/wire.py) to (reason kind, retryable, HTTP status)."""
     if isinstance(exc, TimeoutError):  # an OSError too: first
         return "timeout", True, None
+    if isinstance(exc, ssl.SSLCertVerificationError):  # retrying will not change the certificate
+        return "tls", False, None
     if isinstance(exc, (OSError, EOFError, asyncio.LimitOverrunError)):  # refused, reset, closed, broken answer
         return "connection", True, None
     return "unexpected", False, None
@@ -207,6 +210,9 @@ class OpenAITeacher:
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
             detail = str(exc) or ("no answer within timeout_s" if kind == "timeout" else "")
+            if kind == "tls":
+                detail += (" — the server's certificate is not trusted: fix base_url, or point SSL_CERT_FILE at "
+                           "the CA bundle that signed it")
             raise self._error(kind, f"{type(exc).__name__}: {detail}", retryable, status, {}) from None
         headers = _limit_headers(raw.headers)
         if raw.status >= 400:

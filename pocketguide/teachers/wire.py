@@ -115,7 +115,7 @@ class LeanWire:
         return self._ssl_context
 
     async def post(self, path: str, payload: dict[str, Any]) -> WireResponse:
-        body = orjson.dumps(payload)
+        body = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)  # YAML may give extra_body int keys
         target = f"{self.prefix}{path}{self.query}".encode("ascii")
         data = b"".join((b"POST ", target, b" HTTP/1.1\r\n", self._fixed,
                          b"content-length: %d\r\n\r\n" % len(body), body))
