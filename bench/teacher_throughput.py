@@ -9,9 +9,12 @@ Three servers (each `python -m pocketguide.testing` in its own process, as a rea
            server allowed over the run: its burst + 10 requests/s × elapsed.
 For each: a 2,000-record (600 for `limited`) `llm` stage via run_stage, then (clean, faulty) an immediate
 rerun and a `--fresh` rerun (both must send 0 requests), then the bare loop: `AsyncOpenAI(max_retries=6)`,
-a semaphore of 32, `chat.completions.create` per record — the SDK alone, the ceiling a 20-line script gets.
+a semaphore of 32, `chat.completions.create` per record — the SDK alone, what a 20-line script gets.
+`--ceiling` adds a raw-socket client in clean mode (prebuilt request, no JSON work): the server's and the
+machine's own ceiling. The faulty mode also prints what a perfect client would get with the run's request
+count (the ideal assumes no faults). Each line gives the client's and the server's CPU per request.
 
-    python bench/teacher_throughput.py [--modes clean,faulty,limited] [--records 2000] [--no-bare]
+    python bench/teacher_throughput.py [--modes clean,faulty,limited] [--records 2000] [--no-bare] [--ceiling]
 
 Last line: throughput_ratio=… faulty_throughput_ratio=… rate_limited_ratio=… rows_lost=… (one figure per
 mode run; rows_lost counts records not accepted by pocketguide across them, which must be 0).
@@ -226,7 +229,8 @@ def main() -> None:
     ap.add_argument("--no-bare", action="store_true", help="skip the bare AsyncOpenAI loop")
     ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process")
     ap.add_argument("--ceiling", action="store_true",
-                    help="clean mode: also a raw-socket client (no JSON, no retries): the server's and machine's ceiling")
+                    help="clean mode: also a raw-socket client (no JSON, no retries): the server's and machine's "
+                         "ceiling")
     args = ap.parse_args()
     ideal = args.concurrency / args.latency
     where = "a thread of this process" if args.in_process else "its own process"
@@ -242,8 +246,8 @@ def main() -> None:
             if mode == "faulty":  # the ideal assumes no faults; a perfect client still sends every retry and waits
                 wait = MODES["faulty"]["retry_after"]  # out the last 429's Retry-After, then one more answer
                 best = r["accepted"] / (r["sent"] / ideal + wait + args.latency) / ideal
-                print(f"faulty: a perfect client sending these {r['sent']} requests at the ideal rate, then waiting out "
-                      f"the last 429's {wait:g} s and one more answer, would get about {best:.3f}")
+                print(f"faulty: a perfect client sending these {r['sent']} requests at the ideal rate, then waiting "
+                      f"out the last 429's {wait:g} s and one more answer, would get about {best:.3f}")
             figures[names[mode]] = ratio(mode, r, ideal)
             lost += n - r["accepted"]
             if not args.no_bare:

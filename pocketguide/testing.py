@@ -312,8 +312,8 @@ class Faults:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m pocketguide.testing --latency 0.25`: serve in this process until stdin closes; the
-    first stdout line is the base URL. GET <base>/_stats gives the request count, the process's CPU seconds (and, with --rpm or
-    --tpm, the requests admitted and answered 429 by the limit)."""
+    first stdout line is the base URL. GET <base>/_stats gives the request count, the process's CPU
+    seconds (and, with --rpm or --tpm, the requests admitted and answered 429 by the limit)."""
     import argparse
     import sys
 
