@@ -1,5 +1,5 @@
-"""The teacher's lean HTTP/1.1 client (teachers/wire.py) against real sockets: scripted raw answers from an
-asyncio server in the test's own loop, and the loopback OpenAI server for the SDK fallback."""
+"""The teacher's opt-in lean HTTP/1.1 client (teachers/wire.py, `transport: lean`) against real sockets:
+scripted raw answers from an asyncio server in the test's own loop, and the loopback OpenAI server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pocketguide.engine.errors import TeacherError
 from pocketguide.engine.spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.openai_compat import OpenAITeacher
-from pocketguide.teachers.wire import LeanWire, SdkWire, WireError, proxy_for
+from pocketguide.teachers.wire import LeanWire, WireError, proxy_for
 from pocketguide.testing import FakeOpenAI, Reply
 
 OK = json.dumps({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}).encode()
@@ -156,7 +156,7 @@ def test_broken_answers_and_hangs_are_typed_errors_the_teacher_retries():
     asyncio.run(main())
 
     async def teacher_call(url):
-        t = OpenAITeacher(TeacherSettings(base_url=url, model="m", timeout_s=0.3))
+        t = OpenAITeacher(TeacherSettings(base_url=url, model="m", timeout_s=0.3, transport="lean"))
         try:
             await t.generate(TeacherRequest(messages=[{"role": "user", "content": "x"}]))
         finally:
@@ -181,15 +181,19 @@ def test_broken_answers_and_hangs_are_typed_errors_the_teacher_retries():
     assert (err.kind, err.retryable) == ("timeout", True) and "timeout" in str(err)
 
 
-def test_headers_extra_headers_replace_ours_whatever_their_case_and_org_project_come_from_the_env(monkeypatch):
+@pytest.mark.parametrize("transport", ["sdk", "lean"])
+def test_headers_extra_headers_replace_ours_whatever_their_case_and_org_project_come_from_the_env(monkeypatch,
+                                                                                                  transport):
     monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
     monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-1")
     with FakeOpenAI() as server:
-        t = OpenAITeacher(TeacherSettings(base_url=server.base_url, model="m",
+        t = OpenAITeacher(TeacherSettings(base_url=server.base_url, model="m", transport=transport,
                                           extra_headers={"User-Agent": "mine/1", "X-Title": "t"}))
         asyncio.run(_generate(t))
         seen = server.headers_seen[0]
-    assert seen["user-agent"] == "mine/1" and seen["x-title"] == "t"
+    assert seen["x-title"] == "t"
+    if transport == "lean":  # the SDK's client keeps its own user-agent over a "User-Agent" spelt otherwise (as on main)
+        assert seen["user-agent"] == "mine/1"
     assert (seen["openai-organization"], seen["openai-project"]) == ("org-1", "proj-1")
     assert seen["authorization"].startswith("Bearer ") and seen["content-type"] == "application/json"
 
@@ -201,10 +205,15 @@ async def _generate(t: OpenAITeacher):
         await t.aclose()
 
 
-def test_a_proxy_from_the_environment_hands_the_endpoint_to_the_sdk_client(monkeypatch):
+def test_lean_is_opt_in_and_a_proxy_from_the_environment_hands_it_back_to_the_sdk_client(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
                  "no_proxy"):
         monkeypatch.delenv(name, raising=False)
+    url = "http://10.0.0.1:8000/v1"
+    default = OpenAITeacher(TeacherSettings(base_url=url, model="m"))
+    assert default.wire is None and default.transport == "sdk" and "transport" not in default.describe()
+    lean = OpenAITeacher(TeacherSettings(base_url=url, model="m", transport="lean"))
+    assert isinstance(lean.wire, LeanWire) and lean.describe()["transport"] == "lean"
     assert proxy_for("https://api.example.com/v1") is None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
     assert proxy_for("https://api.example.com/v1") == "http://proxy.local:3128"
@@ -212,36 +221,30 @@ def test_a_proxy_from_the_environment_hands_the_endpoint_to_the_sdk_client(monke
     monkeypatch.setenv("NO_PROXY", "api.example.com")
     assert proxy_for("https://api.example.com/v1") is None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
-    t = OpenAITeacher(TeacherSettings(base_url="http://10.0.0.1:8000/v1", model="m"))
-    assert isinstance(t.wire, SdkWire)
+    proxied = OpenAITeacher(TeacherSettings(base_url=url, model="m", transport="lean"))
+    assert proxied.wire is None and proxied.transport == "sdk" and "proxy" in proxied.describe()["transport"]
     monkeypatch.setenv("NO_PROXY", "10.0.0.1")
-    assert isinstance(OpenAITeacher(TeacherSettings(base_url="http://10.0.0.1:8000/v1", model="m")).wire, LeanWire)
+    assert isinstance(OpenAITeacher(TeacherSettings(base_url=url, model="m", transport="lean")).wire, LeanWire)
 
 
-def test_the_sdk_fallback_answers_like_the_lean_client():
-    replies = iter([Reply(text="one"), Reply(status=429, error="slow", headers={"retry-after": "2"})])
-    with FakeOpenAI(lambda req: next(replies)) as server:
-        async def main():
-            sdk = SdkWire(server.base_url, "sk-test", {"user-agent": "pg"}, 5.0, 5.0)
-            try:
-                return [await sdk.post("/chat/completions", {"model": "m", "messages": []}) for _ in range(2)]
-            finally:
-                await sdk.aclose()
-
-        ok, limited = asyncio.run(main())
-    assert ok.status == 200 and json.loads(ok.content)["choices"][0]["message"]["content"] == "one"
-    assert limited.status == 429 and limited.headers["retry-after"] == "2"
-    assert server.headers_seen[0]["authorization"] == "Bearer sk-test"
-
-    async def refused():
-        sdk = SdkWire("http://127.0.0.1:9/v1", "sk-test", {}, 2.0, 2.0)
-        try:
-            await sdk.post("/chat/completions", {})
-        finally:
-            await sdk.aclose()
-
-    with pytest.raises(WireError):
-        asyncio.run(refused())
+def test_both_transports_send_the_same_request_and_read_the_same_answers():
+    replies = [Reply(text="one"), Reply(status=429, error="slow", headers={"retry-after": "2"})]
+    got = {}
+    for transport in ("sdk", "lean"):
+        answers = iter(replies)
+        with FakeOpenAI(lambda req: next(answers)) as server:
+            t = OpenAITeacher(TeacherSettings(base_url=server.base_url, model="m", transport=transport,
+                                              extra_headers={"X-Team": "guides"}))
+            assert t.transport == transport
+            ok = asyncio.run(_generate(t))
+            t = OpenAITeacher(TeacherSettings(base_url=server.base_url, model="m", transport=transport))
+            with pytest.raises(TeacherError) as limited:
+                asyncio.run(_generate(t))
+            seen = server.headers_seen[0]
+            got[transport] = (ok.text, ok.finish_reason, ok.usage, limited.value.kind, limited.value.status,
+                              limited.value.headers, seen["authorization"], seen["x-team"], server.requests[0])
+    assert got["sdk"] == got["lean"]
+    assert got["lean"][3:7] == ("rate_limit", 429, {"retry-after": "2"}, "Bearer sk-no-key-needed")
 
 
 def test_tls_endpoints_keep_their_connections_and_an_untrusted_certificate_is_a_connection_error(tmp_path):
@@ -270,7 +273,8 @@ def test_tls_endpoints_keep_their_connections_and_an_untrusted_certificate_is_a_
         untrusted = LeanWire(f"https://localhost:{port}/v1", {}, 5.0, 5.0)  # the default CA bundle
         with pytest.raises(ssl.SSLCertVerificationError):
             await untrusted.post("/chat/completions", {})
-        teacher = OpenAITeacher(TeacherSettings(base_url=f"https://localhost:{port}/v1", model="m"))
+        teacher = OpenAITeacher(TeacherSettings(base_url=f"https://localhost:{port}/v1", model="m",
+                                                transport="lean"))
         with pytest.raises(TeacherError) as info:
             await _generate(teacher)
         assert (info.value.kind, info.value.retryable) == ("tls", False) and "SSL_CERT_FILE" in str(info.value)

@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
+
+try:  # the openai SDK's own HTTP client (openai ≥ 3): given an httpx client instead, the SDK converts every
+    import httpx2 as http  # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
+except ImportError:  # an older SDK speaks httpx
+    http = httpx
+import openai
 import orjson
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
@@ -21,12 +28,17 @@ SAMPLING = TeacherSettings.group_fields("sampling")
 from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
-from pocketguide.teachers.wire import LeanWire, SdkWire, WireResponse, proxy_for
+from pocketguide.teachers.wire import LeanWire, proxy_for
 
 log = logging.getLogger(__name__)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 NO_KEY = "sk-no-key-needed"
 OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
+# httpcore scans every connection of its pool (quadratically) on each request and response; at 32+
+# requests in flight that costs milliseconds of CPU per request, so requests are spread over several
+# small pools of SHARD_SIZE in flight each (measured in bench/teacher_throughput.py)
+SHARD_SIZE = 4
+MAX_SHARDS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's
 
 
@@ -60,12 +72,15 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
-    """Map a transport exception (teachers/wire.py) to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, TimeoutError):  # an OSError too: first
-        return "timeout", True, None
-    if isinstance(exc, ssl.SSLCertVerificationError):  # retrying will not change the certificate
+    """Map a transport exception (the openai SDK's or httpx's; the lean client's: teachers/wire.py) to
+    (reason kind, retryable, HTTP status)."""
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException, TimeoutError)):
+        return "timeout", True, None  # TimeoutError is an OSError too: first
+    if isinstance(exc, ssl.SSLCertVerificationError):  # lean only (the SDK wraps it): retrying will not change it
         return "tls", False, None
-    if isinstance(exc, (OSError, EOFError, asyncio.LimitOverrunError)):  # refused, reset, closed, broken answer
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, http.TransportError)):
+        return "connection", True, None
+    if isinstance(exc, (OSError, EOFError, asyncio.LimitOverrunError)):  # lean: refused, reset, closed, broken answer
         return "connection", True, None
     return "unexpected", False, None
 
@@ -126,15 +141,18 @@ def _hint(status: int | None) -> str:
 
 @provider("openai")
 class OpenAITeacher:
-    """Chat completions on any OpenAI-compatible endpoint, no hidden retries: retry policy belongs to the
+    """Chat completions through the openai SDK's client, no hidden retries: retry policy belongs to the
     ManagedTeacher around it.
 
-    The body goes as plain JSON (encoded once, with orjson) and the answer is read with orjson, over the
-    lean HTTP/1.1 client of teachers/wire.py (the openai SDK's client when a proxy from the environment
-    applies): the SDK's request building, TypedDict transform and pydantic parsing cost several times the
-    HTTP exchange itself in client CPU (bench/teacher_throughput.py), and every endpoint we target speaks
-    the same JSON. The headers are the SDK's: Bearer key, OpenAI-Organization / OpenAI-Project from
-    OPENAI_ORG_ID / OPENAI_PROJECT_ID, then extra_headers on top."""
+    The call goes through the SDK's generic `post` (its auth, base-URL handling, timeouts and typed
+    status errors) with the body as plain JSON and the answer read with orjson: the SDK's TypedDict
+    transform and pydantic parsing of every completion cost about as much CPU as the HTTP exchange
+    (bench/teacher_throughput.py), and every endpoint we target speaks the same JSON.
+
+    `transport: lean` swaps the SDK's client for the minimal HTTP/1.1 client of teachers/wire.py (less
+    client CPU per request) with the same headers: Bearer key, OpenAI-Organization / OpenAI-Project from
+    OPENAI_ORG_ID / OPENAI_PROJECT_ID, then extra_headers on top. Behind a proxy from the environment
+    the SDK's client is used whatever the setting."""
 
     max_concurrency: int | None = None
 
@@ -155,36 +173,63 @@ class OpenAITeacher:
                                *secret_values(settings.extra_body))
         self.shown_url = self.base_url
         self.max_concurrency = settings.max_concurrency
+        self._key = key
+        self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
+        self._shards: list[list[Any]] = []  # [client, requests in flight]
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
-        self.wire = self._wire(key)
+        self.wire = self._lean_wire() if settings.transport == "lean" else None
+        self.transport = "lean" if self.wire is not None else "sdk"
+        if self.wire is None:
+            self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
+            self.client = self._new_shard()
 
-    def _wire(self, key: str) -> LeanWire | SdkWire:
-        s = self.settings
-        timeout = s.timeout_s or 120.0
+    def _lean_wire(self) -> LeanWire | None:
+        """teachers/wire.py's client with the SDK's headers; None (the SDK's client) behind a proxy."""
         url = self.base_url or DEFAULT_BASE_URL
-        extra = {"user-agent": f"pocketguide/{__version__}", **(s.extra_headers or {})}
-        proxy = proxy_for(url)
-        if proxy is not None:
-            log.info("%s is reached through the proxy the environment sets: using the openai SDK's client",
-                     self.shown_url or url)
-            return SdkWire(self.base_url, key, extra, timeout, min(timeout, 30.0))
-        headers = {"authorization": f"Bearer {key}"}
+        if proxy_for(url) is not None:
+            log.info("%s is reached through the proxy the environment sets: transport lean falls back to the "
+                     "openai SDK's client", self.shown_url or url)
+            return None
+        headers = {"authorization": f"Bearer {self._key}"}
         for name, env in (("openai-organization", "OPENAI_ORG_ID"), ("openai-project", "OPENAI_PROJECT_ID")):
             if os.environ.get(env):
                 headers[name] = os.environ[env]
-        for name, value in extra.items():  # later names replace earlier ones whatever their case
+        for name, value in self._headers.items():  # later names replace earlier ones whatever their case
             headers[name.lower()] = str(value)
-        try:
-            from httpx2 import create_ssl_context  # the CA bundle the SDK's client would use (certifi, SSL_CERT_*)
-        except ImportError:
-            from httpx import create_ssl_context
-        try:
-            return LeanWire(url, headers, timeout, min(timeout, 30.0), ssl_context=create_ssl_context)
+        timeout = self.settings.timeout_s or 120.0
+        try:  # the CA bundle the SDK's client would use (certifi, SSL_CERT_*), built at the first TLS connection
+            return LeanWire(url, headers, timeout, min(timeout, 30.0), ssl_context=http.create_ssl_context)
         except ValueError as exc:
             raise TeacherConfigError(self.redact(f"teacher: {exc} — fix base_url or extra_headers")) from None
 
+    def _new_shard(self) -> openai.AsyncOpenAI:
+        timeout = http.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
+        client = openai.AsyncOpenAI(
+            api_key=self._key,
+            base_url=self.base_url,
+            timeout=timeout,
+            max_retries=0,
+            default_headers=self._headers,
+            http_client=http.AsyncClient(
+                timeout=timeout, verify=self._ssl,
+                limits=http.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
+        )
+        self._shards.append([client, 0])
+        return client
+
+    def _shard(self) -> list[Any]:
+        """The least busy connection pool, or a new one when all hold SHARD_SIZE requests."""
+        shard = min(self._shards, key=lambda s: s[1])
+        if shard[1] >= SHARD_SIZE and len(self._shards) < MAX_SHARDS:
+            self._new_shard()
+            shard = self._shards[-1]
+        return shard
+
     def describe(self) -> dict[str, Any]:
-        return {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
+        info = {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
+        if self.settings.transport == "lean":  # the default (the SDK's client) goes unsaid
+            info["transport"] = self.transport if self.transport == "lean" else "sdk (lean asked; a proxy applies)"
+        return info
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
@@ -203,10 +248,9 @@ class OpenAITeacher:
             raise TeacherError("config", "no model set: give teacher.model in stages.yaml or --model")
         started = time.perf_counter()
         try:
-            raw = await self.wire.post("/chat/completions", body)
-        except (TypeError, orjson.JSONEncodeError) as exc:  # extra_body holds something JSON cannot carry
-            raise TeacherError("config", self.redact(f"the request body is not JSON-serialisable ({exc}); check "
-                                                     f"extra_body"), retryable=False) from None
+            raw = await (self._post_sdk(body) if self.wire is None else self._post_lean(body))
+        except TeacherError:
+            raise
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
             detail = str(exc) or ("no answer within timeout_s" if kind == "timeout" else "")
@@ -215,10 +259,10 @@ class OpenAITeacher:
                            "the CA bundle that signed it")
             raise self._error(kind, f"{type(exc).__name__}: {detail}", retryable, status, {}) from None
         headers = _limit_headers(raw.headers)
-        if raw.status >= 400:
-            kind, retryable = _status_kind(raw.status)
-            message = f"HTTP {raw.status} from {self.shown_url or 'api.openai.com'}: {_server_message(raw)}"
-            raise self._error(kind, message, retryable, raw.status, headers)
+        if raw.status_code >= 400:
+            kind, retryable = _status_kind(raw.status_code)
+            message = f"HTTP {raw.status_code} from {self.shown_url or 'api.openai.com'}: {_server_message(raw)}"
+            raise self._error(kind, message, retryable, raw.status_code, headers)
         self.last_headers = headers
         latency = time.perf_counter() - started
         text, finish_reason, model, usage, answer_id = self._read(raw)
@@ -226,6 +270,24 @@ class OpenAITeacher:
         return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
                                usage=usage, latency_s=latency, headers=headers, provider="openai",
                                request_id=str(request_id)[:200] if request_id else None)
+
+    async def _post_sdk(self, body: dict[str, Any]) -> Any:
+        shard = self._shard()
+        shard[1] += 1
+        try:
+            return await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
+        except openai.APIStatusError as exc:
+            return exc.response
+        finally:
+            shard[1] -= 1
+
+    async def _post_lean(self, body: dict[str, Any]) -> Any:
+        assert self.wire is not None
+        try:
+            return await self.wire.post("/chat/completions", body)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # extra_body holds something JSON cannot carry
+            raise TeacherError("config", self.redact(f"the request body is not JSON-serialisable ({exc}); check "
+                                                     f"extra_body"), retryable=False) from None
 
     def _error(self, kind: str, message: str, retryable: bool, status: int | None,
                headers: dict[str, str]) -> TeacherError:
@@ -236,14 +298,14 @@ class OpenAITeacher:
         err.retry_after = headers.get("retry-after")  # type: ignore[attr-defined]
         return err
 
-    def _read(self, raw: WireResponse) -> tuple[str, str | None, str | None, dict[str, int], Any]:
+    def _read(self, raw: Any) -> tuple[str, str | None, str | None, dict[str, int], Any]:
         """text, finish_reason, model, usage and id of a chat completion; anything else is a retryable
         bad_response."""
         try:
             data = orjson.loads(raw.content)
         except orjson.JSONDecodeError:
             snippet = self.redact(raw.content[:120].decode("utf-8", "replace"))
-            raise TeacherError("bad_response", f"the endpoint answered HTTP {raw.status} with a body that is "
+            raise TeacherError("bad_response", f"the endpoint answered HTTP {raw.status_code} with a body that is "
                                f"not JSON ({snippet!r}); is base_url an OpenAI-compatible /v1 URL?",
                                retryable=True) from None
         choices = data.get("choices") if isinstance(data, dict) else None
@@ -259,4 +321,7 @@ class OpenAITeacher:
         return text, choice.get("finish_reason"), data.get("model"), usage, data.get("id")
 
     async def aclose(self) -> None:
-        await self.wire.aclose()
+        if self.wire is not None:
+            await self.wire.aclose()
+        for client, _ in self._shards:
+            await client.close()

@@ -5,12 +5,13 @@ content-length, chunked, or ended by the server closing; gzip/deflate) straight 
 plain or TLS. Per request it builds one bytes head (the fixed headers are encoded once), makes one
 write and reads the answer with two buffered reads: about a tenth of the client CPU of the openai SDK
 on its httpx client, which at 32+ requests in flight was the teacher's ceiling on a small machine
-(bench/teacher_throughput.py). `SdkWire` is the openai SDK's client behind the same `post`: used when
-an HTTP(S)_PROXY / ALL_PROXY from the environment applies to the endpoint (the lean client does not
-speak to proxies), so a proxied setup keeps working as before.
+(bench/teacher_throughput.py). It is the teacher's `transport: lean`, an opt-in: the default is the openai
+SDK's own client (teachers/openai_compat.py), which the teacher also uses when an HTTP(S)_PROXY /
+ALL_PROXY from the environment applies to the endpoint (`proxy_for`: the lean client does not speak to
+proxies).
 
-Both answer with a `WireResponse` (status, lower-cased headers, body) and raise `TimeoutError` when
-the per-request timeout runs out, or `WireError` / `OSError` when the connection fails."""
+It answers with a `WireResponse` (status, lower-cased headers, body) and raises `TimeoutError` when the
+per-request timeout runs out, or `WireError` / `OSError` when the connection fails."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class WireResponse:
     status: int
     headers: dict[str, str]  # names lower-cased; a repeated header's values joined with ", "
     content: bytes
+
+    @property
+    def status_code(self) -> int:  # as httpx names it: the teacher reads either kind of answer
+        return self.status
 
 
 def proxy_for(url: str) -> str | None:
@@ -220,36 +225,3 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             raise WireError(f"the answer is larger than {MAX_BODY} bytes")
         chunk = await reader.readexactly(size + 2)
         chunks.append(chunk[:-2])
-
-
-class SdkWire:
-    """The openai SDK's own client (its httpx) behind `post`: for endpoints reached through a proxy."""
-
-    def __init__(self, base_url: str | None, api_key: str, headers: dict[str, str], timeout_s: float,
-                 connect_s: float):
-        import openai
-
-        try:  # the SDK's own HTTP client (openai ≥ 3): given plain httpx instead, it converts every request
-            import httpx2 as http
-        except ImportError:  # an older SDK speaks httpx
-            import httpx as http
-        self._openai, self._http = openai, http
-        timeout = http.Timeout(timeout_s, connect=connect_s)
-        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0,
-                                         default_headers=headers)
-
-    async def post(self, path: str, payload: dict[str, Any]) -> WireResponse:
-        openai, http = self._openai, self._http
-        try:
-            raw = await self.client.post(path, body=payload, cast_to=http.Response)
-        except openai.APIStatusError as exc:
-            raw = exc.response
-        except openai.APITimeoutError:
-            raise TimeoutError("the request timed out") from None
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__
-            raise WireError(f"{type(cause).__name__ if cause else 'APIConnectionError'}: {cause or exc}") from None
-        return WireResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, raw.content)
-
-    async def aclose(self) -> None:
-        await self.client.close()
