@@ -283,3 +283,12 @@ def test_tls_endpoints_keep_their_connections_and_an_untrusted_certificate_is_a_
 
     raw, got = asyncio.run(main())
     assert got == [b'{"n": %d}' % i for i in range(6)] and [c for c, _, _ in raw.seen] == [1, 1, 1, 2, 2, 2]
+
+
+def test_a_stage_override_keeps_the_pipelines_transport_and_unset_means_the_sdk_client():
+    pipeline = TeacherSettings(transport="lean", model="m")
+    assert pipeline.merged(TeacherSettings(temperature=0.2)).transport == "lean"
+    assert pipeline.merged(TeacherSettings(transport="sdk")).transport == "sdk"
+    assert "transport" not in str(pipeline.answer_groups())  # how a call is made, not its answer
+    with pytest.raises(ValueError, match="transport"):
+        TeacherSettings(transport="curl")
