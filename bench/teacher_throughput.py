@@ -1,4 +1,4 @@
-"""Teacher throughput through the real runner, beside a bare AsyncOpenAI loop on the same server.
+"""Teacher throughput through the real runner with each HTTP client (transport), beside a bare AsyncOpenAI loop.
 
 Three servers (each `python -m pocketguide.testing` in its own process, as a real endpoint would be;
 `--in-process` puts it on a thread here), every answer after 250 ms, concurrency 32:
@@ -7,17 +7,21 @@ Three servers (each `python -m pocketguide.testing` in its own process, as a rea
   limited  the server enforces 600 requests/min (a token bucket holding 6 s' worth, 429 + Retry-After +
            x-ratelimit-* headers beyond it); no limit is configured in stages.yaml. Ideal = what the
            server allowed over the run: its burst + 10 requests/s × elapsed.
-For each: a 2,000-record (600 for `limited`) `llm` stage via run_stage, then (clean, faulty) an immediate
-rerun and a `--fresh` rerun (both must send 0 requests), then the bare loop: `AsyncOpenAI(max_retries=6)`,
+For each: a 2,000-record (600 for `limited`) `llm` stage via run_stage with the default transport (sdk:
+the openai SDK's own client), then (clean, faulty) an immediate rerun and a `--fresh` rerun (both must send
+0 requests), then (clean, faulty) the same stage with `transport: lean` (teachers/wire.py), then the bare loop: `AsyncOpenAI(max_retries=6)`,
 a semaphore of 32, `chat.completions.create` per record — the SDK alone, what a 20-line script gets.
 `--ceiling` adds a raw-socket client in clean mode (prebuilt request, no JSON work): the server's and the
 machine's own ceiling. The faulty mode also prints what a perfect client would get with the run's request
 count (the ideal assumes no faults). Each line gives the client's and the server's CPU per request.
 
-    python bench/teacher_throughput.py [--modes clean,faulty,limited] [--records 2000] [--no-bare] [--ceiling]
+    python bench/teacher_throughput.py [--modes clean,faulty,limited] [--records 2000] [--no-bare] [--no-lean]
+                                       [--ceiling]
 
-Last line: throughput_ratio=… faulty_throughput_ratio=… rate_limited_ratio=… rows_lost=… (one figure per
-mode run; rows_lost counts records not accepted by pocketguide across them, which must be 0).
+Last line: lean_throughput_ratio=… lean_faulty_throughput_ratio=… (transport: lean) then
+throughput_ratio=… faulty_throughput_ratio=… rate_limited_ratio=… (the default transport, sdk) rows_lost=…
+(one figure per mode run; rows_lost counts records not accepted by pocketguide across all its runs, both
+transports, which must be 0).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ pipeline:
   teacher:
     base_url: "{base_url}"
     model: bench-model
+    transport: {transport}
     max_tokens: 64
     retry_initial_s: 0.25
     retry_max_s: 2
@@ -71,14 +76,14 @@ MODES = {  # name: server flags
 BURST_S = 6.0  # the limited server's buckets hold this many seconds' worth
 
 
-def make_project(root: Path, base_url: str, records: int, concurrency: int) -> Path:
+def make_project(root: Path, base_url: str, records: int, concurrency: int, transport: str) -> Path:
     (root / "templates").mkdir(parents=True)
     (root / "templates" / "ask.j2").write_text("Answer briefly: {{ source.question }}\n")
     with open(root / "questions.jsonl", "w") as fh:
         for i in range(records):
             fh.write(f'{{"id": "q{i:05d}", "question": "what is item number {i}?"}}\n')
     path = root / "stages.yaml"
-    path.write_text(STAGES.format(base_url=base_url, concurrency=concurrency))
+    path.write_text(STAGES.format(base_url=base_url, concurrency=concurrency, transport=transport))
     return path
 
 
@@ -105,9 +110,9 @@ def server(latency: float, flags: dict, in_process: bool):
 
 
 def run_pocketguide(root: Path, records: int, concurrency: int, latency: float, flags: dict, in_process: bool,
-                    reruns: bool) -> dict:
+                    reruns: bool, transport: str = "sdk") -> dict:
     with server(latency, flags, in_process) as (base_url, stats):
-        stages = make_project(root, base_url, records, concurrency)
+        stages = make_project(root, base_url, records, concurrency, transport)
         server_cpu = stats().get("process_cpu_s")
         started, cpu = time.perf_counter(), time.process_time()
         result = run_stage("answers", stages, options=RunOptions())
@@ -203,17 +208,18 @@ def ratio(mode: str, r: dict, ideal_rps: float) -> float:
     return r["accepted"] / (per_s * BURST_S + per_s * r["elapsed"])  # of what the server allowed meanwhile
 
 
-def report(mode: str, who: str, r: dict, ideal_rps: float) -> None:
+def report(mode: str, who: str, r: dict, ideal_rps: float, how: str = "") -> None:
     s = r["server"]
     limited = f"; the limit answered {s['limited']} of {s['requests']} requests 429 " \
               f"({s['limited'] / max(1, s['requests']):.1%})" if "limited" in s else ""
     lost = f", {r['rejected']} rejected {r['reasons']}" if who == "pocketguide" else f", {r['failed']} failed"
-    print(f"{mode} {who}: {r['accepted']} accepted{lost} in {r['elapsed']:.2f}s; {r['sent']} requests "
+    label = f"{who} ({how})" if how else who
+    print(f"{mode} {label}: {r['accepted']} accepted{lost} in {r['elapsed']:.2f}s; {r['sent']} requests "
           f"({r['sent'] / r['elapsed']:.1f}/s){limited}; ratio {ratio(mode, r, ideal_rps):.3f}; client CPU "
           f"{1000 * r['cpu'] / max(1, r['sent']):.2f} ms per request" + (
               f", server CPU {1000 * s['cpu_s'] / max(1, r['sent']):.2f} ms" if s.get("cpu_s") is not None else ""))
     if who == "pocketguide":
-        print(f"{mode} pocketguide: flow {json.dumps(r['flow'])}")
+        print(f"{mode} {label}: flow {json.dumps(r['flow'])}")
         if "rerun_sent" in r:
             print(f"{mode} pocketguide: rerun sent {r['rerun_sent']} requests (skipped {r['rerun_skipped']} "
                   f"finished); --fresh rerun sent {r['fresh_sent']} ({r['fresh_cached']} answers from the cache)")
@@ -227,6 +233,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.25)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--no-bare", action="store_true", help="skip the bare AsyncOpenAI loop")
+    ap.add_argument("--no-lean", action="store_true", help="skip the runs with transport: lean")
     ap.add_argument("--in-process", action="store_true", help="serve from a thread of this process")
     ap.add_argument("--ceiling", action="store_true",
                     help="clean mode: also a raw-socket client (no JSON, no retries): the server's and machine's "
@@ -235,14 +242,20 @@ def main() -> None:
     ideal = args.concurrency / args.latency
     where = "a thread of this process" if args.in_process else "its own process"
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; server in {where}")
-    figures, lost, names = {}, 0, {"clean": "throughput_ratio", "faulty": "faulty_throughput_ratio",
-                                   "limited": "rate_limited_ratio"}
+    figures, lean, lost = {}, {}, 0
+    names = {"clean": "throughput_ratio", "faulty": "faulty_throughput_ratio", "limited": "rate_limited_ratio"}
     with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
         for mode in args.modes.split(","):
             n = args.limited_records if mode == "limited" else args.records
             r = run_pocketguide(Path(tmp) / mode, n, args.concurrency, args.latency, MODES[mode], args.in_process,
                                 reruns=mode != "limited")
             report(mode, "pocketguide", r, ideal)
+            if not args.no_lean and mode != "limited":
+                r_lean = run_pocketguide(Path(tmp) / f"{mode}-lean", n, args.concurrency, args.latency, MODES[mode],
+                                         args.in_process, reruns=False, transport="lean")
+                report(mode, "pocketguide", r_lean, ideal, "transport lean")
+                lean[f"lean_{names[mode]}"] = ratio(mode, r_lean, ideal)
+                lost += n - r_lean["accepted"]
             if mode == "faulty":  # the ideal assumes no faults; a perfect client still sends every retry and waits
                 wait = MODES["faulty"]["retry_after"]  # out the last 429's Retry-After, then one more answer
                 best = r["accepted"] / (r["sent"] / ideal + wait + args.latency) / ideal
@@ -255,7 +268,7 @@ def main() -> None:
                                                           args.in_process), ideal)
             if args.ceiling and mode == "clean":
                 report(mode, "raw sockets", run_raw(n, args.concurrency, args.latency, args.in_process), ideal)
-    print(" ".join(f"{k}={v:.3f}" for k, v in figures.items()) + f" rows_lost={lost}")
+    print(" ".join(f"{k}={v:.3f}" for k, v in {**lean, **figures}.items()) + f" rows_lost={lost}")
 
 
 if __name__ == "__main__":
