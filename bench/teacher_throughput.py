@@ -9,9 +9,9 @@ Three servers (each `python -m pocketguide.testing` in its own process, as a rea
            server allowed over the run: its burst + 10 requests/s × elapsed.
 For each: a 2,000-record (600 for `limited`) `llm` stage via run_stage with the default transport (sdk:
 the openai SDK's own client), then (clean, faulty) an immediate rerun and a `--fresh` rerun (both must send
-0 requests), then (clean, faulty) the same stage with `transport: lean` (teachers/wire.py), then the bare loop: `AsyncOpenAI(max_retries=6)`,
-a semaphore of 32, `chat.completions.create` per record — the SDK alone, what a 20-line script gets.
-`--ceiling` adds a raw-socket client in clean mode (prebuilt request, no JSON work): the server's and the
+0 requests), then (clean, faulty) the same stage with `transport: lean` (teachers/wire.py), then the bare
+loop: `AsyncOpenAI(max_retries=6)`, a semaphore of 32, `chat.completions.create` per record — the SDK
+alone, what a 20-line script gets. `--ceiling` adds a raw-socket client in clean mode (prebuilt request, no JSON work): the server's and the
 machine's own ceiling. The faulty mode also prints what a perfect client would get with the run's request
 count (the ideal assumes no faults). Each line gives the client's and the server's CPU per request.
 

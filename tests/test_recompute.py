@@ -141,6 +141,8 @@ def test_the_http_client_leaves_a_finished_stage_current_and_lean_writes_the_sam
     edit(path, "stages.yaml", "temperature: 0.5}", "temperature: 0.5, transport: lean}")
     assert load_pipeline(path).spec.pipeline.teacher.transport == "lean"
     assert not any(s.stale for s in pipeline_status(load_pipeline(path)))
+    shown = CliRunner().invoke(app, ["--pipeline", str(path), "stages"])
+    assert shown.exit_code == 0 and "teacher HTTP client: lean" in shown.output and "for ask\n" in shown.output
     rerun(path, server, set(), 0)
     result = run_stage("ask", path, options=RunOptions(cache=False, fresh=True))
     assert result.complete and server.count() == 4 * N

@@ -192,7 +192,7 @@ def test_headers_extra_headers_replace_ours_whatever_their_case_and_org_project_
         asyncio.run(_generate(t))
         seen = server.headers_seen[0]
     assert seen["x-title"] == "t"
-    if transport == "lean":  # the SDK's client keeps its own user-agent over a "User-Agent" spelt otherwise (as on main)
+    if transport == "lean":  # the SDK's client keeps its user-agent over a "User-Agent" spelt so (as on main)
         assert seen["user-agent"] == "mine/1"
     assert (seen["openai-organization"], seen["openai-project"]) == ("org-1", "proj-1")
     assert seen["authorization"].startswith("Bearer ") and seen["content-type"] == "application/json"
