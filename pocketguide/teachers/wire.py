@@ -3,12 +3,13 @@
 `LeanWire` speaks just what a chat-completions call needs (a POST with a JSON body; an answer sized by
 content-length, chunked, or ended by the server closing; gzip/deflate) straight on asyncio streams,
 plain or TLS. Per request it builds one bytes head (the fixed headers are encoded once), makes one
-write and reads the answer with two buffered reads: about a tenth of the client CPU of the openai SDK
-on its httpx client, which at 32+ requests in flight was the teacher's ceiling on a small machine
-(bench/teacher_throughput.py). It is the teacher's `transport: lean`, an opt-in: the default is the openai
-SDK's own client (teachers/openai_compat.py), which the teacher also uses when an HTTP(S)_PROXY /
-ALL_PROXY from the environment applies to the endpoint (`proxy_for`: the lean client does not speak to
-proxies).
+write and reads the answer with two buffered reads: a whole teacher call, the runner's per-record work
+included, costs about a quarter of the client CPU it costs on the openai SDK's client, which at 32+
+requests in flight is the teacher's ceiling on a small machine (bench/teacher_throughput.py).
+
+It is the teacher's `transport: lean`, an opt-in: the default is the openai SDK's own client
+(teachers/openai_compat.py), which the teacher also uses when an HTTP(S)_PROXY / ALL_PROXY from the
+environment applies to the endpoint (`proxy_for`: the lean client does not speak to proxies).
 
 It answers with a `WireResponse` (status, lower-cased headers, body) and raises `TimeoutError` when the
 per-request timeout runs out, or `WireError` / `OSError` when the connection fails."""
