@@ -32,6 +32,26 @@ class RepeatPenalty:
         return scores.scatter(1, window, picked)
 
 
+class Repetition:
+    """A teacher's repetition control as one scores processor: its repeat penalty, then DRY (training/dry.py),
+    in llama.cpp's order; either may be absent."""
+
+    def __init__(self, repeat: RepeatPenalty | None, dry: Any = None):
+        self.repeat, self.dry = repeat, dry
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.repeat is not None:
+            scores = self.repeat(input_ids, scores)
+        if self.dry is not None:
+            scores = self.dry(input_ids, scores)
+        return scores
+
+    def describe(self) -> str:
+        parts = [f"repeat penalty {self.repeat.penalty} over the last {self.repeat.last_n} tokens"] if self.repeat else []
+        parts += [self.dry.describe()] if self.dry is not None else []
+        return " + ".join(parts) or "no repetition control"
+
+
 class GrammarCompileError(TrainingError):
     """xgrammar rejected a decoding schema; that payload type's constrained rows are skipped and reported."""
 
@@ -71,7 +91,7 @@ class Generator:
         return self._grammars[key]
 
     def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None,
-            penalty: RepeatPenalty | None = None, stop_unparseable: bool = False) -> list[dict[str, Any]]:
+            penalty: Any = None, stop_unparseable: bool = False) -> list[dict[str, Any]]:
         """Greedy answers to `prompts`, decoded together; a row leaves the batch when it ends (decode.py).
         `stop_unparseable`: a row also leaves once its text can no longer be one JSON object (it could not
         parse whatever followed; `stopped_unparseable` in its result). `engine="generate"` decodes with
@@ -103,7 +123,7 @@ class Generator:
 
 
 def hf_generate(model: Any, ids: Any, mask: Any, max_new: int, pad: int, eos: int, grammars: list[Any] | None,
-                penalty: RepeatPenalty | None) -> tuple[list[list[int]], list[bool]]:
+                penalty: Any) -> tuple[list[list[int]], list[bool]]:
     """The same greedy decoding through transformers' model.generate: every row stays in the batch until the
     longest ends. The reference decode.greedy matches token for token (tests) and is timed against (bench)."""
     import torch
