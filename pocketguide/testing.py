@@ -225,7 +225,8 @@ class FakeOpenAI:
             return 200, "application/json", json.dumps({"object": "list", "data": []}).encode(), {}
         if method == "GET" and path.rstrip("/").endswith("/_stats"):  # for a server in another process
             with self.lock:
-                stats = {"requests": len(self.requests), **(self.limit.stats() if self.limit else {})}
+                stats = {"requests": len(self.requests), "process_cpu_s": time.process_time(),  # the server's cost
+                         **(self.limit.stats() if self.limit else {})}
             return 200, "application/json", json.dumps(stats).encode(), {}
         try:
             req = json.loads(raw or b"{}")
@@ -311,8 +312,8 @@ class Faults:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m pocketguide.testing --latency 0.25`: serve in this process until stdin closes; the
-    first stdout line is the base URL. GET <base>/_stats gives the request count (and, with --rpm or
-    --tpm, the requests admitted and answered 429 by the limit)."""
+    first stdout line is the base URL. GET <base>/_stats gives the request count, the process's CPU
+    seconds (and, with --rpm or --tpm, the requests admitted and answered 429 by the limit)."""
     import argparse
     import sys
 

@@ -122,6 +122,33 @@ def stale_reasons(path, stage="ask") -> list[str]:
 
 # --- what decides the text: redone by asking the teacher again ----------------------------------------
 
+def test_the_http_client_leaves_a_finished_stage_current_and_lean_writes_the_same_records(project):
+    """`transport` changes how a call is made, not its answer: switching it redoes nothing, and a fresh run over
+    the lean client (teachers/wire.py) stores the records the SDK's client stored."""
+    path, server = project
+
+    def comparable(line: bytes) -> dict:
+        """The record less what belongs to the run or the moment: run id, timings, clock times, the answer's id."""
+        def strip(value):
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items()
+                        if k not in ("run_id", "timings", "created_at", "latency_s", "request_id")}
+            return [strip(v) for v in value] if isinstance(value, list) else value
+
+        return strip(json.loads(line))
+
+    with_sdk = {k: comparable(v) for k, v in lines(path).items()}
+    edit(path, "stages.yaml", "temperature: 0.5}", "temperature: 0.5, transport: lean}")
+    assert load_pipeline(path).spec.pipeline.teacher.transport == "lean"
+    assert not any(s.stale for s in pipeline_status(load_pipeline(path)))
+    shown = CliRunner().invoke(app, ["--pipeline", str(path), "stages"])
+    assert shown.exit_code == 0 and "teacher HTTP client: lean" in shown.output and "for ask\n" in shown.output
+    rerun(path, server, set(), 0)
+    result = run_stage("ask", path, options=RunOptions(cache=False, fresh=True))
+    assert result.complete and server.count() == 4 * N
+    assert {k: comparable(v) for k, v in lines(path).items()} == with_sdk
+
+
 def test_template_text_regenerates_that_templates_records(project):
     path, server = project
     edit(path, "templates/b.j2", "briefly", "in few words")

@@ -75,7 +75,7 @@ def test_429_retry_after_is_honoured(fake_openai, pipeline_dir):
     assert 1.0 <= gap < 2.0, gap  # waited for Retry-After, not the 0.05 s backoff
 
 
-def test_backoff_is_exponential_with_jitter_within_bounds(fake_openai, pipeline_dir):
+def test_backoff_is_exponential_with_full_jitter_within_bounds(fake_openai, pipeline_dir):
     times: list[float] = []
 
     def reply(req):
@@ -86,10 +86,28 @@ def test_backoff_is_exponential_with_jitter_within_bounds(fake_openai, pipeline_
     path = project(pipeline_dir, server, teacher="    retry_initial_s: 0.1\n    retry_max_s: 5")
     assert run_stage("a", path).new_accepted == 1
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # wait n = 0.1 * 2**(n-1) + jitter in [0, 0.1]
-    for n, gap in enumerate(gaps, 1):
-        low = 0.1 * 2 ** (n - 1)
-        assert low <= gap <= low + 0.1 + 0.3, (n, gaps)  # + jitter + slack for a loaded machine
+    for n, gap in enumerate(gaps, 1):  # wait n: a uniform draw below 0.1 * 2**(n-1)
+        assert gap <= 0.1 * 2 ** (n - 1) + 0.3, (n, gaps)  # + slack for a loaded machine
+
+
+def test_full_jitter_draws_below_the_doubling_cap_and_never_under_retry_after():
+    import random
+
+    from pocketguide.engine.errors import TeacherError
+    from pocketguide.teachers.retry import _Wait
+
+    wait = _Wait(0.25, 2.0, random.Random(3))
+
+    err = TeacherError("http_500", "boom", retryable=True, status=500)
+    for attempt, cap in ((1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (6, 2.0)):  # doubling, then retry_max_s
+        draws = [wait(attempt, err) for _ in range(4000)]
+        assert 0 <= min(draws) < 0.02 * cap and cap * 0.98 < max(draws) <= cap, (attempt, min(draws), max(draws))
+        assert abs(sum(draws) / len(draws) - cap / 2) < 0.05 * cap  # uniform: half the cap on average
+    limited = TeacherError("rate_limit", "slow down", retryable=True, status=429)
+    limited.headers = {"retry-after": "1"}
+    assert min(wait(1, limited) for _ in range(500)) == 1.0  # the server's wait, not a shorter draw
+    limited.headers = {"retry-after-ms": "1500"}
+    assert min(wait(5, limited) for _ in range(500)) >= 1.5
 
 
 def test_hang_past_timeout_is_retried_then_rejected(fake_openai, pipeline_dir):

@@ -76,9 +76,25 @@ def stages(teacher: Optional[str] = TEACHER, model: Optional[str] = MODEL,
                   parser or ("" if s.op else "identity"), s.schema_ or "", ", ".join(g.name for g in s.gates),
                   *([runner.placement(stage_work(pipe, s, overrides))] if spread else []))
     out.print(t)
-    for line in _route_lines(pipe, overrides):
+    for line in [*_route_lines(pipe, overrides), *_transport_lines(pipe, overrides)]:
         out.print(line, markup=False, highlight=False)
     out.print("[green]stages.yaml is valid[/]")
+
+
+def _transport_lines(pipe, overrides) -> list[str]:
+    """Which teacher stages use the opt-in lean HTTP client (the default, the openai SDK's, goes unsaid)."""
+    from pocketguide.engine import registry
+    from pocketguide.engine.session import resolved_teacher
+
+    lean = []
+    for s in pipe.stages:
+        modes = {s.mode or ""} | ({c.mode for c in [*s.route.cases.values(), s.route.default]} if s.route else set())
+        settings = resolved_teacher(pipe.spec.pipeline.teacher, s, overrides)
+        if settings.transport == "lean" and (settings.provider or "openai") == "openai" and any(
+                registry.calls_teacher(m) for m in modes):
+            lean.append(s.name)
+    return [f"teacher HTTP client: lean (teachers/wire.py; the openai SDK's behind a proxy) for {', '.join(lean)}"
+            ] if lean else []
 
 
 def _route_lines(pipe, overrides) -> list[str]:

@@ -17,7 +17,7 @@ from pocketguide.teachers.fallback import Attempts, model_chain
 from pocketguide.teachers.flow import AdaptiveConcurrency, CircuitBreaker, ModelState, StageFlow
 from pocketguide.teachers.limits import CHARS_PER_TOKEN, RateLimits, Ticket, exhausted_limit, retry_after_s
 from pocketguide.teachers.pricing import Budget, cost_of
-from pocketguide.teachers.retry import refused_parameter, retrying, without
+from pocketguide.teachers.retry import refused_parameter, with_retries, without
 
 log = logging.getLogger("pocketguide.teachers")
 
@@ -111,14 +111,16 @@ class ManagedTeacher:
     async def _with_retries(self, state: ModelState, model: str, request: TeacherRequest, notes: list[str],
                             tries: list[int]) -> TeacherResponse:
         s = self.settings
-        async for attempt in retrying(s.max_retries, s.retry_initial_s, s.retry_max_s, self._waiting):
-            with attempt:
-                tries[0] += 1
-                if state.breaker.opened:
-                    raise TeacherError("circuit_open", f"{model} is failing too often on {self.endpoint} "
-                                       f"(circuit breaker open)", retryable=False)
-                return await self._send(state, dataclasses.replace(request, model=model), notes, tries[0] > 1)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        request = dataclasses.replace(request, model=model)
+
+        async def once() -> TeacherResponse:
+            tries[0] += 1
+            if state.breaker.opened:
+                raise TeacherError("circuit_open", f"{model} is failing too often on {self.endpoint} "
+                                   f"(circuit breaker open)", retryable=False)
+            return await self._send(state, request, notes, tries[0] > 1)
+
+        return await with_retries(once, s.max_retries, s.retry_initial_s, s.retry_max_s, self._waiting)
 
     async def _send(self, state: ModelState, request: TeacherRequest, notes: list[str], retry: bool
                     ) -> TeacherResponse:
@@ -200,8 +202,8 @@ class ManagedTeacher:
         if state.concurrency.throttled(ticket.sent_at):
             self.flow.concurrency_cuts += 1
 
-    def _waiting(self, exc: BaseException | None, seconds: float) -> None:
-        """tenacity is about to sleep before a retry: count the waits the server asked for."""
+    def _waiting(self, exc: BaseException, seconds: float) -> None:
+        """A retry is about to wait: count the waits the server asked for."""
         if retry_after_s(getattr(exc, "headers", None)) is not None:
             self.flow.retry_after_waits += 1
             self.flow.retry_after_wait_s += seconds

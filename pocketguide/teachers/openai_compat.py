@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ SAMPLING = TeacherSettings.group_fields("sampling")
 from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
+from pocketguide.teachers.wire import LeanWire, proxy_for
 
 log = logging.getLogger(__name__)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -36,6 +39,7 @@ OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
 # small pools of SHARD_SIZE in flight each (measured in bench/teacher_throughput.py)
 SHARD_SIZE = 4
 MAX_SHARDS = 64
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's
 
 
 def env_value(name: str) -> str | None:
@@ -68,10 +72,15 @@ def resolve_api_key(settings: TeacherSettings, base_url: str | None) -> str:
 
 
 def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
-    """Map a transport exception (the openai SDK's or httpx's) to (reason kind, retryable, HTTP status)."""
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException)):
-        return "timeout", True, None
+    """Map a transport exception (the openai SDK's or httpx's; the lean client's: teachers/wire.py) to
+    (reason kind, retryable, HTTP status)."""
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException, TimeoutError)):
+        return "timeout", True, None  # TimeoutError is an OSError too: first
+    if isinstance(exc, ssl.SSLCertVerificationError):  # lean only (the SDK wraps it): retrying will not change it
+        return "tls", False, None
     if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, http.TransportError)):
+        return "connection", True, None
+    if isinstance(exc, (OSError, EOFError, asyncio.LimitOverrunError)):  # lean: refused, reset, closed, broken answer
         return "connection", True, None
     return "unexpected", False, None
 
@@ -138,7 +147,12 @@ class OpenAITeacher:
     The call goes through the SDK's generic `post` (its auth, base-URL handling, timeouts and typed
     status errors) with the body as plain JSON and the answer read with orjson: the SDK's TypedDict
     transform and pydantic parsing of every completion cost about as much CPU as the HTTP exchange
-    (bench/teacher_throughput.py), and every endpoint we target speaks the same JSON."""
+    (bench/teacher_throughput.py), and every endpoint we target speaks the same JSON.
+
+    `transport: lean` swaps the SDK's client for the minimal HTTP/1.1 client of teachers/wire.py (less
+    client CPU per request) with the same headers: Bearer key, OpenAI-Organization / OpenAI-Project from
+    OPENAI_ORG_ID / OPENAI_PROJECT_ID, then extra_headers on top. Behind a proxy from the environment
+    the SDK's client is used whatever the setting."""
 
     max_concurrency: int | None = None
 
@@ -162,9 +176,31 @@ class OpenAITeacher:
         self._key = key
         self._headers = {"user-agent": f"pocketguide/{__version__}", **(settings.extra_headers or {})}
         self._shards: list[list[Any]] = []  # [client, requests in flight]
-        self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
-        self.client = self._new_shard()
         self.last_headers: dict[str, str] = {}  # of the latest answer; per-call headers ride on the response
+        self.wire = self._lean_wire() if settings.transport == "lean" else None
+        self.transport = "lean" if self.wire is not None else "sdk"
+        if self.wire is None:
+            self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
+            self.client = self._new_shard()
+
+    def _lean_wire(self) -> LeanWire | None:
+        """teachers/wire.py's client with the SDK's headers; None (the SDK's client) behind a proxy."""
+        url = self.base_url or DEFAULT_BASE_URL
+        if proxy_for(url) is not None:
+            log.info("%s is reached through the proxy the environment sets: transport lean falls back to the "
+                     "openai SDK's client", self.shown_url or url)
+            return None
+        headers = {"authorization": f"Bearer {self._key}"}
+        for name, env in (("openai-organization", "OPENAI_ORG_ID"), ("openai-project", "OPENAI_PROJECT_ID")):
+            if os.environ.get(env):
+                headers[name] = os.environ[env]
+        for name, value in self._headers.items():  # later names replace earlier ones whatever their case
+            headers[name.lower()] = str(value)
+        timeout = self.settings.timeout_s or 120.0
+        try:  # the CA bundle the SDK's client would use (certifi, SSL_CERT_*), built at the first TLS connection
+            return LeanWire(url, headers, timeout, min(timeout, 30.0), ssl_context=http.create_ssl_context)
+        except ValueError as exc:
+            raise TeacherConfigError(self.redact(f"teacher: {exc} — fix base_url or extra_headers")) from None
 
     def _new_shard(self) -> openai.AsyncOpenAI:
         timeout = http.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
@@ -190,7 +226,10 @@ class OpenAITeacher:
         return shard
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
+        info = {"provider": "openai", "model": self.settings.model, "base_url": self.shown_url}
+        if self.settings.transport == "lean":  # the default (the SDK's client) goes unsaid
+            info["transport"] = self.transport if self.transport == "lean" else "sdk (lean asked; a proxy applies)"
+        return info
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         """The wire JSON: OpenAI's fields, then extra_body (settings, then request) merged on top."""
@@ -208,17 +247,17 @@ class OpenAITeacher:
         if not body["model"]:
             raise TeacherError("config", "no model set: give teacher.model in stages.yaml or --model")
         started = time.perf_counter()
-        shard = self._shard()
-        shard[1] += 1
         try:
-            raw = await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
-        except openai.APIStatusError as exc:
-            raw = exc.response
+            raw = await (self._post_sdk(body) if self.wire is None else self._post_lean(body))
+        except TeacherError:
+            raise
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
-            raise self._error(kind, f"{type(exc).__name__}: {exc}", retryable, status, {}) from None
-        finally:
-            shard[1] -= 1
+            detail = str(exc) or ("no answer within timeout_s" if kind == "timeout" else "")
+            if kind == "tls":
+                detail += (" — the server's certificate is not trusted: fix base_url, or point SSL_CERT_FILE at "
+                           "the CA bundle that signed it")
+            raise self._error(kind, f"{type(exc).__name__}: {detail}", retryable, status, {}) from None
         headers = _limit_headers(raw.headers)
         if raw.status_code >= 400:
             kind, retryable = _status_kind(raw.status_code)
@@ -231,6 +270,24 @@ class OpenAITeacher:
         return TeacherResponse(text=text, finish_reason=finish_reason, model=model or body["model"],
                                usage=usage, latency_s=latency, headers=headers, provider="openai",
                                request_id=str(request_id)[:200] if request_id else None)
+
+    async def _post_sdk(self, body: dict[str, Any]) -> Any:
+        shard = self._shard()
+        shard[1] += 1
+        try:
+            return await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
+        except openai.APIStatusError as exc:
+            return exc.response
+        finally:
+            shard[1] -= 1
+
+    async def _post_lean(self, body: dict[str, Any]) -> Any:
+        assert self.wire is not None
+        try:
+            return await self.wire.post("/chat/completions", body)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # extra_body holds something JSON cannot carry
+            raise TeacherError("config", self.redact(f"the request body is not JSON-serialisable ({exc}); check "
+                                                     f"extra_body"), retryable=False) from None
 
     def _error(self, kind: str, message: str, retryable: bool, status: int | None,
                headers: dict[str, str]) -> TeacherError:
@@ -264,5 +321,7 @@ class OpenAITeacher:
         return text, choice.get("finish_reason"), data.get("model"), usage, data.get("id")
 
     async def aclose(self) -> None:
+        if self.wire is not None:
+            await self.wire.aclose()
         for client, _ in self._shards:
             await client.close()

@@ -1,16 +1,17 @@
-"""Retry policy (tenacity): exponential backoff with jitter on 429/5xx/timeouts/connection errors,
-the request that got a Retry-After waits at least that long, no retry on 4xx; and the one-shot retry
-without an unsupported optional parameter."""
+"""Retry policy: exponential backoff with full jitter on 429/5xx/timeouts/connection errors, the request
+that got a Retry-After waits at least that long, no retry on 4xx; and the one-shot retry without an
+unsupported optional parameter. A plain loop (tenacity's machinery cost ~0.09 ms of CPU per request, a
+tenth of the whole client's at 128 requests/s)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import random
 import re
-from collections.abc import Callable
-from typing import Any
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pocketguide.engine.errors import TeacherError
 from pocketguide.teachers.base import TeacherRequest
@@ -21,6 +22,8 @@ log = logging.getLogger("pocketguide.teachers")
 DEFAULT_RETRIES = 4
 DEFAULT_INITIAL_S = 1.0
 DEFAULT_MAX_S = 60.0
+_RNG = random.Random()  # the draws of every request's backoff (a test may hand _Wait its own)
+T = TypeVar("T")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -28,14 +31,22 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class _Wait:
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+    """Exponential backoff with full jitter: retry n waits a uniform draw below initial·2^(n-1) (at most
+    `maximum`), but never less than the server's Retry-After. A 5xx, a timeout or a dropped connection is
+    usually one request's bad luck: its record retries soon (half the cap on average, holding no request
+    slot meanwhile), and the draws spread the retries of many failures; a failing server still sees each
+    request's waits double, and the circuit breaker stops a stage whose calls mostly fail."""
 
-    def __init__(self, initial: float, maximum: float):
-        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None):
+        self.initial, self.maximum = initial, maximum
+        self.rng = rng or _RNG
 
-    def __call__(self, state: RetryCallState) -> float:
-        wait = self.backoff(state)
-        exc = state.outcome.exception() if state.outcome else None
+    def cap(self, attempt: int) -> float:
+        return min(self.maximum, self.initial * 2 ** (attempt - 1))
+
+    def __call__(self, attempt: int, exc: BaseException) -> float:
+        """The wait after failed attempt `attempt` (1 = the first call)."""
+        wait = self.rng.uniform(0.0, self.cap(attempt))
         server = retry_after_s(getattr(exc, "headers", None))
         if server is None and getattr(exc, "retry_after", None):
             server = retry_after_s({"retry-after": str(exc.retry_after)})  # type: ignore[union-attr]
@@ -44,30 +55,26 @@ class _Wait:
         return wait
 
 
-def _before_sleep(on_wait: Callable[[BaseException | None, float], None] | None
-                  ) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.info("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), state.attempt_number,
-                 wait)
-        if on_wait is not None:
-            on_wait(exc, wait)
-
-    return before_sleep
-
-
-def retrying(max_retries: int | None, initial_s: float | None, max_s: float | None,
-             on_wait: Callable[[BaseException | None, float], None] | None = None) -> AsyncRetrying:
-    """`async for attempt in retrying(...): with attempt: ...` — a fresh policy per request. `on_wait`
-    hears of every wait before a retry (the error, the seconds)."""
-    return AsyncRetrying(
-        stop=stop_after_attempt((DEFAULT_RETRIES if max_retries is None else max_retries) + 1),
-        wait=_Wait(initial_s or DEFAULT_INITIAL_S, max_s or DEFAULT_MAX_S),
-        retry=retry_if_exception(is_retryable),
-        before_sleep=_before_sleep(on_wait),
-        reraise=True,
-    )
+async def with_retries(call: Callable[[], Awaitable[T]], max_retries: int | None, initial_s: float | None,
+                       max_s: float | None, on_wait: Callable[[BaseException, float], None] | None = None) -> T:
+    """`await call()` until it succeeds, fails with an error that is not retryable, or `max_retries` retries
+    are spent (default 4); the last error is raised as it is. `on_wait` hears of every wait before a retry
+    (the error, the seconds)."""
+    wait = _Wait(initial_s or DEFAULT_INITIAL_S, max_s or DEFAULT_MAX_S)
+    retries = DEFAULT_RETRIES if max_retries is None else max_retries
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt > retries or not is_retryable(exc):
+                raise
+            seconds = wait(attempt, exc)
+            log.info("teacher call failed (%s), retry %d in %.2fs", getattr(exc, "kind", exc), attempt, seconds)
+            if on_wait is not None:
+                on_wait(exc, seconds)
+        await asyncio.sleep(seconds)
 
 
 # --- optional parameters an "OpenAI-compatible" server may refuse ------------------------------
