@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import orjson
 
 from pocketguide.engine.errors import StageError
-from pocketguide.engine.store import BOOKKEEPING, StageStore, whole_lines
+from pocketguide.engine.store import BOOKKEEPING, StageStore, loads, whole_lines
 
 
 def store_root(pipe: Any, dry_run: bool) -> Path:
@@ -88,27 +88,33 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def read_source(path: Path) -> Iterator[Upstream]:
     """Each JSON object line becomes an input record; a bad line becomes a rejection, not a crash."""
     for n, line in iter_lines(path):
-        fp = fingerprint(line)
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": None, "raw": line.decode("utf-8", "replace")},
-                           fp, problem=f"malformed_input: line {n} is not valid JSON ({exc})")
-            continue
-        if not isinstance(obj, dict):
-            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
-                           problem=f"malformed_input: line {n} is not a JSON object")
-            continue
-        rid = obj.pop("id", None)  # the line's own dict, less its id, becomes the fields (no copy)
-        rid = str(rid) if rid not in (None, "") else f"line_{n:06d}"
-        yield Upstream({"id": rid, "data": obj, "parsed": obj, "raw": None, "ancestors": []}, fp)
+        yield source_upstream(n, line, fingerprint(line))
+
+
+def source_id(value: Any, n: int) -> str:
+    """A source line's record id: its `id` as text, else `line_<n>`."""
+    return str(value) if value not in (None, "") else f"line_{n:06d}"
+
+
+def source_upstream(n: int, line: bytes, fp: str) -> Upstream:
+    """Line `n` of a source file (fingerprint `fp`) as an input record, or as a problem (not JSON, not an object)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": None, "raw": line.decode("utf-8", "replace")},
+                        fp, problem=f"malformed_input: line {n} is not valid JSON ({exc})")
+    if not isinstance(obj, dict):
+        return Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
+                        problem=f"malformed_input: line {n} is not a JSON object")
+    rid = source_id(obj.pop("id", None), n)  # the line's own dict, less its id, becomes the fields (no copy)
+    return Upstream({"id": rid, "data": obj, "parsed": obj, "raw": None, "ancestors": []}, fp)
 
 
 def read_stage(store: StageStore) -> Iterator[Upstream]:
     """Accepted records of an upstream stage (whole lines only)."""
     for line in whole_lines(store.records_path):
         try:
-            yield Upstream(orjson.loads(line), content_fp(line))
+            yield Upstream(loads(line), content_fp(line))
         except orjson.JSONDecodeError:
             continue
 

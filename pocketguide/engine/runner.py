@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from pocketguide.engine import registry
 from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, StoreError, TeacherError
+from pocketguide.engine.fused import source_rows, stage_rows, plain_copy, run_fused
 from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import (
     Joined,
@@ -332,9 +333,15 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         loop = _Loop(rt, store, acc, result, options.progress, generators, scan.salvage)
         total = _estimate_total(pipe, stage, options, len(done), rt.members)
         options.progress.stage_started(stage.name, total, len(done))
-        taken = _take(stage_items(rt, driving, joined), done, options.limit, result, pending,
-                      bool(options.settings.get("limit_total")))
-        stopped = await _drive(loop, taken, joined, concurrency)
+        limit_total = bool(options.settings.get("limit_total"))
+        if plain_copy(rt, joined, scan.salvage, options.dry_run):  # engine/fused.py: one tight loop
+            rows = stage_rows(input_store(pipe, stage.inputs[0], options.dry_run)) if stage.inputs else \
+                source_rows(pipe.resolve(stage.source or ""))
+            run_fused(loop, rows, done, options.limit, limit_total, pending)
+            stopped = None
+        else:
+            taken = _take(stage_items(rt, driving, joined), done, options.limit, result, pending, limit_total)
+            stopped = await _drive(loop, taken, joined, concurrency)
         result.pending = pending[0]
         result.stopped = stopped
         result.complete = stopped is None and pending[0] == 0

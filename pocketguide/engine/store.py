@@ -16,16 +16,13 @@ import orjson
 
 from pocketguide.engine import redact
 from pocketguide.engine.errors import StoreError
+from pocketguide.engine.records import BOOKKEEPING, LEAN, expand  # noqa: F401 (BOOKKEEPING: the store's name for it)
 
 RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
 SUPERSEDED = "superseded.jsonl"
 STATS = "stats.json"
 MANIFEST = "manifest.json"
-# when and from what a record was made, not what it says: written last on every line, so a reader can hash a
-# record's content without them (inputs.content_fp) and a rerun that changes none of it changes nothing below
-# timings (engine/timings.py) is bookkeeping too: how long a record took is not what it says
-BOOKKEEPING = ("created_at", "input_fp", "gen_fp", "judge_fp", "parse_fp", "rejudged_from", "run_id", "timings")
 # what lives directly under data_dir besides the stage folders: the response cache (and SQLite's side
 # files), dry runs, exports, reports, gens exports, downloaded base models. A stage cannot take these names.
 RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal", "dry-run",
@@ -52,7 +49,11 @@ class UnstorableValue(ValueError):
 
 def dumps_line(obj: Any) -> bytes:
     """One JSON line, with every form of every registered secret removed (engine/redact.py)."""
-    line = _dumps_line(obj)
+    return scrubbed_line(_dumps_line(obj), obj)
+
+
+def scrubbed_line(line: bytes, obj: Any) -> bytes:
+    """`line` (the JSON line of `obj`) with every form of every registered secret removed."""
     if not redact.active():
         return line
     clean = redact.scrub_bytes(line)
@@ -85,7 +86,9 @@ def _dumps_line(obj: Any) -> bytes:
 
 
 def loads(line: bytes | str) -> Any:
-    return orjson.loads(line)
+    """One stored line as the record it holds (a lean line expanded, engine/records.py)."""
+    obj = orjson.loads(line)
+    return expand(obj) if type(obj) is dict and LEAN in obj else obj
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -175,7 +178,7 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Whole, valid lines only; a torn last line is skipped (repair happens before appending)."""
     for line in whole_lines(path):
         try:
-            yield orjson.loads(line)
+            yield loads(line)
         except orjson.JSONDecodeError:
             continue
 
@@ -267,6 +270,14 @@ class StageStore:
         if buf:
             self._flush(name)
         self._write_all(self._fds[name], line)
+
+    def append_lines(self, lines: bytes, accepted: bool = True) -> None:
+        """Whole lines already encoded (engine/fused.py), batched like `append(..., buffered=True)`."""
+        name = RECORDS if accepted else REJECTED
+        buf = self._buffers[name]
+        buf += lines
+        if len(buf) >= 1 << 18:
+            self._flush(name)
 
     @staticmethod
     def _write_all(fd: int, data: bytes | bytearray) -> None:
