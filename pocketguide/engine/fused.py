@@ -88,11 +88,40 @@ def stage_rows(store: Any) -> Iterator[tuple]:
         yield rid, up.fp, rec, dict(rec.get("data") or {}), rid
 
 
+class _Facets:
+    """The stage's facet counts of accepted fused records, as StatsAccumulator.add counts them: a plain count
+    per value here (`tally`, filled by the loop), added to the stage's counts with each batch."""
+
+    def __init__(self, acc: Any):
+        self.acc = acc
+        self.simple = [(f, {}) for f in acc.facets if "." not in f and "+" not in f]  # (facet, value → count)
+        self.other = [f for f in acc.facets if "." in f or "+" in f]
+
+    def value(self, f: str, out: dict[str, Any], fields: dict[str, Any], text: str) -> str:
+        """facet_value of the whole record, for a facet without dots (the fields first, then the record)."""
+        value = fields.get(f, _MISSING)
+        if value is _MISSING:
+            value = text if f in _SAME else out.get(f)
+        return str(None if isinstance(value, (dict, list)) else value)
+
+    def add_other(self, out: dict[str, Any]) -> None:
+        whole = expand({**out, LEAN: list(_SAME)})
+        for f in self.other:
+            self.acc.facet_counts[f][str(facet_value(whole, f))][ACCEPTED] += 1
+
+    def hand_over(self) -> None:
+        for f, tally in self.simple:
+            counts = self.acc.facet_counts[f]
+            for value, n in tally.items():
+                counts[value][ACCEPTED] += n
+            tally.clear()
+
+
 class _Batch:
     """What the fused loop hands the store and the stats every CHUNK records (and before a generic record)."""
 
-    def __init__(self, loop: Any):
-        self.loop, self.lines, self.made = loop, [], 0
+    def __init__(self, loop: Any, facets: _Facets):
+        self.loop, self.facets, self.lines, self.made = loop, facets, [], 0
         self.t_chunk = self.last_flush = self.last_stats = time.perf_counter()
 
     def hand_over(self) -> None:
@@ -100,6 +129,7 @@ class _Batch:
         if self.lines:
             loop.store.append_lines(b"".join(self.lines))
             self.lines.clear()
+        self.facets.hand_over()
         acc = loop.acc
         acc.accepted += made
         acc.modes[DEFAULT_MODE] += made
@@ -124,25 +154,6 @@ class _Batch:
         self.t_chunk = time.perf_counter()
 
 
-class _Facets:
-    """The stage's facet counts of accepted fused records, as StatsAccumulator.add counts them."""
-
-    def __init__(self, acc: Any):
-        self.simple = [(f, acc.facet_counts[f]) for f in acc.facets if "." not in f and "+" not in f]
-        self.other = [(f, acc.facet_counts[f]) for f in acc.facets if "." in f or "+" in f]
-
-    def add(self, out: dict[str, Any], fields: dict[str, Any], text: str) -> None:
-        for f, counts in self.simple:
-            value = fields.get(f, _MISSING)
-            if value is _MISSING:
-                value = text if f in _SAME else out.get(f)
-            counts[str(None if isinstance(value, (dict, list)) else value)][ACCEPTED] += 1
-        if self.other:
-            whole = expand({**out, LEAN: list(_SAME)})
-            for f, counts in self.other:
-                counts[str(facet_value(whole, f))][ACCEPTED] += 1
-
-
 def _constants(rt: StageRuntime) -> tuple[str, str, str]:
     """gen_fp, judge_fp, parse_fp: the same for every plain copy record of the stage."""
     probe = new_record(id="", stage=rt.stage.name, parent_ids=[], ancestors=[], data={})
@@ -154,7 +165,8 @@ def run_fused(loop: Any, rows: Iterator[tuple], done: dict[str, str], limit: int
               pending: list[int]) -> None:
     """Make the stage's records from `rows` (source_rows, stage_rows) as the generic loop would (skipping
     finished ids, stopping at `limit`); `loop` is the runner's _Loop, which writes the generic records."""
-    rt, result, batch, facets = loop.rt, loop.result, _Batch(loop), _Facets(loop.acc)
+    rt, result, facets = loop.rt, loop.result, _Facets(loop.acc)
+    batch, simple, other = _Batch(loop, facets), facets.simple, facets.other
     stage, choice = rt.stage, rt.default_choice
     gen_fp, judge_fp, parse_fp = _constants(rt)
     run_id, name, same, lines = result.run_id, stage.name, list(_SAME), batch.lines
@@ -213,7 +225,12 @@ def run_fused(loop: Any, rows: Iterator[tuple], done: dict[str, str], limit: int
             batch.generic(Item(rid, Upstream(rec or _source_record(rid, data), fp), None, choice, fp))
             continue
         lines.append(scrubbed_line(line, out) if scrub else line)
-        facets.add(out, data, text)
+        for f, tally in simple:
+            value = data.get(f)
+            value = value if type(value) is str else facets.value(f, out, data, text)
+            tally[value] = tally.get(value, 0) + 1
+        if other:
+            facets.add_other(out)
         if progress is not None:
             progress.record_done(name, out)
         batch.made += 1

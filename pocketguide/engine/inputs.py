@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import orjson
 
 from pocketguide.engine.errors import StageError
-from pocketguide.engine.store import BOOKKEEPING, StageStore, loads, whole_lines
+from pocketguide.engine.records import LEAN, expand
+from pocketguide.engine.store import BOOKKEEPING, StageStore, scrubbed_line, whole_lines
 
 
 def store_root(pipe: Any, dry_run: bool) -> Path:
@@ -41,17 +42,30 @@ _TAIL = b',"created_at":'
 _VALUE = rb'(?:"[^"\\]*"|null|\{[^{}\[\]\\]*\})'
 # the line's end when it is only bookkeeping: ,"created_at":…[,"input_fp":…][,"gen_fp":…]…}
 _OTHERS = b"|".join(k.encode() for k in BOOKKEEPING if k != "created_at")
+_LEAN_KEY = b'"' + LEAN.encode() + b'":'
 _TAIL_ONLY = re.compile(_TAIL + _VALUE + rb'(?:,"(?:' + _OTHERS + rb')":' + _VALUE + rb')*}\n?')
 
 
 def content_fp(line: bytes) -> str:
     """A record line's fingerprint without its bookkeeping tail (created_at, input_fp, gen_fp, judge_fp…):
     a record redone to the same content (a re-judge that flips nothing, a deterministic copy) leaves its
-    readers' inputs unchanged. Lines not written that way (older ones) are hashed whole."""
+    readers' inputs unchanged. Lines not written that way (older ones) are hashed whole. A lean line
+    (engine/records.py) is hashed as the whole line of its record would be, so the form does not matter."""
+    if _LEAN_KEY in line:
+        obj = orjson.loads(line)
+        if type(obj) is dict and LEAN in obj:
+            return whole_content_fp(expand(obj))
     cut = line.rfind(_TAIL)
     if cut > 0 and _TAIL_ONLY.fullmatch(line, cut):
         return fingerprint(line[:cut])
     return fingerprint(line)
+
+
+def whole_content_fp(record: dict[str, Any]) -> str:
+    """content_fp of the line the store writes for this whole record (its bookkeeping last)."""
+    body = {k: v for k, v in record.items() if k not in BOOKKEEPING}
+    line = scrubbed_line(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), body)
+    return fingerprint(line[:-1])  # `{…,"error":null` — what content_fp hashes of the line
 
 
 @dataclass
@@ -114,9 +128,14 @@ def read_stage(store: StageStore) -> Iterator[Upstream]:
     """Accepted records of an upstream stage (whole lines only)."""
     for line in whole_lines(store.records_path):
         try:
-            yield Upstream(loads(line), content_fp(line))
+            obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
+        if type(obj) is dict and LEAN in obj:
+            obj = expand(obj)
+            yield Upstream(obj, whole_content_fp(obj))
+        else:
+            yield Upstream(obj, content_fp(line))
 
 
 def require_upstream(store: StageStore, stage: str, upstream: str, dry_run: bool) -> None:
