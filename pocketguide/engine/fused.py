@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -28,11 +29,11 @@ from pocketguide.engine import registry
 from pocketguide.engine.inputs import Upstream, read_stage, source_id, source_upstream
 from pocketguide.engine.items import duplicate
 from pocketguide.engine.records import ACCEPTED, LEAN, expand, new_record, now_iso
+from pocketguide.engine.redact import active as secrets_registered
 from pocketguide.engine.runtime import DEFAULT_MODE, StageRuntime
 from pocketguide.engine.session import NullProgress
 from pocketguide.engine.stats import facet_value
 from pocketguide.engine.steps import Item
-from pocketguide.engine.redact import active as secrets_registered
 from pocketguide.engine.store import scrubbed_line
 
 _MISSING = object()
@@ -54,38 +55,9 @@ def plain_copy(rt: StageRuntime, joined: list[Any], salvage: dict[Any, bytes], d
         and choice.parser is registry.PARSERS.get((registry.GLOBAL, "identity")))
 
 
-def source_rows(path: Any) -> Iterator[tuple]:
-    """(id, input fp, None, fields, None) per source line (its record is made only when a template reads it,
-    `_source_record`); an Upstream with its problem in place of the id for a line that is no JSON object."""
-    blake = hashlib.blake2b
-    loads = orjson.loads
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.isspace():  # inputs.iter_lines: blank lines are no records
-                continue
-            fp = blake(line + b"\x00", digest_size=10).hexdigest()  # inputs.fingerprint(line), inlined
-            try:
-                obj = loads(line)
-            except orjson.JSONDecodeError:
-                obj = None
-            if type(obj) is not dict:
-                yield source_upstream(n, line, fp), fp, None, None, None
-                continue
-            rid = obj.pop("id", None)
-            yield (rid if type(rid) is str and rid else source_id(rid, n)), fp, None, obj, None
-
-
 def _source_record(rid: str, fields: dict[str, Any]) -> dict[str, Any]:
     """A source line's record as inputs.read_source makes it (the template context's `input`)."""
     return {"id": rid, "data": fields, "parsed": fields, "raw": None, "ancestors": []}
-
-
-def stage_rows(store: Any) -> Iterator[tuple]:
-    """(id, input fp, record, fields, parent id) per accepted record of the upstream stage."""
-    for up in read_stage(store):
-        rec = up.record
-        rid = rec.get("id")
-        yield rid, up.fp, rec, dict(rec.get("data") or {}), rid
 
 
 class _Facets:
@@ -97,11 +69,11 @@ class _Facets:
         self.simple = [(f, {}) for f in acc.facets if "." not in f and "+" not in f]  # (facet, value → count)
         self.other = [f for f in acc.facets if "." in f or "+" in f]
 
-    def value(self, f: str, out: dict[str, Any], fields: dict[str, Any], text: str) -> str:
+    def value(self, f: str, out: dict[str, Any]) -> str:
         """facet_value of the whole record, for a facet without dots (the fields first, then the record)."""
-        value = fields.get(f, _MISSING)
+        value = out["data"].get(f, _MISSING)
         if value is _MISSING:
-            value = text if f in _SAME else out.get(f)
+            value = out["raw"] if f in _SAME else out.get(f)
         return str(None if isinstance(value, (dict, list)) else value)
 
     def add_other(self, out: dict[str, Any]) -> None:
@@ -161,79 +133,205 @@ def _constants(rt: StageRuntime) -> tuple[str, str, str]:
     return rt.recipe.gen_of(probe), rt.recipe.judge_of(probe), rt.recipe.parse_of(probe)
 
 
-def run_fused(loop: Any, rows: Iterator[tuple], done: dict[str, str], limit: int | None, limit_total: bool,
-              pending: list[int]) -> None:
-    """Make the stage's records from `rows` (source_rows, stage_rows) as the generic loop would (skipping
-    finished ids, stopping at `limit`); `loop` is the runner's _Loop, which writes the generic records."""
-    rt, result, facets = loop.rt, loop.result, _Facets(loop.acc)
-    batch, simple, other = _Batch(loop, facets), facets.simple, facets.other
-    stage, choice = rt.stage, rt.default_choice
-    gen_fp, judge_fp, parse_fp = _constants(rt)
-    run_id, name, same, lines = result.run_id, stage.name, list(_SAME), batch.lines
-    key = stage.inputs[0] if stage.inputs else "source"
-    ctx: dict[str, Any] = {"id": None, "input": None, "variant": {}, "vars": stage.vars, "stage": name,
-                           "record": None, "schema": rt.schema, "teacher": rt.teacher_facts}
-    fill = choice.renderer.filler()
-    wants_record = fill is None or any(p[0] in ("input", "record") for p in choice.renderer.lookups)
-    fill = fill or choice.renderer.render
-    progress = None if isinstance(loop.progress, NullProgress) else loop.progress
-    scrub, dumps, opt, clock = secrets_registered(), orjson.dumps, orjson.OPT_APPEND_NEWLINE, time.time
-    seen: dict[str, int] = {}
-    taken, last_ms, stamp = 0, -1, ""
-    for rid, fp, rec, data, parent in rows:
-        up = None
-        if type(rid) is Upstream:  # a line that is no JSON object: rejected the generic way
-            rid, up = rid.record["id"], rid
-        n = seen[rid] = seen.get(rid, 0) + 1
-        if done.get(rid if n == 1 else f"{rid}~dup{n}") == fp:
-            result.skipped_done += 1
-            taken += limit_total
-            continue
-        if limit is not None and taken >= limit:
-            pending[0] += 1
-            continue
-        taken += 1
-        if parent is None and (wants_record or up is not None or n > 1):
-            rec = up.record if up is not None else _source_record(rid, data)
-        if up is not None or n > 1:
-            item = Item(rid, up or Upstream(rec, fp), None, choice, fp)
-            batch.generic(duplicate(rt, item, n) if n > 1 else item)
-            continue
-        ctx["id"], ctx["input"], ctx["record"], ctx[key] = rid, rec, rec, (data if parent is None else rec)
+class _Fused:
+    """One fused run of a plain copy stage: its constant parts, worked out once, and the rules every input
+    passes before its record is made (a repeated id, a finished id, the limit)."""
+
+    def __init__(self, loop: Any, done: dict[str, str], limit: int | None, limit_total: bool, pending: list[int]):
+        self.loop, self.rt, self.result = loop, loop.rt, loop.result
+        self.choice = loop.rt.default_choice
+        self.facets = _Facets(loop.acc)
+        self.batch = _Batch(loop, self.facets)
+        self.done, self.limit, self.limit_total, self.pending = done, limit, limit_total, pending
+        self.seen: dict[str, int] = {}
+        self.taken = 0
+        self.gen_fp, self.judge_fp, self.parse_fp = _constants(self.rt)
+        stage = self.rt.stage
+        self.key = stage.inputs[0] if stage.inputs else "source"
+        self.ctx: dict[str, Any] = {"id": None, "input": None, "variant": {}, "vars": stage.vars, "stage": stage.name,
+                                    "record": None, "schema": self.rt.schema, "teacher": self.rt.teacher_facts}
+        renderer = self.choice.renderer
+        fill = renderer.filler()
+        self.wants_record = fill is None or any(p[0] in ("input", "record") for p in renderer.lookups)
+        self.fill = fill or renderer.render
+        # `{{ source.x }}` alone: the field itself, without a context (the one_lookup filler's rule)
+        one = renderer.single_lookup
+        self.direct = one[1] if one and len(one) == 2 and one[0] == self.key and not stage.inputs else None
+        self.progress = None if isinstance(loop.progress, NullProgress) else loop.progress
+        self.last_ms, self.stamp = -1, ""
+
+    def admit(self, rid: str, fp: str) -> int:
+        """Which occurrence of `rid` this input is (1: the first), or 0 when it is skipped (finished, or past
+        the limit); the same rules as the runner's stage_items and _take."""
+        k = self.seen[rid] = self.seen.get(rid, 0) + 1
+        if self.done and self.done.get(rid if k == 1 else f"{rid}~dup{k}") == fp:
+            self.result.skipped_done += 1
+            self.taken += self.limit_total
+            return 0
+        if self.limit is not None and self.taken >= self.limit:
+            self.pending[0] += 1
+            return 0
+        self.taken += 1
+        return k
+
+    def generic(self, rid: str, up: Upstream, k: int) -> None:
+        """This input through the generic steps: a rejection (a bad line, a repeated id) or what the fast
+        path cannot fill."""
+        item = Item(rid, up, None, self.choice, up.fp)
+        self.batch.generic(duplicate(self.rt, item, k) if k > 1 else item)
+
+    def render(self, rid: str, rec: dict[str, Any] | None, data: dict[str, Any], parent: str | None) -> str | None:
+        ctx = self.ctx
+        ctx["id"], ctx["input"], ctx["record"], ctx[self.key] = rid, rec, rec, (data if parent is None else rec)
         try:
-            text = fill(ctx)
+            return self.fill(ctx)
         except Exception:  # the generic steps render it again and say why it failed
-            text = None
-        if text is None:
-            batch.generic(Item(rid, Upstream(rec or _source_record(rid, data), fp), None, choice, fp))
-            continue
-        ms = int(clock() * 1000)
-        if ms != last_ms:
-            last_ms, stamp = ms, now_iso()
-        if parent is None:
-            out = {"id": rid, "stage": name, "status": ACCEPTED, "data": data, "mode": DEFAULT_MODE, "raw": text,
-                   LEAN: same, "created_at": stamp, "input_fp": fp, "gen_fp": gen_fp, "judge_fp": judge_fp,
-                   "parse_fp": parse_fp, "run_id": run_id}
-        else:
-            out = {"id": rid, "stage": name, "status": ACCEPTED, "parent_ids": [parent],
-                   "ancestors": [parent, *(rec.get("ancestors") or ())], "data": data, "mode": DEFAULT_MODE,
-                   "raw": text, LEAN: same, "created_at": stamp, "input_fp": fp, "gen_fp": gen_fp,
-                   "judge_fp": judge_fp, "parse_fp": parse_fp, "run_id": run_id}
-        try:
-            line = dumps(out, option=opt)
-        except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
-            batch.generic(Item(rid, Upstream(rec or _source_record(rid, data), fp), None, choice, fp))
-            continue
-        lines.append(scrubbed_line(line, out) if scrub else line)
-        for f, tally in simple:
-            value = data.get(f)
-            value = value if type(value) is str else facets.value(f, out, data, text)
+            return None
+
+    def created_at(self) -> str:
+        ms = int(time.time() * 1000)
+        if ms != self.last_ms:
+            self.last_ms, self.stamp = ms, now_iso()
+        return self.stamp
+
+    def record(self, rid: str, fp: str, data: dict[str, Any], text: str, parent: str | None,
+               rec: dict[str, Any] | None) -> dict[str, Any]:
+        """The lean record (engine/records.py) the generic steps' record reads back as."""
+        out: dict[str, Any] = {"id": rid, "stage": self.rt.stage.name, "status": ACCEPTED}
+        if parent is not None:
+            out["parent_ids"] = [parent]
+            out["ancestors"] = [parent, *((rec or {}).get("ancestors") or ())]
+        out.update(data=data, mode=DEFAULT_MODE, raw=text)
+        out[LEAN] = list(_SAME)
+        out.update(created_at=self.stamp, input_fp=fp, gen_fp=self.gen_fp, judge_fp=self.judge_fp,
+                   parse_fp=self.parse_fp, run_id=self.result.run_id)
+        return out
+
+    def count(self, out: dict[str, Any]) -> None:
+        """Facets and progress of one record written as a line."""
+        for f, tally in self.facets.simple:
+            value = out["data"].get(f)
+            value = value if type(value) is str else self.facets.value(f, out)
             tally[value] = tally.get(value, 0) + 1
-        if other:
-            facets.add_other(out)
-        if progress is not None:
-            progress.record_done(name, out)
-        batch.made += 1
-        if batch.made >= CHUNK:
-            batch.hand_over()
-    batch.hand_over()
+        if self.facets.other:
+            self.facets.add_other(out)
+        if self.progress is not None:
+            self.progress.record_done(self.rt.stage.name, out)
+        self.batch.made += 1
+        if self.batch.made >= CHUNK:
+            self.batch.hand_over()
+
+    def write(self, out: dict[str, Any], up: Upstream) -> None:
+        try:
+            line = orjson.dumps(out, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
+            self.generic(out["id"], up, 1)
+            return
+        self.batch.lines.append(scrubbed_line(line, out) if secrets_registered() else line)
+        self.count(out)
+
+
+def run_fused(loop: Any, source: Path | None, upstream: Any, done: dict[str, str], limit: int | None,
+              limit_total: bool, pending: list[int]) -> None:
+    """Make the stage's records from its source file or its upstream store as the generic loop would (skipping
+    finished ids, stopping at `limit`); `loop` is the runner's _Loop, which writes the generic records."""
+    run = _Fused(loop, done, limit, limit_total, pending)
+    if source is not None:
+        _copy_source(run, source)
+    else:
+        _copy_stage(run, upstream)
+    run.batch.hand_over()
+
+
+def _copy_stage(run: _Fused, store: Any) -> None:
+    """Each accepted record of the upstream stage, copied."""
+    for up in read_stage(store):
+        rec = up.record
+        rid = rec["id"]
+        k = run.admit(rid, up.fp)
+        if not k:
+            continue
+        if k > 1:
+            run.generic(rid, up, k)
+            continue
+        data = dict(rec.get("data") or {})
+        text = run.render(rid, rec, data, rid)
+        if text is None:
+            run.generic(rid, up, 1)
+            continue
+        run.created_at()
+        run.write(run.record(rid, up.fp, data, text, rid, rec), up)
+
+
+def _copy_source(run: _Fused, path: Path) -> None:
+    """Each line of the source file, copied: the hot loop (bench/runner_overhead.py). The lean line is put
+    together from pieces encoded once per stage and the few values encoded per record."""
+    blake, loads, dumps = hashlib.blake2b, orjson.loads, orjson.dumps
+    lines, batch, direct, scrub = run.batch.lines, run.batch, run.direct, secrets_registered()
+    simple, seen, done, limit = run.facets.simple, run.seen, run.done, run.limit
+    seen_get = seen.get
+    head = b',"stage":' + dumps(run.rt.stage.name) + b',"status":"accepted","data":'
+    mid = b',"mode":"copy","raw":'
+    lean = b',"' + LEAN.encode() + b'":' + dumps(list(_SAME)) + b',"created_at":'
+    tail = dumps({"gen_fp": run.gen_fp, "judge_fp": run.judge_fp, "parse_fp": run.parse_fp,
+                  "run_id": run.result.run_id})[1:] + b"\n"
+    stamp, stamp_ms = b"", -1
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.isspace():  # inputs.iter_lines: blank lines are no records
+                continue
+            fp = blake(line + b"\x00", digest_size=10).hexdigest()  # inputs.fingerprint(line), inlined
+            try:
+                data = loads(line)
+            except orjson.JSONDecodeError:
+                data = None
+            if type(data) is dict:
+                rid = data.pop("id", None)
+                if type(rid) is not str or not rid:
+                    rid = source_id(rid, n)
+                k = seen[rid] = seen_get(rid, 0) + 1  # run.admit, inlined for the common case
+                if k != 1 or done or limit is not None:
+                    seen[rid] = k - 1
+                    k = run.admit(rid, fp)
+                    if k != 1:
+                        if k:
+                            run.generic(rid, Upstream(_source_record(rid, data), fp), k)
+                        continue
+            else:  # no JSON object: a rejection, the generic way (inputs.source_upstream says why)
+                up = source_upstream(n, line, fp)
+                k = run.admit(up.record["id"], fp)
+                if k:
+                    run.generic(up.record["id"], up, k)
+                continue
+            if direct is not None:
+                text = data.get(direct)
+                text = text if type(text) is str else None
+            else:
+                text = run.render(rid, _source_record(rid, data) if run.wants_record else None, data, None)
+            if text is None:
+                run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
+                continue
+            ms = int(time.time() * 1000)
+            if ms != stamp_ms:
+                stamp_ms, run.stamp = ms, now_iso()
+                stamp = dumps(run.stamp)
+            try:
+                out = b"".join((b'{"id":', dumps(rid), head, dumps(data), mid, dumps(text), lean, stamp,
+                                b',"input_fp":"', fp.encode(), b'",', tail))
+            except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
+                run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
+                continue
+            if scrub or run.facets.other or run.progress is not None:  # what needs the record as a dict
+                rec = run.record(rid, fp, data, text, None, None)
+                lines.append(scrubbed_line(out, rec) if scrub else out)
+                run.count(rec)
+                continue
+            lines.append(out)
+            for f, tally in simple:
+                value = data.get(f)
+                if type(value) is not str:
+                    value = run.facets.value(f, run.record(rid, fp, data, text, None, None))
+                tally[value] = tally.get(value, 0) + 1
+            batch.made += 1
+            if batch.made >= CHUNK:
+                batch.hand_over()

@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +30,8 @@ RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache
                   "exports", "report", "reports", "gens", "_models")  # report: `pocketguide report`'s page
 _MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
 MAX_STAGE_NAME = 100
+SYNC_AHEAD = 8 << 20  # bytes appended between background syncs of a stage's JSONL files
+_datasync = getattr(os, "fdatasync", os.fsync)  # the data, not the timestamps (macOS has fsync only)
 
 
 def stage_name_problem(name: str) -> str | None:
@@ -192,6 +195,9 @@ class StageStore:
         self._fds: dict[str, int] = {}
         self._buffers: dict[str, bytearray] = {RECORDS: bytearray(), REJECTED: bytearray()}
         self._lock_fd: int | None = None
+        self._unsynced = 0  # bytes written since the last background sync (_sync_ahead)
+        self._syncer: ThreadPoolExecutor | None = None
+        self._syncing: Future | None = None
 
     # paths -----------------------------------------------------------------
     @property
@@ -289,7 +295,26 @@ class StageStore:
         buf = self._buffers[name]
         if buf:
             self._write_all(self._fds[name], buf)
+            self._unsynced += len(buf)
             buf.clear()
+            if self._unsynced >= SYNC_AHEAD:
+                self._sync_ahead(self._fds[name])
+
+    def _sync_ahead(self, fd: int) -> None:
+        """Start writing what is on the file to disk in the background (fdatasync in a thread, the GIL released),
+        so the fsync on close waits for the last few MB only, not the whole stage's output. One at a time."""
+        if self._syncing is not None and not self._syncing.done():
+            return
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix=f"sync-{self.stage}"[:15])
+        self._unsynced = 0
+        self._syncing = self._syncer.submit(_datasync, fd)
+
+    def _settle(self) -> None:
+        """Wait for a background sync (before its file is closed); its error is the store's error."""
+        if self._syncing is not None:
+            syncing, self._syncing = self._syncing, None
+            syncing.result()
 
     def flush(self) -> None:
         for name in self._buffers:
@@ -305,12 +330,19 @@ class StageStore:
     def reopen(self) -> None:
         """After the JSONL files were replaced (records set aside): append to the new files, keep the lock."""
         self.flush()
+        self._settle()
         for name, fd in list(self._fds.items()):
             os.close(fd)
             self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
 
     def close(self) -> None:
         self.flush()
+        try:
+            self._settle()
+        finally:
+            if self._syncer is not None:
+                self._syncer.shutdown()
+                self._syncer = None
         for fd in self._fds.values():
             try:
                 os.fsync(fd)

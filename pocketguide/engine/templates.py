@@ -156,6 +156,12 @@ class Renderer:
         """The dotted lookups a template of text and lookups prints (None: it needs Jinja)."""
         return None if self._parts is None else [p for p in self._parts if not isinstance(p, str)]
 
+    @property
+    def single_lookup(self) -> tuple[str, ...] | None:
+        """The path of a template that is one `{{ a.b }}` and nothing else (None for any other)."""
+        parts = self._parts
+        return parts[0] if parts is not None and len(parts) == 1 and isinstance(parts[0], tuple) else None
+
     def filler(self) -> Callable[[dict[str, Any]], str | None] | None:
         """The fast path alone, as a function: the filled text, or None where `render` would need Jinja (None
         instead of a function when the template is not text and lookups). One `{{ a.b }}` gets its own."""
