@@ -1,8 +1,8 @@
 """Runner overhead: a copy-mode stage over N records vs a bare read-parse-write JSONL loop.
 
 Both run in this process on the same input file; the figure is the ratio of their times.
-`--floor` also times a bare loop that writes pocketguide's whole record (provenance, fingerprint,
-timestamp): what the record format alone costs, apart from the engine.
+`--floor` also times a bare loop that writes the line a plain copy stage writes (provenance, fingerprints,
+timestamp; engine/fused.py's lean record): what the record format alone costs, apart from the engine.
 Last line: overhead_ratio=<x> (aim ≤ 3).
 """
 
@@ -50,23 +50,21 @@ def bare_loop(src: Path, dst: Path) -> None:
 
 
 def full_record_loop(src: Path, dst: Path) -> None:
-    """The floor for pocketguide's record format: the same bare loop, writing the whole record a copy stage
-    writes (provenance fields, fingerprints, run id, phase timings, timestamps) — no engine, no stats."""
+    """The floor for pocketguide's record format: the same bare loop, writing the line a plain copy stage
+    writes (engine/fused.py: the lean record — provenance, the input line's fingerprint, the stage's fingerprints,
+    run id, timestamp; the text once) — no engine, no stats, no resume, no manifest."""
     from pocketguide.engine.inputs import fingerprint
-    from pocketguide.engine.records import now_iso
+    from pocketguide.engine.records import LEAN, now_iso
 
     run_id = "0123456789abcdef0123456789abcdef"
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         for line in fin:
             rec = orjson.loads(line)
-            data = {k: v for k, v in rec.items() if k != "id"}
-            text = rec["text"]
-            out = {"id": rec["id"], "stage": "copy", "status": "accepted", "reasons": [], "parent_ids": [],
-                   "ancestors": [], "variant": None, "data": data, "mode": "copy", "prompt": text, "raw": text,
-                   "parsed": text, "validation": None, "gates": [], "teacher": None, "error": None,
-                   "created_at": now_iso(), "input_fp": fingerprint(line), "gen_fp": "0123456789abcdef",
-                   "judge_fp": "0123456789abcdef", "run_id": run_id,
-                   "timings": {"render_ms": 0.004, "llm_ms": 0.002, "parse_ms": 0.003, "finished_at": now_iso()}}
+            rid = rec.pop("id")
+            out = {"id": rid, "stage": "copy", "status": "accepted", "data": rec, "mode": "copy", "raw": rec["text"],
+                   LEAN: ["prompt", "parsed"], "created_at": now_iso(), "input_fp": fingerprint(line),
+                   "gen_fp": "0123456789abcdef", "judge_fp": "0123456789abcdef", "parse_fp": "0123456789abcdef",
+                   "run_id": run_id}
             fout.write(orjson.dumps(out, option=orjson.OPT_APPEND_NEWLINE))
 
 
@@ -97,7 +95,7 @@ def main() -> None:
             mine = orjson.loads((root / "runs" / "copy" / "records.jsonl").open("rb").readline())
             theirs = orjson.loads((root / "full.jsonl").open("rb").readline())
             assert set(mine) == set(theirs), set(mine) ^ set(theirs)  # the same record shape
-            print(f"full_record_loop_s={full:.3f} (the bare loop writing the whole record: "
+            print(f"full_record_loop_s={full:.3f} (the bare loop writing pocketguide's line: "
                   f"{full / bare:.2f}× the bare loop; pocketguide is {ours / full:.2f}× it)")
     print(f"records={args.records}")
     print(f"bare_loop_s={bare:.3f} bare_records_per_s={args.records / bare:,.0f}")

@@ -15,7 +15,7 @@ import pytest
 
 from pocketguide import run_stage
 from pocketguide.engine import redact, runner
-from pocketguide.engine.inputs import read_stage
+from pocketguide.engine.inputs import content_fp, read_stage
 from pocketguide.engine.records import LEAN, compact, expand, new_record
 from pocketguide.engine.store import BOOKKEEPING, StageStore, dumps_line, iter_jsonl, loads
 
@@ -93,6 +93,9 @@ def test_lean_lines_expand_to_the_whole_record_and_full_lines_read_as_they_are()
     line = dumps_line(lean)
     assert loads(line) == rec and list(loads(line)) == list(rec), "same fields, same order"
     assert loads(dumps_line(rec)) == rec
+    full = dumps_line({**rec, "timings": {"llm_ms": 0.1}})
+    assert content_fp(line) == content_fp(full), "the form does not change what readers fingerprint"
+    assert content_fp(dumps_line(compact({**rec, "raw": "u"}))) != content_fp(full)
     other = {**rec, "parsed": {"a": 1}, "error": "e", "reasons": ["r"]}
     assert expand(json.loads(dumps_line(compact(other)))) == other
     assert expand({"step": 1}) == {"step": 1}, "lines that are not lean are read as they are"

@@ -37,7 +37,7 @@ from pocketguide.engine.steps import Item
 from pocketguide.engine.store import scrubbed_line
 
 _MISSING = object()
-CHUNK = 256  # lines handed to the store at once; the clock is read once per chunk
+CHUNK = 256  # lines handed to the store (and counted in the stats) at once
 _SAME = ("prompt", "parsed")  # the identity parser's parsed text is the prompt, which is the raw output
 FLUSH_EVERY_S = 0.5
 STATS_EVERY_S = 5.0
@@ -93,11 +93,11 @@ class _Batch:
     """What the fused loop hands the store and the stats every CHUNK records (and before a generic record)."""
 
     def __init__(self, loop: Any, facets: _Facets):
-        self.loop, self.facets, self.lines, self.made = loop, facets, [], 0
+        self.loop, self.facets, self.lines = loop, facets, []
         self.t_chunk = self.last_flush = self.last_stats = time.perf_counter()
 
     def hand_over(self) -> None:
-        loop, now, made = self.loop, time.perf_counter(), self.made
+        loop, now, made = self.loop, time.perf_counter(), len(self.lines)  # one line per record made
         if self.lines:
             loop.store.append_lines(b"".join(self.lines))
             self.lines.clear()
@@ -107,7 +107,7 @@ class _Batch:
         acc.modes[DEFAULT_MODE] += made
         acc.phases.add_many("llm_ms", made, (now - self.t_chunk) * 1000)
         loop.result.new_accepted += made
-        self.made, self.t_chunk = 0, now
+        self.t_chunk = now
         if now - self.last_flush > FLUSH_EVERY_S:
             self.last_flush = now
             loop.store.flush()
@@ -217,8 +217,7 @@ class _Fused:
             self.facets.add_other(out)
         if self.progress is not None:
             self.progress.record_done(self.rt.stage.name, out)
-        self.batch.made += 1
-        if self.batch.made >= CHUNK:
+        if len(self.batch.lines) >= CHUNK:
             self.batch.hand_over()
 
     def write(self, out: dict[str, Any], up: Upstream) -> None:
@@ -271,11 +270,12 @@ def _copy_source(run: _Fused, path: Path) -> None:
     simple, seen, done, limit = run.facets.simple, run.seen, run.done, run.limit
     seen_get = seen.get
     head = b',"stage":' + dumps(run.rt.stage.name) + b',"status":"accepted","data":'
-    mid = b',"mode":"copy","raw":'
+    mid = b',"mode":' + dumps(DEFAULT_MODE) + b',"raw":'
     lean = b',"' + LEAN.encode() + b'":' + dumps(list(_SAME)) + b',"created_at":'
     tail = dumps({"gen_fp": run.gen_fp, "judge_fp": run.judge_fp, "parse_fp": run.parse_fp,
                   "run_id": run.result.run_id})[1:] + b"\n"
-    stamp, stamp_ms = b"", -1
+    stamp, stamp_ms, clock = b"", -1, time.time
+    slow = bool(scrub or run.facets.other or run.progress is not None)
     with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
             if line.isspace():  # inputs.iter_lines: blank lines are no records
@@ -311,7 +311,7 @@ def _copy_source(run: _Fused, path: Path) -> None:
             if text is None:
                 run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
                 continue
-            ms = int(time.time() * 1000)
+            ms = int(clock() * 1000)
             if ms != stamp_ms:
                 stamp_ms, run.stamp = ms, now_iso()
                 stamp = dumps(run.stamp)
@@ -321,7 +321,7 @@ def _copy_source(run: _Fused, path: Path) -> None:
             except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
                 run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
                 continue
-            if scrub or run.facets.other or run.progress is not None:  # what needs the record as a dict
+            if slow:  # what needs the record as a dict: secrets to scrub, facets past the fields, a progress bar
                 rec = run.record(rid, fp, data, text, None, None)
                 lines.append(scrubbed_line(out, rec) if scrub else out)
                 run.count(rec)
@@ -332,6 +332,5 @@ def _copy_source(run: _Fused, path: Path) -> None:
                 if type(value) is not str:
                     value = run.facets.value(f, run.record(rid, fp, data, text, None, None))
                 tally[value] = tally.get(value, 0) + 1
-            batch.made += 1
-            if batch.made >= CHUNK:
+            if len(lines) >= CHUNK:
                 batch.hand_over()
