@@ -17,7 +17,7 @@ from pocketguide import run_stage
 from pocketguide.engine import redact, runner
 from pocketguide.engine.inputs import content_fp, read_stage
 from pocketguide.engine.records import LEAN, compact, expand, new_record
-from pocketguide.engine.store import BOOKKEEPING, StageStore, dumps_line, iter_jsonl, loads
+from pocketguide.engine.store import BOOKKEEPING, StageStore, dumps_line, file_sha256, iter_jsonl, loads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,18 +102,25 @@ def test_lean_lines_expand_to_the_whole_record_and_full_lines_read_as_they_are()
     assert BOOKKEEPING[-1] == "timings"
 
 
+def _outputs_hashed_right(folder: Path) -> bool:
+    """manifest.json's output sha256s (summed while writing when the store wrote the whole file) = the files'."""
+    outputs = json.loads((folder / "manifest.json").read_text())["outputs"]
+    return outputs == {name: file_sha256(folder / name) for name in ("records.jsonl", "rejected.jsonl")}
+
+
 def test_a_fused_stage_resumes_after_a_partial_write_and_redoes_nothing_current(pipeline_dir):
     n = 600
     src = "".join(json.dumps({"id": f"r{i:04d}", "topic": str(i % 3), "text": f"t{i}"}) + "\n" for i in range(n))
     path = pipeline_dir(STAGES, TEMPLATES, {"in.jsonl": src})
     records = path.parent / "runs" / "copy" / "records.jsonl"
     first = run_stage("copy", path, limit=250)
-    assert first.new_accepted == 250 and first.pending == n - 250
+    assert first.new_accepted == 250 and first.pending == n - 250 and _outputs_hashed_right(records.parent)
     kept = records.read_bytes()
     with open(records, "ab") as fh:  # a kill mid-write leaves a torn last line
         fh.write(kept.splitlines(keepends=True)[-1][:-20])
     again = run_stage("copy", path)
     assert again.skipped_done == 250 and again.new_accepted == n - 250 and again.complete
+    assert _outputs_hashed_right(records.parent)
     data = records.read_bytes()
     assert data.startswith(kept), "finished lines stay as they were"
     ids = [r["id"] for r in iter_jsonl(records)]
@@ -124,7 +131,7 @@ def test_a_fused_stage_resumes_after_a_partial_write_and_redoes_nothing_current(
     assert third.skipped_done == n and third.new_accepted == 0 and records.read_bytes() == data
     (path.parent / "templates" / "t.j2").write_text("{{ source.text }}.")  # the template decides the text
     fourth = run_stage("copy", path)
-    assert fourth.redo == {"regenerate": n} and fourth.new_accepted == n
+    assert fourth.redo == {"regenerate": n} and fourth.new_accepted == n and _outputs_hashed_right(records.parent)
     assert next(iter_jsonl(records))["parsed"] == "t0."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -196,8 +197,10 @@ class StageStore:
         self._buffers: dict[str, bytearray] = {RECORDS: bytearray(), REJECTED: bytearray()}
         self._lock_fd: int | None = None
         self._unsynced = 0  # bytes written since the last background sync (_sync_ahead)
-        self._syncer: ThreadPoolExecutor | None = None
+        self._worker: ThreadPoolExecutor | None = None  # the background thread: syncs, running sums
         self._syncing: Future | None = None
+        self._last: Future | None = None
+        self._sums: dict[str, list[Any] | None] = {}  # file → [running sha256, bytes summed], or None
 
     # paths -----------------------------------------------------------------
     @property
@@ -254,6 +257,8 @@ class StageStore:
         for name in (RECORDS, REJECTED):
             repair_torn_tail(self.dir / name)
             self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+            # an empty file's sha256 is summed as it is written (sha256()): no second pass over it at the end
+            self._sums[name] = [hashlib.sha256(), 0] if os.fstat(self._fds[name]).st_size == 0 else None
 
     def append(self, record: dict[str, Any], buffered: bool = False) -> None:
         """One record as one whole line, to records.jsonl or rejected.jsonl.
@@ -276,6 +281,7 @@ class StageStore:
         if buf:
             self._flush(name)
         self._write_all(self._fds[name], line)
+        self._summed(name, line)
 
     def append_lines(self, lines: bytes, accepted: bool = True) -> None:
         """Whole lines already encoded (engine/fused.py), batched like `append(..., buffered=True)`."""
@@ -295,26 +301,57 @@ class StageStore:
         buf = self._buffers[name]
         if buf:
             self._write_all(self._fds[name], buf)
+            self._summed(name, bytes(buf))
             self._unsynced += len(buf)
             buf.clear()
             if self._unsynced >= SYNC_AHEAD:
                 self._sync_ahead(self._fds[name])
+
+    def _background(self, fn: Any, *args: Any) -> Future:
+        """Run fn(*args) on the store's one background thread, in the order submitted."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"store-{self.stage}"[:15])
+        self._last = self._worker.submit(fn, *args)
+        return self._last
+
+    def _summed(self, name: str, data: bytes) -> None:
+        """Add what was just written to the file's running sha256, in the background (the GIL released)."""
+        running = self._sums.get(name)
+        if running is not None:
+            running[1] += len(data)
+            self._background(running[0].update, data)
 
     def _sync_ahead(self, fd: int) -> None:
         """Start writing what is on the file to disk in the background (fdatasync in a thread, the GIL released),
         so the fsync on close waits for the last few MB only, not the whole stage's output. One at a time."""
         if self._syncing is not None and not self._syncing.done():
             return
-        if self._syncer is None:
-            self._syncer = ThreadPoolExecutor(1, thread_name_prefix=f"sync-{self.stage}"[:15])
         self._unsynced = 0
-        self._syncing = self._syncer.submit(_datasync, fd)
+        self._syncing = self._background(_datasync, fd)
 
     def _settle(self) -> None:
-        """Wait for a background sync (before its file is closed); its error is the store's error."""
-        if self._syncing is not None:
-            syncing, self._syncing = self._syncing, None
+        """Wait for the background thread's work (before a file is closed); a failed sync is the store's error."""
+        last, syncing, self._last, self._syncing = self._last, self._syncing, None, None
+        if last is not None:
+            last.result()
+        if syncing is not None:
             syncing.result()
+
+    def sha256(self, name: str) -> str | None:
+        """The sha256 of one of the JSONL files as it is now: summed while this store wrote all of it (the same
+        file, as long as it counted), else read from disk (file_sha256)."""
+        self.flush()
+        self._settle()
+        running, path = self._sums.get(name), self.dir / name
+        if running is not None and name in self._fds:
+            try:
+                on_disk, written = os.stat(path), os.fstat(self._fds[name])
+            except OSError:
+                on_disk = None
+            if on_disk is not None and (on_disk.st_ino, on_disk.st_dev, on_disk.st_size) == (
+                    written.st_ino, written.st_dev, running[1]):
+                return running[0].hexdigest()
+        return file_sha256(path)
 
     def flush(self) -> None:
         for name in self._buffers:
@@ -331,6 +368,7 @@ class StageStore:
         """After the JSONL files were replaced (records set aside): append to the new files, keep the lock."""
         self.flush()
         self._settle()
+        self._sums = dict.fromkeys(self._sums)  # other files now: read from disk when asked
         for name, fd in list(self._fds.items()):
             os.close(fd)
             self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
@@ -340,9 +378,9 @@ class StageStore:
         try:
             self._settle()
         finally:
-            if self._syncer is not None:
-                self._syncer.shutdown()
-                self._syncer = None
+            if self._worker is not None:
+                self._worker.shutdown()
+                self._worker = None
         for fd in self._fds.values():
             try:
                 os.fsync(fd)
@@ -376,8 +414,6 @@ class StageStore:
 
 
 def file_sha256(path: Path) -> str | None:
-    import hashlib
-
     if not path.exists():
         return None
     h = hashlib.sha256()
