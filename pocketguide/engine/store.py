@@ -32,7 +32,13 @@ RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache
 _MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
 MAX_STAGE_NAME = 100
 SYNC_AHEAD = 8 << 20  # bytes appended between background syncs of a stage's JSONL files
+SUM_AHEAD = 4 << 20  # bytes written between hand-overs to the running sha256s
 _datasync = getattr(os, "fdatasync", os.fsync)  # the data, not the timestamps (macOS has fsync only)
+
+
+def _update_sums(chunks: list[tuple[Any, bytes]]) -> None:
+    for running, data in chunks:
+        running.update(data)
 
 
 def stage_name_problem(name: str) -> str | None:
@@ -201,6 +207,8 @@ class StageStore:
         self._syncing: Future | None = None
         self._last: Future | None = None
         self._sums: dict[str, list[Any] | None] = {}  # file → [running sha256, bytes summed], or None
+        self._to_sum: list[tuple[Any, bytes]] = []  # written, not yet handed to the background thread
+        self._to_sum_bytes = 0
 
     # paths -----------------------------------------------------------------
     @property
@@ -315,11 +323,20 @@ class StageStore:
         return self._last
 
     def _summed(self, name: str, data: bytes) -> None:
-        """Add what was just written to the file's running sha256, in the background (the GIL released)."""
+        """Add what was just written to the file's running sha256: in the background, a few MB at a time (each
+        hand-over to the thread costs a GIL switch; hashing itself runs with the GIL released)."""
         running = self._sums.get(name)
         if running is not None:
             running[1] += len(data)
-            self._background(running[0].update, data)
+            self._to_sum.append((running[0], data))
+            self._to_sum_bytes += len(data)
+            if self._to_sum_bytes >= SUM_AHEAD:
+                self._hand_sums()
+
+    def _hand_sums(self) -> None:
+        if self._to_sum:
+            chunks, self._to_sum, self._to_sum_bytes = self._to_sum, [], 0
+            self._background(_update_sums, chunks)
 
     def _sync_ahead(self, fd: int) -> None:
         """Start writing what is on the file to disk in the background (fdatasync in a thread, the GIL released),
@@ -331,6 +348,7 @@ class StageStore:
 
     def _settle(self) -> None:
         """Wait for the background thread's work (before a file is closed); a failed sync is the store's error."""
+        self._hand_sums()
         last, syncing, self._last, self._syncing = self._last, self._syncing, None, None
         if last is not None:
             last.result()
