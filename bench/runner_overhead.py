@@ -16,8 +16,8 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import orjson
 
@@ -99,9 +99,9 @@ def main() -> None:
             shutil.rmtree(root / "runs", ignore_errors=True)
             bare = min(bare, timed(lambda: bare_loop(root / "in.jsonl", root / "bare.jsonl")))
             os.sync()
-            result: list = []
-            ours = min(ours, timed(lambda: result.append(run_stage("copy", pipe))))
-            assert result[0].accepted == args.records, result
+            made: list = []
+            ours = min(ours, timed(lambda made=made: made.append(run_stage("copy", pipe))))
+            assert made[0].accepted == args.records, made
         if args.floor:
             full = min(timed(lambda: full_record_loop(root / "in.jsonl", root / "full.jsonl"))
                        for _ in range(args.repeat))[0]

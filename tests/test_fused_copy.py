@@ -185,7 +185,7 @@ def test_sigkill_mid_fused_stage_then_resume(pipeline_dir):
     proc.wait()
     before = [r["id"] for r in iter_jsonl(records)]
     assert 0 < len(before) < n, "the kill must land mid-stage"
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     after = [r["id"] for r in iter_jsonl(records)]
     assert after == [f"r{i:06d}" for i in range(n)], "each id once, in order, none lost"

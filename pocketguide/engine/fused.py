@@ -18,7 +18,6 @@ stage's stats sum the loop's time as `llm_ms` over its records, the mean standin
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import orjson
 
 from pocketguide.engine import registry
-from pocketguide.engine.inputs import Upstream, read_stage, source_id, source_upstream
+from pocketguide.engine.inputs import FINGERPRINT, Upstream, read_stage, source_id, source_upstream
 from pocketguide.engine.items import duplicate
 from pocketguide.engine.records import ACCEPTED, LEAN, expand, new_record, now_iso
 from pocketguide.engine.redact import active as secrets_registered
@@ -265,7 +264,7 @@ def _copy_stage(run: _Fused, store: Any) -> None:
 def _copy_source(run: _Fused, path: Path) -> None:
     """Each line of the source file, copied: the hot loop (bench/runner_overhead.py). The lean line is put
     together from pieces encoded once per stage and the few values encoded per record."""
-    blake, loads, dumps = hashlib.blake2b, orjson.loads, orjson.dumps
+    blake, loads, dumps = FINGERPRINT.copy, orjson.loads, orjson.dumps
     lines, batch, direct, scrub = run.batch.lines, run.batch, run.direct, secrets_registered()
     simple, seen, done, limit = run.facets.simple, run.seen, run.done, run.limit
     seen_get = seen.get
@@ -280,7 +279,9 @@ def _copy_source(run: _Fused, path: Path) -> None:
         for n, line in enumerate(fh, 1):
             if line.isspace():  # inputs.iter_lines: blank lines are no records
                 continue
-            fp = blake(line + b"\x00", digest_size=10).hexdigest()  # inputs.fingerprint(line), inlined
+            h = blake()  # inputs.fingerprint(line), inlined
+            h.update(line + b"\x00")
+            fp = h.hexdigest()
             try:
                 data = loads(line)
             except orjson.JSONDecodeError:

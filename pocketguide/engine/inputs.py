@@ -29,8 +29,11 @@ def input_store(pipe: Any, name: str, dry_run: bool) -> StageStore:
     return real
 
 
+FINGERPRINT = hashlib.blake2b(digest_size=10)  # copied per fingerprint: cheaper than a new one with its arguments
+
+
 def fingerprint(*parts: bytes) -> str:
-    h = hashlib.blake2b(digest_size=10)
+    h = FINGERPRINT.copy()
     for p in parts:
         h.update(p)
         h.update(b"\x00")

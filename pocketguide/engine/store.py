@@ -18,7 +18,7 @@ import orjson
 
 from pocketguide.engine import redact
 from pocketguide.engine.errors import StoreError
-from pocketguide.engine.records import BOOKKEEPING, LEAN, expand  # noqa: F401 (BOOKKEEPING: the store's name for it)
+from pocketguide.engine.records import BOOKKEEPING, LEAN, expand
 
 RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
