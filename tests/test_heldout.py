@@ -35,10 +35,13 @@ def test_heldout_prompts_are_stratified_disjoint_and_fixed(tmp_path):
     spec = load_plan_spec(tmp_path / "proj/data/specs/pocketguide.v1.yaml")
     everything = training_prompts(spec, spec.seed, spec.count)
     assert not {normalize(r["data"]["prompt"]) for r in suite} & everything
-    # prompt only: system + user, the student's system prompt, no reference answer
+    # prompt only: system + user (the plan prompt, then the sft stage's format line for its payload type),
+    # no reference answer
+    hints = load_pipeline(path).stage("sft").options["format_hints"]
     for r in suite:
         prompt, ref = prompt_and_reference(r["parsed"])
-        assert ref is None and prompt[-1] == {"role": "user", "content": r["data"]["prompt"]}
+        want = r["data"]["prompt"] + "\n\n" + hints[r["data"]["payload_type"]]
+        assert ref is None and prompt[-1] == {"role": "user", "content": want}
     items, bad = suite_items(suite, None)
     assert not bad and {i.payload_type for i in items} == {"checklist", "decision_tree", "itinerary", "procedure"}
     assert all(i.data["destination"] for i in items)

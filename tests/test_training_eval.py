@@ -32,12 +32,13 @@ def test_constrained_mode_decodes_with_the_draft_teachers_profile():
     pipe = load_pipeline(REPO / "stages.yaml")
     cfg = TrainConfig.model_validate(pipe.stage("train").options)
     schemas, penalty, note = decoding_profile(pipe, cfg, ["checklist", "procedure"], None)
-    assert penalty is not None and penalty.penalty == 1.1 and penalty.last_n == 64  # the teacher's window
+    assert penalty is not None and penalty.repeat.penalty == 1.1 and penalty.repeat.last_n == 64  # the teacher's
+    assert penalty.dry is None  # no tokenizer given: DRY cannot be built, and the note says so
     summary = schemas["checklist"]["properties"]["summary"]
     sent = json.loads((REPO / "data/schemas/response.checklist.v1.json").read_text())["properties"]["summary"]
     assert summary["pattern"] == sent["pattern"] and summary["maxLength"] <= sent["maxLength"]  # as the teacher's
     assert schemas["procedure"]["properties"]["payload_type"] == {"type": "string", "const": "procedure"}
-    assert "stage 'draft'" in note and "repeat penalty 1.1" in note
+    assert "stage 'draft'" in note and "repeat penalty 1.1" in note and "DRY sampler" in note
     api, none_, note = decoding_profile(pipe, cfg, ["checklist"], TeacherSettings(provider="openai", model="m"))
     # an API teacher decodes with the whole contract (the full profile), with no caps and no text pattern
     assert none_ is not None and "full" in api["checklist"]["title"] and "full decoding profile" in note

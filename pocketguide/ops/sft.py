@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from pocketguide.engine.registry import operation
 from pocketguide.ops.content import prompt_of
@@ -22,11 +22,12 @@ from pocketguide.ops.sft_format import (
     canonical_target,
     special_tokens_in,
 )
+from pocketguide.ops.student_prompt import FormatHintOptions, MissingFormatHint, user_message
 
 SPLITS = ("train", "val", "test")
 
 
-class SFTOptions(BaseModel):
+class SFTOptions(FormatHintOptions):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: str = Field(alias="schema", description="JSON Schema every target (the record's parsed object) "
@@ -85,7 +86,13 @@ def sft(ctx: Any, opts: SFTOptions) -> None:
             out["parsed"] = None
             ctx.reject(out, bad[0], error=bad[1])
             continue
-        messages = _messages(opts.system_prompt, prompt_of(rec), target)
+        try:
+            user = user_message(prompt_of(rec), rec.get("data") or {}, opts)
+        except MissingFormatHint as exc:
+            out["parsed"] = None
+            ctx.reject(out, "sft:no_format_hint", error=str(exc))
+            continue
+        messages = _messages(opts.system_prompt, user, target)
         out["parsed"] = {"messages": messages}
         ctx.accept(out)
         chars.append(len(target))
@@ -95,6 +102,7 @@ def sft(ctx: Any, opts: SFTOptions) -> None:
     fmt = {"format": "messages", "roles": ["system", "user", "assistant"], "target": "assistant",
            "eos": EOS_POLICY, "key_order": opts.key_order,
            "system_prompt_sha256": hashlib.sha256(opts.system_prompt.encode()).hexdigest(),
+           "format_hints": {"field": opts.format_hint_field, "hints": opts.format_hints} if opts.format_hints else None,
            "envelope_schema": env_check.describe(),
            "payload_schemas": {t: c.describe() for t, c in payload_checks.items()}}
     ctx.write_json("sft_format.json", fmt)

@@ -43,6 +43,9 @@ class EvalConfig(BaseModel):
                              "type) capped as the teacher caps it, and its repeat_penalty over repeat_last_n tokens; "
                              "null = the full contract, "
                              "no penalty")
+    unconstrained_penalty: bool = Field(
+        False, description="unconstrained rows also decode with decoding_stage's repeat penalty (both models, "
+                           "said in the report): the teacher's repetition control without its grammar")
 
     @model_validator(mode="before")
     @classmethod

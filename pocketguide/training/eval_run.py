@@ -22,8 +22,9 @@ from pocketguide.teachers.structured import decoding_profile as teacher_profile
 from pocketguide.teachers.structured import model_schema
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.coverage import coverage, expected_types, missing_line
+from pocketguide.training.dry import Dry
 from pocketguide.training.evaluate import stratified_first, suite_items
-from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.generate import Generator, RepeatPenalty, Repetition
 from pocketguide.training.lengths import distribution, generation_cap
 from pocketguide.training.model import TrainingError
 from pocketguide.training.report import gains, markdown, summarize
@@ -37,10 +38,11 @@ def _load_adapter_weights(model: Any, adapter_dir: Path) -> None:
     set_peft_model_state_dict(model, load_file(str(adapter_dir / "adapter_model.safetensors")))
 
 
-def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: TeacherSettings | None
-                     ) -> tuple[dict[str, dict[str, Any]], RepeatPenalty | None, str | None]:
-    """(schema per payload type, repeat penalty, a note): exactly what the decoding stage's teacher is sent
-    (the same caps, fitted to the teacher's own max_tokens) and its repeat penalty."""
+def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: TeacherSettings | None,
+                     tok: Any = None) -> tuple[dict[str, dict[str, Any]], Repetition | None, str | None]:
+    """(schema per payload type, repetition control, a note): exactly what the decoding stage's teacher is sent
+    (the same caps, fitted to the teacher's own max_tokens), its repeat penalty and, given the tokenizer, its
+    DRY sampler (teacher.extra_body dry_*)."""
     ecfg = cfg.eval
     if not ecfg.decoding_stage:
         return {}, None, None
@@ -60,14 +62,17 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
         out[ptype] = model_schema(settings, json.loads(path.read_text()))
     last_n = settings.repeat_last_n or 64  # llama.cpp's default window; -1 = the whole context
     last_n = 1 << 30 if last_n < 0 else last_n
-    penalty = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
+    repeat = RepeatPenalty(settings.repeat_penalty, last_n) if settings.repeat_penalty else None
+    extra = settings.extra_body or {}
+    dry = Dry.from_settings(extra, tok) if tok is not None else None
+    control = Repetition(repeat, dry) if repeat or dry else None
+    has_dry = float(extra.get("dry_multiplier") or 0) > 0
     note = (f"constrained = the {teacher_profile(settings)} decoding profile of stage '{stage.name}' ({pattern}, "
             f"capped as its {settings.provider or 'openai'} teacher caps it for max_tokens {settings.max_tokens})"
-            + (f", repeat penalty {settings.repeat_penalty} over the last {settings.repeat_last_n or 64} tokens"
-               if penalty else ", no repeat penalty") + ", compact whitespace"
-            + ("; the teacher's DRY sampler (extra_body dry_*) is not reproduced: transformers has none"
-               if any(k.startswith("dry_") for k in (settings.extra_body or {})) else ""))
-    return out, penalty, note
+            + (f", {control.describe()}" if control else ", no repetition control") + ", compact whitespace"
+            + ("; the teacher's DRY sampler (extra_body dry_*) is not reproduced: no tokenizer given"
+               if has_dry and dry is None else ""))
+    return out, control, note
 
 
 def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
@@ -85,14 +90,21 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
     schemas = Schemas.load(pipe.resolve(ecfg.envelope_schema), pipe.resolve(ecfg.payload_schemas), types)
     notes = [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
     penalty = None
-    if "constrained" in modes:
-        schemas.decoding, penalty, note = decoding_profile(pipe, cfg, types, overrides)
-        notes.append(note or "constrained = xgrammar JSON-schema grammar of the full contract (envelope with the "
-                             "expected payload type's schema), compact whitespace, no repeat penalty")
+    if "constrained" in modes or ecfg.unconstrained_penalty:
+        schemas.decoding, penalty, note = decoding_profile(pipe, cfg, types, overrides, gen.tok)
+        if "constrained" in modes:
+            notes.append(note or "constrained = xgrammar JSON-schema grammar of the full contract (envelope with the "
+                                 "expected payload type's schema), compact whitespace, no repeat penalty")
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
                     list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root,
-                    constrained_limit=ecfg.constrained_limit)
+                    constrained_limit=ecfg.constrained_limit, notes=notes,
+                    unconstrained_penalty=ecfg.unconstrained_penalty)
+    if ecfg.unconstrained_penalty and "unconstrained" in modes:
+        notes.append(f"unconstrained rows (both models) decode with the repetition control of stage "
+                     f"'{ecfg.decoding_stage}''s teacher: " + (penalty.describe() if penalty else "it has none")
+                     + " (options.eval.unconstrained_penalty)")
+    notes += [n for n in gen.grammar_notes if n not in notes]
     if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(items):
         sub = Counter(str(i.payload_type) for i in stratified_first(items, ecfg.constrained_limit))
         notes.append(f"constrained mode answered {sum(sub.values())} of the {len(items)} prompts (options.eval."
@@ -102,6 +114,7 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
     summary = summarize(rows)
     return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
             "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),
+            "unconstrained_repetition": penalty.describe() if ecfg.unconstrained_penalty and penalty else None,
             "examples": rows}, notes
 
 

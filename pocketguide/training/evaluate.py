@@ -13,7 +13,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from pocketguide.training.data import BadRecord, prompt_and_reference
-from pocketguide.training.generate import Generator, RepeatPenalty
+from pocketguide.training.generate import Generator, GrammarCompileError, Repetition
 from pocketguide.training.model import TrainingError
 
 RATE_KEYS = ("parsed", "envelope_valid", "payload_valid", "schema_valid", "type_match", "finished")
@@ -176,11 +176,13 @@ def stratified_first(items: list[SuiteItem], n: int | None) -> list[SuiteItem]:
 
 def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[SuiteItem], schemas: Schemas,
              modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
-             penalty: RepeatPenalty | None = None, root: Path | None = None,
-             constrained_limit: int | None = None) -> list[dict[str, Any]]:
+             penalty: Repetition | None = None, root: Path | None = None,
+             constrained_limit: int | None = None, notes: list[str] | None = None,
+             unconstrained_penalty: bool = False) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
     `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one).
-    Constrained mode answers `stratified_first(items, constrained_limit)`, unconstrained every item."""
+    Constrained mode answers `stratified_first(items, constrained_limit)`, unconstrained every item; `penalty`
+    applies to constrained rows, and to unconstrained ones too when `unconstrained_penalty`."""
     scorer = Scorer(schemas)
     rows = []
     for model_name, activate in models.items():
@@ -188,13 +190,16 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
             for mode in modes:
                 done = 0
                 todo = stratified_first(items, constrained_limit) if mode == "constrained" else items
+                if mode == "constrained":
+                    todo = _compilable(todo, gen, schemas, model_name, notes)
                 for i in range(0, len(todo), batch_size):
                     batch = todo[i:i + batch_size]
                     grammars = None
                     if mode == "constrained":
                         grammars = [gen.grammar(it.payload_type, schemas.constraint(it.payload_type)) for it in batch]
                     # unconstrained: a row whose text can no longer parse stops (no figure but "finished" changes)
-                    outs = gen.run([it.prompt for it in batch], grammars, penalty if mode == "constrained" else None,
+                    use = penalty if mode == "constrained" or unconstrained_penalty else None
+                    outs = gen.run([it.prompt for it in batch], grammars, use,
                                    stop_unparseable=mode == "unconstrained")
                     for it, o in zip(batch, outs):
                         s = scorer(o["text"], it.payload_type)
@@ -209,3 +214,19 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                     if on_batch:
                         on_batch(f"eval {model_name}/{mode}: {done}/{len(todo)}")
     return rows
+
+
+def _compilable(todo: list[SuiteItem], gen: Generator, schemas: Schemas, model_name: str,
+                notes: list[str] | None) -> list[SuiteItem]:
+    """The items whose payload type's decoding schema compiles; the others are skipped, with a note."""
+    failed: dict[str, str] = {}
+    for ptype in sorted({str(it.payload_type) for it in todo}):
+        try:
+            gen.grammar(ptype, schemas.constraint(ptype))
+        except GrammarCompileError as exc:
+            failed[ptype] = str(exc)
+    for ptype, why in failed.items():
+        k = sum(1 for it in todo if str(it.payload_type) == ptype)
+        if notes is not None:
+            notes.append(f"{model_name}/constrained: {k} {ptype} prompt(s) skipped — {why}")
+    return [it for it in todo if str(it.payload_type) not in failed]

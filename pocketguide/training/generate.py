@@ -10,6 +10,7 @@ from typing import Any
 
 from pocketguide.training.data import prompt_ids
 from pocketguide.training.decode import GrammarRows, greedy
+from pocketguide.training.grammar_compat import XGRAMMAR_MAX_REPEAT, xgrammar_compatible
 from pocketguide.training.json_prefix import JsonObjectPrefix
 from pocketguide.training.model import TrainingError
 
@@ -31,6 +32,30 @@ class RepeatPenalty:
         return scores.scatter(1, window, picked)
 
 
+class Repetition:
+    """A teacher's repetition control as one scores processor: its repeat penalty, then DRY (training/dry.py),
+    in llama.cpp's order; either may be absent."""
+
+    def __init__(self, repeat: RepeatPenalty | None, dry: Any = None):
+        self.repeat, self.dry = repeat, dry
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.repeat is not None:
+            scores = self.repeat(input_ids, scores)
+        if self.dry is not None:
+            scores = self.dry(input_ids, scores)
+        return scores
+
+    def describe(self) -> str:
+        parts = [f"repeat penalty {self.repeat.penalty} over the last {self.repeat.last_n} tokens"] if self.repeat else []
+        parts += [self.dry.describe()] if self.dry is not None else []
+        return " + ".join(parts) or "no repetition control"
+
+
+class GrammarCompileError(TrainingError):
+    """xgrammar rejected a decoding schema; that payload type's constrained rows are skipped and reported."""
+
+
 class Generator:
     """Greedy, left-padded batched generation; optional grammar per row and repeat penalty. `engine`: "loop"
     (decode.greedy, the default) or "generate" (model.generate, for the benchmark's baseline)."""
@@ -39,6 +64,7 @@ class Generator:
         self.model, self.tok, self.device, self.max_new, self.engine = model, tok, device, max_new_tokens, engine
         self._compiler = None
         self._grammars: dict[str, Any] = {}
+        self.grammar_notes: list[str] = []  # what the grammar compile had to change, for the report
 
     def grammar(self, key: str, schema: dict[str, Any]) -> Any:
         """A compiled xgrammar grammar for `schema`, cached under `key` (the payload type)."""
@@ -51,12 +77,21 @@ class Generator:
             if self._compiler is None:
                 info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.model.config.vocab_size)
                 self._compiler = xgr.GrammarCompiler(info)
-            # compact JSON: with free whitespace a small model can loop on newlines until the cap
-            self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            schema, lifted = xgrammar_compatible(schema)
+            if lifted:
+                self.grammar_notes.append(
+                    f"constrained {key}: {lifted} pattern repetition bound(s) above {XGRAMMAR_MAX_REPEAT} lifted to "
+                    f"unbounded (xgrammar cannot compile them); answers are still validated against the schema")
+            try:
+                # compact JSON: with free whitespace a small model can loop on newlines until the cap
+                self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            except RuntimeError as exc:  # xgrammar's C++ checks surface as RuntimeError
+                raise GrammarCompileError(f"xgrammar cannot compile the decoding schema for {key}: "
+                                          f"{str(exc).strip().splitlines()[0][:200]}") from None
         return self._grammars[key]
 
     def run(self, prompts: list[list[dict[str, str]]], grammars: list[Any] | None = None,
-            penalty: RepeatPenalty | None = None, stop_unparseable: bool = False) -> list[dict[str, Any]]:
+            penalty: Any = None, stop_unparseable: bool = False) -> list[dict[str, Any]]:
         """Greedy answers to `prompts`, decoded together; a row leaves the batch when it ends (decode.py).
         `stop_unparseable`: a row also leaves once its text can no longer be one JSON object (it could not
         parse whatever followed; `stopped_unparseable` in its result). `engine="generate"` decodes with
@@ -88,7 +123,7 @@ class Generator:
 
 
 def hf_generate(model: Any, ids: Any, mask: Any, max_new: int, pad: int, eos: int, grammars: list[Any] | None,
-                penalty: RepeatPenalty | None) -> tuple[list[list[int]], list[bool]]:
+                penalty: Any) -> tuple[list[list[int]], list[bool]]:
     """The same greedy decoding through transformers' model.generate: every row stays in the batch until the
     longest ends. The reference decode.greedy matches token for token (tests) and is timed against (bench)."""
     import torch

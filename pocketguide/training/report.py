@@ -136,7 +136,11 @@ def learned(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     head = report["headline_suite"]
     chosen = f" ({report['max_new_tokens_chosen']})" if report.get("max_new_tokens_chosen") else ""
-    lines = [f"# Student evaluation: base vs fine-tuned (max_new_tokens {report['max_new_tokens']}{chosen}, greedy)", "",
+    rep = report.get("unconstrained_repetition")
+    decoding = "greedy" + (f"; unconstrained rows of both models with the teacher's repetition control: {rep}"
+                           if rep else "")
+    lines = [f"# Student evaluation: base vs fine-tuned (max_new_tokens {report['max_new_tokens']}{chosen}, {decoding})",
+             "",
              "## What the student learned", "", *learned(report), ""]
     for name, sub in report["suites"].items():
         kind = "reference answers from the test split" if sub.get("reference_based") else \

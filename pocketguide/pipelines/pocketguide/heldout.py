@@ -15,18 +15,19 @@ import random
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from pocketguide.engine.errors import StageError
 from pocketguide.engine.registry import operation
 from pocketguide.engine.store import file_sha256
 from pocketguide.ops.content import normalize
+from pocketguide.ops.student_prompt import FormatHintOptions, MissingFormatHint, user_message
 from pocketguide.pipelines.pocketguide.plan import PlanOptions, draw_prompt, load_plan_spec
 
 MAX_DRAWS_PER_PROMPT = 200  # give up (with a clear error) rather than loop when the spec cannot fill the suite
 
 
-class HeldoutOptions(BaseModel):
+class HeldoutOptions(FormatHintOptions):
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(48, ge=1, description="prompts in the suite, split equally across payload types")
@@ -95,7 +96,11 @@ def heldout_prompts(ctx: Any, opts: HeldoutOptions) -> None:
     sha = file_sha256(path)
     version = hashlib.sha256(json.dumps([sha, opts.model_dump(), plan_seed], sort_keys=True).encode()).hexdigest()
     for rid, data in picked:
-        messages = [{"role": "system", "content": opts.system_prompt}, {"role": "user", "content": data["prompt"]}]
+        try:
+            user = user_message(data["prompt"], data, opts)
+        except MissingFormatHint as exc:
+            raise StageError(f"{ctx.stage.name}: {exc}") from None
+        messages = [{"role": "system", "content": opts.system_prompt}, {"role": "user", "content": user}]
         ctx.accept(ctx.new(rid, data={**data, "heldout_version": version}, prompt=data["prompt"],
                            parsed={"messages": messages}, created_at=None))
     counts = {f: dict(sorted(Counter(str(d[f]) for _, d in picked).items()))
