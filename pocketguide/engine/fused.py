@@ -335,3 +335,5 @@ def _copy_source(run: _Fused, path: Path) -> None:
                 tally[value] = tally.get(value, 0) + 1
             if len(lines) >= CHUNK:
                 batch.hand_over()
+                if not scrub and secrets_registered():  # a secret registered since (the generic path checks each line)
+                    scrub = slow = True
