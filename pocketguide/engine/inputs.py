@@ -67,8 +67,8 @@ def content_fp(line: bytes) -> str:
 def whole_content_fp(record: dict[str, Any]) -> str:
     """content_fp of the line the store writes for this whole record (its bookkeeping last)."""
     body = {k: v for k, v in record.items() if k not in BOOKKEEPING}
-    line = scrubbed_line(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), body)
-    return fingerprint(line[:-1])  # `{…,"error":null` — what content_fp hashes of the line
+    line = scrubbed_line(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS), body)
+    return fingerprint(line[:-2])  # `{…,"error":null` (less `}\n`): what content_fp hashes of the line
 
 
 @dataclass
