@@ -341,8 +341,10 @@ class StageStore:
     def _sync_ahead(self, fd: int) -> None:
         """Start writing what is on the file to disk in the background (fdatasync in a thread, the GIL released),
         so the fsync on close waits for the last few MB only, not the whole stage's output. One at a time."""
-        if self._syncing is not None and not self._syncing.done():
-            return
+        if self._syncing is not None:
+            if not self._syncing.done():
+                return
+            self._syncing.result()  # a sync that failed (an I/O error) stops the stage here, not silently
         self._unsynced = 0
         self._syncing = self._background(_datasync, fd)
 
