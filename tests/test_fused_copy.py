@@ -189,3 +189,16 @@ def test_sigkill_mid_fused_stage_then_resume(pipeline_dir):
     assert done.returncode == 0, done.stderr
     after = [r["id"] for r in iter_jsonl(records)]
     assert after == [f"r{i:06d}" for i in range(n)], "each id once, in order, none lost"
+
+
+def test_background_syncs_and_sums_keep_the_manifest_hash_right(pipeline_dir, monkeypatch):
+    from pocketguide.engine import store as store_module
+
+    monkeypatch.setattr(store_module, "SYNC_AHEAD", 64 << 10)  # many syncs and hand-overs for ~1 MB of lines
+    monkeypatch.setattr(store_module, "SUM_AHEAD", 32 << 10)
+    src = "".join(json.dumps({"id": f"r{i:05d}", "text": "y" * 150}) + "\n" for i in range(6000))
+    path = pipeline_dir(STAGES, TEMPLATES, {"in.jsonl": src})
+    res = run_stage("copy", path)
+    folder = path.parent / "runs" / "copy"
+    assert res.new_accepted == 6000 and (folder / "records.jsonl").stat().st_size > 1 << 20
+    assert _outputs_hashed_right(folder)
