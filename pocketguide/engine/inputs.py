@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import orjson
 
 from pocketguide.engine.errors import StageError
-from pocketguide.engine.store import BOOKKEEPING, StageStore, whole_lines
+from pocketguide.engine.records import LEAN, expand
+from pocketguide.engine.store import BOOKKEEPING, StageStore, scrubbed_line, whole_lines
 
 
 def store_root(pipe: Any, dry_run: bool) -> Path:
@@ -28,8 +29,11 @@ def input_store(pipe: Any, name: str, dry_run: bool) -> StageStore:
     return real
 
 
+FINGERPRINT = hashlib.blake2b(digest_size=10)  # copied per fingerprint: cheaper than a new one with its arguments
+
+
 def fingerprint(*parts: bytes) -> str:
-    h = hashlib.blake2b(digest_size=10)
+    h = FINGERPRINT.copy()
     for p in parts:
         h.update(p)
         h.update(b"\x00")
@@ -41,17 +45,30 @@ _TAIL = b',"created_at":'
 _VALUE = rb'(?:"[^"\\]*"|null|\{[^{}\[\]\\]*\})'
 # the line's end when it is only bookkeeping: ,"created_at":…[,"input_fp":…][,"gen_fp":…]…}
 _OTHERS = b"|".join(k.encode() for k in BOOKKEEPING if k != "created_at")
+_LEAN_KEY = b'"' + LEAN.encode() + b'":'
 _TAIL_ONLY = re.compile(_TAIL + _VALUE + rb'(?:,"(?:' + _OTHERS + rb')":' + _VALUE + rb')*}\n?')
 
 
 def content_fp(line: bytes) -> str:
     """A record line's fingerprint without its bookkeeping tail (created_at, input_fp, gen_fp, judge_fp…):
     a record redone to the same content (a re-judge that flips nothing, a deterministic copy) leaves its
-    readers' inputs unchanged. Lines not written that way (older ones) are hashed whole."""
+    readers' inputs unchanged. Lines not written that way (older ones) are hashed whole. A lean line
+    (engine/records.py) is hashed as the whole line of its record would be, so the form does not matter."""
+    if _LEAN_KEY in line:
+        obj = orjson.loads(line)
+        if type(obj) is dict and LEAN in obj:
+            return whole_content_fp(expand(obj))
     cut = line.rfind(_TAIL)
     if cut > 0 and _TAIL_ONLY.fullmatch(line, cut):
         return fingerprint(line[:cut])
     return fingerprint(line)
+
+
+def whole_content_fp(record: dict[str, Any]) -> str:
+    """content_fp of the line the store writes for this whole record (its bookkeeping last)."""
+    body = {k: v for k, v in record.items() if k not in BOOKKEEPING}
+    line = scrubbed_line(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS), body)
+    return fingerprint(line[:-2])  # `{…,"error":null` (less `}\n`): what content_fp hashes of the line
 
 
 @dataclass
@@ -88,29 +105,40 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 def read_source(path: Path) -> Iterator[Upstream]:
     """Each JSON object line becomes an input record; a bad line becomes a rejection, not a crash."""
     for n, line in iter_lines(path):
-        fp = fingerprint(line)
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": None, "raw": line.decode("utf-8", "replace")},
-                           fp, problem=f"malformed_input: line {n} is not valid JSON ({exc})")
-            continue
-        if not isinstance(obj, dict):
-            yield Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
-                           problem=f"malformed_input: line {n} is not a JSON object")
-            continue
-        rid = obj.pop("id", None)  # the line's own dict, less its id, becomes the fields (no copy)
-        rid = str(rid) if rid not in (None, "") else f"line_{n:06d}"
-        yield Upstream({"id": rid, "data": obj, "parsed": obj, "raw": None, "ancestors": []}, fp)
+        yield source_upstream(n, line, fingerprint(line))
+
+
+def source_id(value: Any, n: int) -> str:
+    """A source line's record id: its `id` as text, else `line_<n>`."""
+    return str(value) if value not in (None, "") else f"line_{n:06d}"
+
+
+def source_upstream(n: int, line: bytes, fp: str) -> Upstream:
+    """Line `n` of a source file (fingerprint `fp`) as an input record, or as a problem (not JSON, not an object)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": None, "raw": line.decode("utf-8", "replace")},
+                        fp, problem=f"malformed_input: line {n} is not valid JSON ({exc})")
+    if not isinstance(obj, dict):
+        return Upstream({"id": f"line_{n:06d}", "data": {}, "parsed": obj, "raw": None}, fp,
+                        problem=f"malformed_input: line {n} is not a JSON object")
+    rid = source_id(obj.pop("id", None), n)  # the line's own dict, less its id, becomes the fields (no copy)
+    return Upstream({"id": rid, "data": obj, "parsed": obj, "raw": None, "ancestors": []}, fp)
 
 
 def read_stage(store: StageStore) -> Iterator[Upstream]:
     """Accepted records of an upstream stage (whole lines only)."""
     for line in whole_lines(store.records_path):
         try:
-            yield Upstream(orjson.loads(line), content_fp(line))
+            obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
+        if type(obj) is dict and LEAN in obj:
+            obj = expand(obj)
+            yield Upstream(obj, whole_content_fp(obj))
+        else:
+            yield Upstream(obj, content_fp(line))
 
 
 def require_upstream(store: StageStore, stage: str, upstream: str, dry_run: bool) -> None:

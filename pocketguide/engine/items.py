@@ -88,12 +88,17 @@ def stage_items(rt: StageRuntime, driving: Iterator[Upstream], joined: list[Join
             if n == 1:
                 yield item
                 continue
-            # Two inputs with one id (or two identical variants) would write one id twice and break
-            # joins and resume: the first keeps the id, each later one becomes a visible rejection.
-            dup = Upstream(up.record, up.fp, problem=f"duplicate_id: id '{item.id}' was already produced by an "
-                                                     f"earlier input of stage '{rt.stage.name}' — give each input "
-                                                     f"a unique id (or list each variant once)")
-            yield Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, fp)
+            yield duplicate(rt, item, n)
+
+
+def duplicate(rt: StageRuntime, item: Item, n: int) -> Item:
+    """The `n`th item with one id. Two inputs with one id (or two identical variants) would write one id twice
+    and break joins and resume: the first keeps the id, each later one becomes a visible rejection."""
+    up = item.upstream
+    dup = Upstream(up.record, up.fp, problem=f"duplicate_id: id '{item.id}' was already produced by an "
+                                             f"earlier input of stage '{rt.stage.name}' — give each input "
+                                             f"a unique id (or list each variant once)")
+    return Item(f"{item.id}~dup{n}", dup, item.variant, item.choice, item.fp)
 
 
 def joined_inputs(pipe: Pipeline, rt: StageRuntime, dry_run: bool) -> list[Joined]:

@@ -67,7 +67,7 @@ def finish_stage(pipe: Any, stage: StageSpec, store: StageStore, rt: Any, acc: S
                     "id": (rt.schema or {}).get("$id"), "version": (rt.schema or {}).get("version")}
                    if rt and rt.schema_path else None),
         "inputs": input_hashes(pipe, stage, lambda n: input_store(pipe, n, options.dry_run)),
-        "outputs": {RECORDS: file_sha256(store.records_path), REJECTED: file_sha256(store.rejected_path)},
+        "outputs": {RECORDS: store.sha256(RECORDS), REJECTED: store.sha256(REJECTED)},
         "counts": {"accepted": result.accepted, "rejected": result.rejected, "pending": result.pending},
     }
     if extra:

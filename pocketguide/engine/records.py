@@ -76,3 +76,55 @@ def new_record(
         "error": None,
         "created_at": now_iso(),
     }
+
+
+# --- the lean line -----------------------------------------------------------------------------------
+# A plain copy stage (engine/fused.py) writes each record without the fields that hold their default value and
+# with its text once: `"lean": [...]` marks such a line and names the fields (prompt, parsed) equal to `raw`.
+# Every reader goes through `expand` (store.iter_jsonl, inputs.read_stage, the resume scan), so it sees the
+# whole record; lines without the mark (every other stage, older files) are read as they are.
+LEAN = "lean"
+FIELD_DEFAULTS: dict[str, Any] = {"reasons": [], "parent_ids": [], "ancestors": [], "variant": None, "data": {},
+                                  "mode": None, "prompt": None, "raw": None, "parsed": None, "validation": None,
+                                  "gates": [], "teacher": None, "error": None}
+_ORDER = ("id", "stage", "status", *FIELD_DEFAULTS)  # new_record's order, up to its bookkeeping
+# when and from what a record was made, not what it says: written last on every line (store.StageStore.append), so a
+# reader can hash a record's content without them (inputs.content_fp) and a rerun that changes none of it changes
+# nothing below. timings (engine/timings.py) is bookkeeping too: how long a record took is not what it says
+BOOKKEEPING = ("created_at", "input_fp", "gen_fp", "judge_fp", "parse_fp", "rejudged_from", "run_id", "timings")
+_BOOKKEEPING_KEYS = frozenset(BOOKKEEPING)
+_LISTS = frozenset(k for k, v in FIELD_DEFAULTS.items() if v == [])
+_SAME_AS_RAW = ("prompt", "parsed")
+
+
+def expand(record: dict[str, Any]) -> dict[str, Any]:
+    """The whole record of a lean line (see LEAN), in new_record's key order; any other record as it is."""
+    same = record.pop(LEAN, None)
+    if same is None:
+        return record
+    raw = record.get("raw")
+    out: dict[str, Any] = {}
+    for key in _ORDER:
+        if key in record:
+            out[key] = record[key]
+        elif key in same:
+            out[key] = raw
+        else:
+            default = FIELD_DEFAULTS.get(key)
+            out[key] = [] if key in _LISTS else ({} if key == "data" else default)
+    for key, value in record.items():  # bookkeeping and any field a later version adds
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """The lean form of a record (`expand(compact(r)) == r` for a record in new_record's shape)."""
+    raw = record.get("raw")
+    same = [k for k in _SAME_AS_RAW if raw is not None and record.get(k) == raw and type(record.get(k)) is str]
+    out = {k: v for k, v in record.items() if k not in same and not (k in FIELD_DEFAULTS and v == FIELD_DEFAULTS[k]
+                                                                     and type(v) is type(FIELD_DEFAULTS[k]))}
+    body = {k: v for k, v in out.items() if k not in _BOOKKEEPING_KEYS}
+    body[LEAN] = same
+    body.update((k, v) for k, v in out.items() if k in _BOOKKEEPING_KEYS)
+    return body

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from pocketguide.engine import registry
 from pocketguide.engine.errors import RecordRejected, StageError, StageStopped, StoreError, TeacherError
+from pocketguide.engine.fused import plain_copy, run_fused
 from pocketguide.engine.generators import Generated
 from pocketguide.engine.inputs import (
     Joined,
@@ -27,7 +28,7 @@ from pocketguide.engine.recipe import build_recipe
 from pocketguide.engine.records import ACCEPTED, now_iso
 from pocketguide.engine.resume import scan_existing, teacher_failed
 from pocketguide.engine.runtime import StageRuntime, build_runtime
-from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
+from pocketguide.engine.session import NullProgress, RunOptions, Services, StageRun, resolved_teacher
 from pocketguide.engine.spec import StageSpec
 from pocketguide.engine.steps import (
     Item,
@@ -330,11 +331,19 @@ async def arun_stage(pipe: Pipeline, stage: StageSpec, options: RunOptions, serv
         concurrency = min(x for x in (run.concurrency, *(g.max_concurrency for g in generators.values())) if x)
         pending = [0]
         loop = _Loop(rt, store, acc, result, options.progress, generators, scan.salvage)
-        total = _estimate_total(pipe, stage, options, len(done), rt.members)
+        # how many new records, for a progress bar (none to show: no need to count the input's lines)
+        total = None if isinstance(options.progress, NullProgress) else \
+            _estimate_total(pipe, stage, options, len(done), rt.members)
         options.progress.stage_started(stage.name, total, len(done))
-        taken = _take(stage_items(rt, driving, joined), done, options.limit, result, pending,
-                      bool(options.settings.get("limit_total")))
-        stopped = await _drive(loop, taken, joined, concurrency)
+        limit_total = bool(options.settings.get("limit_total"))
+        if plain_copy(rt, joined, scan.salvage, options.dry_run):  # engine/fused.py: one tight loop
+            source = None if stage.inputs else pipe.resolve(stage.source or "")
+            upstream = input_store(pipe, stage.inputs[0], options.dry_run) if stage.inputs else None
+            run_fused(loop, source, upstream, done, options.limit, limit_total, pending)
+            stopped = None
+        else:
+            taken = _take(stage_items(rt, driving, joined), done, options.limit, result, pending, limit_total)
+            stopped = await _drive(loop, taken, joined, concurrency)
         result.pending = pending[0]
         result.stopped = stopped
         result.complete = stopped is None and pending[0] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,37 @@ class Renderer:
         self.sha1 = hashlib.sha1(text).hexdigest()  # which template text made a record (gens metadata)
         self.sha256 = hashlib.sha256(text).hexdigest()
         self._parts = simple_parts(env, source)
+
+    @property
+    def lookups(self) -> list[tuple[str, ...]] | None:
+        """The dotted lookups a template of text and lookups prints (None: it needs Jinja)."""
+        return None if self._parts is None else [p for p in self._parts if not isinstance(p, str)]
+
+    @property
+    def single_lookup(self) -> tuple[str, ...] | None:
+        """The path of a template that is one `{{ a.b }}` and nothing else (None for any other)."""
+        parts = self._parts
+        return parts[0] if parts is not None and len(parts) == 1 and isinstance(parts[0], tuple) else None
+
+    def filler(self) -> Callable[[dict[str, Any]], str | None] | None:
+        """The fast path alone, as a function: the filled text, or None where `render` would need Jinja (None
+        instead of a function when the template is not text and lookups). One `{{ a.b }}` gets its own."""
+        parts = self._parts
+        if parts is None:
+            return None
+        if len(parts) == 1 and isinstance(parts[0], tuple) and len(parts[0]) == 2:
+            outer, inner = parts[0]
+
+            def one_lookup(context: dict[str, Any]) -> str | None:
+                value = context.get(outer)
+                if type(value) is dict:
+                    value = value.get(inner)
+                    if type(value) is str:
+                        return value
+                return None
+
+            return one_lookup
+        return self._filled
 
     def _filled(self, context: dict[str, Any]) -> str | None:
         out = []

@@ -41,6 +41,14 @@ class PhaseTotals:
         if ms > self.largest[phase]:
             self.largest[phase] = ms
 
+    def add_many(self, phase: str, count: int, total_ms: float) -> None:
+        """`count` records timed together (a fused copy loop, engine/fused.py): their total, and their mean
+        as the largest value seen (one record's own time is not measured)."""
+        if count:
+            self.count[phase] += count
+            self.total[phase] += total_ms
+            self.largest[phase] = max(self.largest[phase], total_ms / count)
+
     def add(self, timings: dict[str, Any]) -> None:
         count, total, largest = self.count, self.total, self.largest
         for phase, value in timings.items():  # a record's few entries, not every phase (hot path)
