@@ -56,3 +56,17 @@ def test_breaker_tokens_are_those_containing_a_breaker_string_and_the_specials()
                              "dry_penalty_last_n": 1024}, _Tok())
     assert (dry.multiplier, dry.base, dry.allowed, dry.last_n) == (1.2, 1.75, 2, 1024)
     assert "DRY multiplier 1.2" in dry.describe()
+
+
+def test_unconstrained_rows_decode_with_nothing_dry_alone_or_the_whole_teacher_control():
+    from pocketguide.training.eval_run import unconstrained_control
+    from pocketguide.training.generate import RepeatPenalty, Repetition
+
+    teacher = Repetition(RepeatPenalty(1.1, 64), _dry())
+    assert unconstrained_control(teacher, "none") is None
+    dry_only = unconstrained_control(teacher, "dry")
+    assert dry_only.repeat is None and dry_only.dry is teacher.dry
+    assert dry_only.describe().startswith("DRY multiplier") and "repeat penalty" not in dry_only.describe()
+    assert unconstrained_control(teacher, "teacher") is teacher
+    assert unconstrained_control(Repetition(RepeatPenalty(1.1, 64)), "dry") is None  # the teacher has no DRY
+    assert unconstrained_control(None, "teacher") is None

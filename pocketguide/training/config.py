@@ -43,9 +43,10 @@ class EvalConfig(BaseModel):
                              "type) capped as the teacher caps it, and its repeat_penalty over repeat_last_n tokens; "
                              "null = the full contract, "
                              "no penalty")
-    unconstrained_penalty: bool = Field(
-        False, description="unconstrained rows also decode with decoding_stage's repeat penalty (both models, "
-                           "said in the report): the teacher's repetition control without its grammar")
+    unconstrained_repetition: Literal["none", "dry", "teacher"] = Field(
+        "none", description="repetition control of unconstrained rows, both models, said in the report: none "
+                            "(plain greedy), dry (decoding_stage teacher's DRY sampler alone: it never penalises "
+                            "JSON keys and punctuation) or teacher (its repeat penalty + DRY)")
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ logit. Matching looks back over the last `penalty_last_n` tokens (prompt include
 is) and stops at a sequence breaker; a token is a breaker when its text contains one of the breaker strings
 (llama.cpp's defaults: newline, ':', '"', '*'), so JSON keys and punctuation never build up a match while a
 sentence repeated inside a string does. With it the evaluation can decode the student with the repetition
-control its training data was drafted with (options.eval.unconstrained_penalty and the constrained mode)."""
+control its training data was drafted with (options.eval.unconstrained_repetition and the constrained mode)."""
 
 from __future__ import annotations
 

@@ -75,6 +75,15 @@ def decoding_profile(pipe: Any, cfg: TrainConfig, types: list[str], overrides: T
     return out, control, note
 
 
+def unconstrained_control(teacher: Repetition | None, which: str) -> Repetition | None:
+    """What unconstrained rows decode with: nothing, the teacher's DRY alone, or all of its control."""
+    if teacher is None or which == "none":
+        return None
+    if which == "dry":
+        return Repetition(None, teacher.dry) if teacher.dry is not None else None
+    return teacher
+
+
 def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
                   modes: list[str], overrides: TeacherSettings | None,
                   message: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
@@ -90,20 +99,21 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
     schemas = Schemas.load(pipe.resolve(ecfg.envelope_schema), pipe.resolve(ecfg.payload_schemas), types)
     notes = [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
     penalty = None
-    if "constrained" in modes or ecfg.unconstrained_penalty:
+    if "constrained" in modes or ecfg.unconstrained_repetition != "none":
         schemas.decoding, penalty, note = decoding_profile(pipe, cfg, types, overrides, gen.tok)
         if "constrained" in modes:
             notes.append(note or "constrained = xgrammar JSON-schema grammar of the full contract (envelope with the "
                                  "expected payload type's schema), compact whitespace, no repeat penalty")
+    free = unconstrained_control(penalty, ecfg.unconstrained_repetition)
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
                     list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root,
                     constrained_limit=ecfg.constrained_limit, notes=notes,
-                    unconstrained_penalty=ecfg.unconstrained_penalty)
-    if ecfg.unconstrained_penalty and "unconstrained" in modes:
-        notes.append(f"unconstrained rows (both models) decode with the repetition control of stage "
-                     f"'{ecfg.decoding_stage}''s teacher: " + (penalty.describe() if penalty else "it has none")
-                     + " (options.eval.unconstrained_penalty)")
+                    unconstrained=free)
+    if ecfg.unconstrained_repetition != "none" and "unconstrained" in modes:
+        notes.append(f"unconstrained rows (both models) decode with stage '{ecfg.decoding_stage}''s teacher's "
+                     + (free.describe() if free else f"{ecfg.unconstrained_repetition} repetition control: it has "
+                        f"none, so none") + f" (options.eval.unconstrained_repetition: {ecfg.unconstrained_repetition})")
     notes += [n for n in gen.grammar_notes if n not in notes]
     if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(items):
         sub = Counter(str(i.payload_type) for i in stratified_first(items, ecfg.constrained_limit))
@@ -114,7 +124,7 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
     summary = summarize(rows)
     return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
             "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),
-            "unconstrained_repetition": penalty.describe() if ecfg.unconstrained_penalty and penalty else None,
+            "unconstrained_repetition": free.describe() if free else None,
             "examples": rows}, notes
 
 

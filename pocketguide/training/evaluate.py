@@ -178,11 +178,11 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
              modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
              penalty: Repetition | None = None, root: Path | None = None,
              constrained_limit: int | None = None, notes: list[str] | None = None,
-             unconstrained_penalty: bool = False) -> list[dict[str, Any]]:
+             unconstrained: Repetition | None = None) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
     `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one).
     Constrained mode answers `stratified_first(items, constrained_limit)`, unconstrained every item; `penalty`
-    applies to constrained rows, and to unconstrained ones too when `unconstrained_penalty`."""
+    applies to constrained rows, `unconstrained` (None: plain greedy) to unconstrained ones."""
     scorer = Scorer(schemas)
     rows = []
     for model_name, activate in models.items():
@@ -198,7 +198,7 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                     if mode == "constrained":
                         grammars = [gen.grammar(it.payload_type, schemas.constraint(it.payload_type)) for it in batch]
                     # unconstrained: a row whose text can no longer parse stops (no figure but "finished" changes)
-                    use = penalty if mode == "constrained" or unconstrained_penalty else None
+                    use = penalty if mode == "constrained" else unconstrained
                     outs = gen.run([it.prompt for it in batch], grammars, use,
                                    stop_unparseable=mode == "unconstrained")
                     for it, o in zip(batch, outs):
