@@ -40,7 +40,7 @@ class EvalConfig(BaseModel):
                              description="registered gates run on every parsed output (absent ones are skipped)")
     decoding_stage: str | None = Field(
         None, description="constrained mode decodes like this stage's teacher: its response_schema (per payload "
-                             "type) capped as the teacher caps it, and its repeat_penalty over repeat_last_n tokens; "
+                             "type) capped as the teacher caps it, its repeat_penalty over repeat_last_n tokens and its DRY; "
                              "null = the full contract, "
                              "no penalty")
     unconstrained_repetition: Literal["none", "dry", "teacher"] = Field(
