@@ -28,6 +28,7 @@ SAMPLING = TeacherSettings.group_fields("sampling")
 from pocketguide.engine.version import __version__
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.registry import provider
+from pocketguide.teachers.sockets import on_asyncio_sockets
 from pocketguide.teachers.wire import LeanWire, proxy_for
 
 log = logging.getLogger(__name__)
@@ -204,15 +205,17 @@ class OpenAITeacher:
 
     def _new_shard(self) -> openai.AsyncOpenAI:
         timeout = http.Timeout(self.settings.timeout_s or 120.0, connect=min(self.settings.timeout_s or 120.0, 30.0))
+        http_client = http.AsyncClient(
+            timeout=timeout, verify=self._ssl,
+            limits=http.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2))
+        on_asyncio_sockets(http_client)  # httpcore on asyncio's sockets, not anyio's (teachers/sockets.py)
         client = openai.AsyncOpenAI(
             api_key=self._key,
             base_url=self.base_url,
             timeout=timeout,
             max_retries=0,
             default_headers=self._headers,
-            http_client=http.AsyncClient(
-                timeout=timeout, verify=self._ssl,
-                limits=http.Limits(max_connections=SHARD_SIZE * 4, max_keepalive_connections=SHARD_SIZE * 2)),
+            http_client=http_client,
         )
         self._shards.append([client, 0])
         return client
@@ -272,10 +275,15 @@ class OpenAITeacher:
                                request_id=str(request_id)[:200] if request_id else None)
 
     async def _post_sdk(self, body: dict[str, Any]) -> Any:
+        try:  # the JSON the SDK would send (compact, UTF-8), encoded by orjson: ~10x faster than its json.dumps
+            content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)  # YAML may give extra_body int keys
+        except (TypeError, orjson.JSONEncodeError) as exc:  # extra_body holds something JSON cannot carry
+            raise TeacherError("config", self.redact(f"the request body is not JSON-serialisable ({exc}); check "
+                                                     f"extra_body"), retryable=False) from None
         shard = self._shard()
         shard[1] += 1
         try:
-            return await shard[0].post("/chat/completions", body=body, cast_to=http.Response)
+            return await shard[0].post("/chat/completions", content=content, cast_to=http.Response)
         except openai.APIStatusError as exc:
             return exc.response
         finally:
