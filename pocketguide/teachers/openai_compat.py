@@ -41,6 +41,13 @@ OFFICIAL_HOSTS = ("api.openai.com", "openrouter.ai")
 SHARD_SIZE = 4
 MAX_SHARDS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's
+# The SDK's telemetry headers (its version, the OS, CPU, Python, async library, retry count, read timeout) are left out with its
+# own Omit: no endpoint needs them, and every header costs client CPU in each layer of the SDK's HTTP stack
+# (~0.2 ms a request for these nine; bench/teacher_throughput.py). extra_headers may still set them.
+SDK_TELEMETRY = ("X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+                 "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Async")
+PER_CALL_TELEMETRY = ("X-Stainless-Retry-Count", "X-Stainless-Read-Timeout")
+CALL_OPTIONS = {"headers": {name: openai.Omit() for name in PER_CALL_TELEMETRY}}
 
 
 def env_value(name: str) -> str | None:
@@ -77,13 +84,21 @@ def _error_kind(exc: Exception) -> tuple[str, bool, int | None]:
     (reason kind, retryable, HTTP status)."""
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException, http.TimeoutException, TimeoutError)):
         return "timeout", True, None  # TimeoutError is an OSError too: first
-    if isinstance(exc, ssl.SSLCertVerificationError):  # lean only (the SDK wraps it): retrying will not change it
-        return "tls", False, None
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc)):  # retrying will not change it
+        return "tls", False, None  # the SDK wraps it (APIConnectionError from httpx's ConnectError from it)
     if isinstance(exc, (openai.APIConnectionError, httpx.TransportError, http.TransportError)):
         return "connection", True, None
     if isinstance(exc, (OSError, EOFError, asyncio.LimitOverrunError)):  # lean: refused, reset, closed, broken answer
         return "connection", True, None
     return "unexpected", False, None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and the ones it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    return chain
 
 
 def _status_kind(status: int) -> tuple[str, bool]:
@@ -214,7 +229,7 @@ class OpenAITeacher:
             base_url=self.base_url,
             timeout=timeout,
             max_retries=0,
-            default_headers=self._headers,
+            default_headers={**{name: openai.Omit() for name in SDK_TELEMETRY}, **self._headers},
             http_client=http_client,
         )
         self._shards.append([client, 0])
@@ -257,6 +272,9 @@ class OpenAITeacher:
         except Exception as exc:  # every failure becomes a typed, redacted TeacherError
             kind, retryable, status = _error_kind(exc)
             detail = str(exc) or ("no answer within timeout_s" if kind == "timeout" else "")
+            root = _causes(exc)[-1]
+            if root is not exc and str(root) and str(root) not in detail:  # the SDK's "Connection error." says little
+                detail += f" ({type(root).__name__}: {root})"
             if kind == "tls":
                 detail += (" — the server's certificate is not trusted: fix base_url, or point SSL_CERT_FILE at "
                            "the CA bundle that signed it")
@@ -283,7 +301,8 @@ class OpenAITeacher:
         shard = self._shard()
         shard[1] += 1
         try:
-            return await shard[0].post("/chat/completions", content=content, cast_to=http.Response)
+            return await shard[0].post("/chat/completions", content=content, cast_to=http.Response,
+                                       options=CALL_OPTIONS)  # type: ignore[arg-type]
         except openai.APIStatusError as exc:
             return exc.response
         finally:
