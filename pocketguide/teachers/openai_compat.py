@@ -198,6 +198,8 @@ class OpenAITeacher:
         if self.wire is None:
             self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
             self.client = self._new_shard()
+            base = self.client.base_url  # merged with the path as the SDK does it, once: an absolute URL is parsed
+            self._url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))  # once a call, not twice
 
     def _lean_wire(self) -> LeanWire | None:
         """teachers/wire.py's client with the SDK's headers; None (the SDK's client) behind a proxy."""
@@ -301,7 +303,7 @@ class OpenAITeacher:
         shard = self._shard()
         shard[1] += 1
         try:
-            return await shard[0].post("/chat/completions", content=content, cast_to=http.Response,
+            return await shard[0].post(self._url, content=content, cast_to=http.Response,
                                        options=CALL_OPTIONS)  # type: ignore[arg-type]
         except openai.APIStatusError as exc:
             return exc.response
