@@ -159,3 +159,23 @@ def test_a_proxied_endpoint_keeps_the_proxy_transport(monkeypatch):
     assert proxied and all(type(t._pool).__name__ == "AsyncHTTPProxy" for t in proxied)
     assert all(not isinstance(getattr(t._pool, "_network_backend", None), AsyncioBackend) for t in proxied)
     assert not on_asyncio_sockets(httpx2.AsyncClient(transport=httpx2.MockTransport(lambda r: None)))
+
+
+def test_a_fresh_client_starts_no_worker_thread_and_plain_http_loads_no_ca_bundle():
+    import threading
+
+    async def main():
+        async with Scripted(*[answer(completion(f"s{i}")) for i in range(8)]) as port:
+            t = OpenAITeacher(TeacherSettings(base_url=f"http://127.0.0.1:{port}/v1", model="m"))
+            before = threading.active_count()
+            texts = await asyncio.gather(*(ask(t) for _ in range(8)))  # two shards, all cold
+            threads = threading.active_count() - before
+            await t.aclose()
+            return t, threads, sorted(r.text for r in texts)
+
+    t, threads, texts = asyncio.run(main())
+    assert texts == [f"s{i}" for i in range(8)] and len(t._shards) == 2
+    assert threads == 0  # the SDK would look its platform up in a worker thread per request of a new client
+    assert t._ssl.cert_store_stats()["x509_ca"] == 0  # plain http: a context that trusts nothing, never used
+    https = OpenAITeacher(TeacherSettings(base_url="https://10.0.0.1/v1", model="m"))
+    assert https._ssl.cert_store_stats()["x509_ca"] > 0  # the SDK's CA bundle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
@@ -15,9 +16,11 @@ import httpx
 
 try:  # the openai SDK's own HTTP client (openai ≥ 3): given an httpx client instead, the SDK converts every
     import httpx2 as http  # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
+    import httpcore2  # noqa: F401  # its connection pool, which httpx2 imports at the first client (~45 ms)
 except ImportError:  # an older SDK speaks httpx
     http = httpx
 import openai
+import openai._base_client as sdk_base  # get_platform: what the SDK would look up in a thread per client
 import orjson
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
@@ -140,6 +143,21 @@ def _without_credentials(url: str | None) -> str | None:
     return clean
 
 
+@functools.cache
+def _sdk_platform() -> Any:
+    """The SDK's platform name (its X-Stainless-OS, left out of requests here), looked up once a process."""
+    return sdk_base.get_platform()
+
+
+def _ssl_context(url: str) -> ssl.SSLContext:
+    """The SDK's CA bundle (certifi, SSL_CERT_*; loading it costs ~55 ms) for an https endpoint. A plain
+    http one never uses TLS (every call goes to base_url and no redirect is followed), so it gets a context
+    that trusts nothing: were TLS ever asked of it, verification would fail rather than pass."""
+    if url.lower().startswith("https:"):
+        return http.create_ssl_context()
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificates and host names checked, no CA loaded
+
+
 def _limit_headers(headers: Any) -> dict[str, str]:
     """The rate-limit headers of one answer (x-ratelimit-*, retry-after), lower-cased."""
     return {k.lower(): v for k, v in headers.items()
@@ -196,7 +214,7 @@ class OpenAITeacher:
         self.wire = self._lean_wire() if settings.transport == "lean" else None
         self.transport = "lean" if self.wire is not None else "sdk"
         if self.wire is None:
-            self._ssl = http.create_ssl_context()  # one for all shards: building one costs ~30 ms
+            self._ssl = _ssl_context(self.base_url or DEFAULT_BASE_URL)  # one for all shards
             self.client = self._new_shard()
             base = self.client.base_url  # merged with the path as the SDK does it, once: an absolute URL is parsed
             self._url = str(base.copy_with(raw_path=base.raw_path + b"chat/completions"))  # once a call, not twice
@@ -234,6 +252,8 @@ class OpenAITeacher:
             default_headers={**{name: openai.Omit() for name in SDK_TELEMETRY}, **self._headers},
             http_client=http_client,
         )
+        if getattr(client, "_platform", False) is None:  # else each new client's first requests (all 4 of them)
+            client._platform = _sdk_platform()  # ask for it in a worker thread each: 32 threads at start
         self._shards.append([client, 0])
         return client
 
