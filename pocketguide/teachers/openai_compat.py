@@ -15,8 +15,9 @@ from urllib.parse import unquote
 import httpx
 
 try:  # the openai SDK's own HTTP client (openai ≥ 3): given an httpx client instead, the SDK converts every
-    import httpx2 as http  # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
-    import httpcore2  # noqa: F401  # its connection pool, which httpx2 imports at the first client (~45 ms)
+    # request and response, ~15% more client CPU per call (bench/teacher_throughput.py)
+    import httpcore2  # noqa: F401  # its connection pool: imported with the SDK, not at the first client (~45 ms)
+    import httpx2 as http
 except ImportError:  # an older SDK speaks httpx
     http = httpx
 import openai
