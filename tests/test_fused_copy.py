@@ -192,10 +192,10 @@ def test_sigkill_mid_fused_stage_then_resume(pipeline_dir):
 
 
 def test_background_syncs_and_sums_keep_the_manifest_hash_right(pipeline_dir, monkeypatch):
-    from pocketguide.engine import store as store_module
+    from pocketguide.engine import writeback
 
-    monkeypatch.setattr(store_module, "SYNC_AHEAD", 64 << 10)  # many syncs and hand-overs for ~1 MB of lines
-    monkeypatch.setattr(store_module, "SUM_AHEAD", 32 << 10)
+    monkeypatch.setattr(writeback, "SYNC_AHEAD", 64 << 10)  # many syncs and hand-overs for ~1 MB of lines
+    monkeypatch.setattr(writeback, "SUM_AHEAD", 32 << 10)
     src = "".join(json.dumps({"id": f"r{i:05d}", "text": "y" * 150}) + "\n" for i in range(6000))
     path = pipeline_dir(STAGES, TEMPLATES, {"in.jsonl": src})
     res = run_stage("copy", path)
