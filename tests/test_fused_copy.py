@@ -16,7 +16,7 @@ import pytest
 from pocketguide import run_stage
 from pocketguide.engine import redact, runner
 from pocketguide.engine.inputs import content_fp, read_stage
-from pocketguide.engine.records import DATA_WITH_ID, LEAN, RAW_FROM, compact, expand, new_record
+from pocketguide.engine.records import LEAN, RAW_FROM, compact, expand, new_record
 from pocketguide.engine.store import BOOKKEEPING, StageStore, dumps_line, file_sha256, iter_jsonl, loads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,30 +83,6 @@ def test_fused_and_generic_paths_write_the_same_records_stats_and_recipe(pipelin
     assert recs["c"]["raw"].startswith("{"), "the text is no string: Jinja renders it, not the fast path"
     again = _records(fused, "again")
     assert again["a"]["parent_ids"] == ["a"] and again["a"]["ancestors"] == ["a"] and again["a"]["raw"] == "one\r\ntwo!"
-
-
-def test_source_lines_kept_as_read_read_back_as_the_generic_path_writes_them(pipeline_dir, monkeypatch):
-    stages = "pipeline: {data_dir: runs}\nstages:\n  - {name: copy, source: in.jsonl, template: t.j2, mode: copy}\n"
-    lines = ['{"id": 7, "text": "seven", "n": 18446744073709551616, "f": 1.10}',  # a number id, a big integer
-             '  {"text": "padded",   "id": "p"}  ', '{"id": "q", "text": "a", "text": "b"}',  # a repeated key
-             '{"id": "cr",\r "text": "carriage return between tokens"}', '{"id": "", "text": "empty id"}',
-             '{"id": "deep", "text": "d", "x": ' + "[" * 300 + "]" * 300 + "}",  # deeper than orjson writes
-             '{"id": "deeper", "text": "d", "x": ' + "[" * 1022 + "]" * 1022 + "}",  # too deep inside a record
-             '{"id": "last", "text": "no newline"}']
-    src = "\n".join(lines)
-    fused = pipeline_dir(stages, TEMPLATES, {"in.jsonl": src}, name="fused")
-    run_stage("copy", fused)
-    with monkeypatch.context() as m:
-        m.setattr(runner, "plain_copy", lambda *a: False)
-        generic = pipeline_dir(stages, TEMPLATES, {"in.jsonl": src}, name="generic")
-        run_stage("copy", generic)
-    assert _records(fused, "copy") == _records(generic, "copy")
-    assert set(_records(fused, "copy")) >= {"7", "p", "q", "cr", "line_000005", "deep", "last"}
-    written = (fused.parent / "runs" / "copy" / "records.jsonl").read_bytes()
-    assert written.count(b'"' + DATA_WITH_ID.encode() + b'":true') == 6, "all but the CR line and the deepest"
-    assert b"\r" not in written and written.count(b"\n") == len(written.splitlines())
-    assert content_fp(written.splitlines(keepends=True)[0]) == content_fp(
-        (generic.parent / "runs" / "copy" / "records.jsonl").read_bytes().splitlines(keepends=True)[0])
 
 
 def test_lean_lines_expand_to_the_whole_record_and_full_lines_read_as_they_are():

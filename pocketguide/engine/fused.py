@@ -30,7 +30,7 @@ import orjson
 from pocketguide.engine import registry
 from pocketguide.engine.inputs import FINGERPRINT, Upstream, read_stage, source_id, source_upstream
 from pocketguide.engine.items import duplicate
-from pocketguide.engine.records import ACCEPTED, DATA_WITH_ID, LEAN, RAW_FROM, expand, new_record, now_iso
+from pocketguide.engine.records import ACCEPTED, LEAN, RAW_FROM, expand, new_record, now_iso
 from pocketguide.engine.redact import active as secrets_registered
 from pocketguide.engine.runtime import DEFAULT_MODE, StageRuntime
 from pocketguide.engine.session import NullProgress
@@ -288,12 +288,6 @@ def _copy_stage(run: _Fused, store: Any) -> None:
         run.write(run.record(rid, up.fp, data, text, rid, rec), up)
 
 
-def _shallow(line: bytes) -> bool:
-    """A long source line that cannot nest so deep that, inside a record, it passes orjson's reading limit
-    (1,024 levels); a line that deep is encoded again (and orjson's writing limit sends it the generic way)."""
-    return line.count(b"[") + line.count(b"{") < 250
-
-
 def _copy_source(run: _Fused, path: Path) -> None:
     """Each line of the source file, copied: the hot loop (bench/runner_overhead.py). The lean line is put
     together from pieces encoded once per stage and the few values encoded per record."""
@@ -306,7 +300,6 @@ def _copy_source(run: _Fused, path: Path) -> None:
     # `{{ source.x }}` alone: the text is the field itself, written once (records.RAW_FROM)
     raw_from = b',"mode":' + dumps(DEFAULT_MODE) + b',"' + RAW_FROM.encode() + b'":' + dumps(direct) if direct else b""
     lean = b',"' + LEAN.encode() + b'":' + dumps(list(_SAME)) + b',"created_at":'
-    as_read = b',"' + DATA_WITH_ID.encode() + b'":true' + lean  # data: the source line as read (records.DATA_WITH_ID)
     tail = dumps({"gen_fp": run.gen_fp, "judge_fp": run.judge_fp, "parse_fp": run.parse_fp,
                   "run_id": run.result.run_id})[1:] + b"\n"
     stamp = b""
@@ -351,16 +344,8 @@ def _copy_source(run: _Fused, path: Path) -> None:
             if not lines:  # one timestamp per chunk (CHUNK records, a few ms): when its first record was made
                 stamp = dumps(run.created_at())
             try:
-                # the line as read stands as the data (records.DATA_WITH_ID): not when secrets are registered
-                # (scrubbing needs the canonical encoding), nor with a carriage return between its tokens (a
-                # splitter that knows CR would cut the record there), nor when it might nest too deep
-                if not scrub and b"\r" not in line and (len(line) < 2048 or _shallow(line)):
-                    out = b"".join((b'{"id":', dumps(rid), head, line[:-1] if line[-1] == 10 else line,
-                                    raw_from or mid + dumps(text), as_read, stamp, b',"input_fp":"', fp.encode(), b'",',
-                                    tail))
-                else:
-                    out = b"".join((b'{"id":', dumps(rid), head, dumps(data), raw_from or mid + dumps(text), lean,
-                                    stamp, b',"input_fp":"', fp.encode(), b'",', tail))
+                out = b"".join((b'{"id":', dumps(rid), head, dumps(data), raw_from or mid + dumps(text), lean, stamp,
+                                b',"input_fp":"', fp.encode(), b'",', tail))
             except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
                 run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
                 continue

@@ -82,14 +82,11 @@ def new_record(
 # A plain copy stage (engine/fused.py) writes each record without the fields that hold their default value and
 # with its text once: `"lean": [...]` marks such a line and names the fields (prompt, parsed) equal to `raw`.
 # A copy of one source field (a template of `{{ source.x }}` alone) leaves `raw` out too: `"raw_from": "x"` says
-# it is the line's `data.x`, so the text is written once, not twice. A line copied from a source file may carry
-# that file's line as it was read for its `data` (not parsed and encoded again): `"data_with_id": true` says its
-# `id` is still in it, and readers drop it.
+# it is the line's `data.x`, so the text is written once, not twice.
 # Every reader goes through `expand` (store.iter_jsonl, inputs.read_stage, the resume scan), so it sees the
 # whole record; lines without the mark (every other stage, older files) are read as they are.
 LEAN = "lean"
 RAW_FROM = "raw_from"
-DATA_WITH_ID = "data_with_id"
 FIELD_DEFAULTS: dict[str, Any] = {"reasons": [], "parent_ids": [], "ancestors": [], "variant": None, "data": {},
                                   "mode": None, "prompt": None, "raw": None, "parsed": None, "validation": None,
                                   "gates": [], "teacher": None, "error": None}
@@ -108,8 +105,6 @@ def expand(record: dict[str, Any]) -> dict[str, Any]:
     same = record.pop(LEAN, None)
     if same is None:
         return record
-    if record.pop(DATA_WITH_ID, None) and type(record.get("data")) is dict:
-        record["data"].pop("id", None)
     field = record.pop(RAW_FROM, None)
     if field is not None:
         record["raw"] = (record.get("data") or {}).get(field)
