@@ -20,8 +20,6 @@ stage's stats sum the loop's time as `llm_ms` over its records, the mean standin
 from __future__ import annotations
 
 import time
-from collections import Counter
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -64,33 +62,12 @@ def _source_record(rid: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 class _Facets:
     """The stage's facet counts of accepted fused records, as StatsAccumulator.add counts them: a plain count
-    per value here (`tally`, filled by the loop, or from `rows` with each batch), added to the stage's counts
-    with each batch."""
+    per value here (`tally`, filled by the loop), added to the stage's counts with each batch."""
 
     def __init__(self, acc: Any):
         self.acc = acc
         self.simple = [(f, {}) for f in acc.facets if "." not in f and "+" not in f]  # (facet, value → count)
         self.other = [f for f in acc.facets if "." in f or "+" in f]
-        self.rows: list[dict[str, Any]] = []  # the data of the batch's lines, one per line, not yet counted
-
-    def count_rows(self, lines: list[bytes]) -> None:
-        """Count the simple facets of the batch's lines from their data (`rows`, in the same order), a batch at a
-        time: a field's text values are counted in one pass; any other value goes through `value` with the
-        record its line reads back as."""
-        rows = self.rows
-        for f, tally in self.simple:
-            odd = False
-            for value, n in Counter(map(dict.get, rows, repeat(f))).items():
-                if type(value) is str:
-                    tally[value] = tally.get(value, 0) + n
-                else:
-                    odd = True
-            if odd:
-                for row, line in zip(rows, lines):
-                    if type(row.get(f)) is not str:
-                        value = self.value(f, expand(orjson.loads(line)))
-                        tally[value] = tally.get(value, 0) + 1
-        rows.clear()
 
     def value(self, f: str, out: dict[str, Any]) -> str:
         """facet_value of the whole record, for a facet without dots (the fields first, then the record)."""
@@ -121,8 +98,6 @@ class _Batch:
 
     def hand_over(self) -> None:
         loop, now, made = self.loop, time.perf_counter(), len(self.lines)  # one line per record made
-        if self.facets.rows:
-            self.facets.count_rows(self.lines)
         if self.lines:
             loop.store.append_lines(b"".join(self.lines))
             self.lines.clear()
@@ -293,7 +268,7 @@ def _copy_source(run: _Fused, path: Path) -> None:
     together from pieces encoded once per stage and the few values encoded per record."""
     blake, loads, dumps = FINGERPRINT.copy, orjson.loads, orjson.dumps
     lines, batch, direct, scrub = run.batch.lines, run.batch, run.direct, secrets_registered()
-    simple, rows, seen, done, limit = run.facets.simple, run.facets.rows, run.seen, run.done, run.limit
+    simple, seen, done, limit = run.facets.simple, run.seen, run.done, run.limit
     seen_get = seen.get
     head = b',"stage":' + dumps(run.rt.stage.name) + b',"status":"accepted","data":'
     mid = b',"mode":' + dumps(DEFAULT_MODE) + b',"raw":'
@@ -355,8 +330,11 @@ def _copy_source(run: _Fused, path: Path) -> None:
                 run.count(rec)
                 continue
             lines.append(out)
-            if simple:  # counted with the batch (_Facets.count_rows)
-                rows.append(data)
+            for f, tally in simple:
+                value = data.get(f)
+                if type(value) is not str:
+                    value = run.facets.value(f, run.record(rid, fp, data, text, None, None))
+                tally[value] = tally.get(value, 0) + 1
             if len(lines) >= CHUNK:
                 batch.hand_over()
                 if not scrub and secrets_registered():  # a secret registered since (the generic path checks each line)
