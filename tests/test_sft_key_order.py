@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -46,22 +47,21 @@ def test_schema_order_without_payload_schemas_is_refused_with_the_fix():
                                       "payload_schemas": {"procedure": "p.json"}}).nested_key_order == "schema"
 
 
-def _schema_keys(schema: dict) -> list[str]:
-    """Every property name, depth first, in schema order."""
-    out = []
-    for key, sub in (schema.get("properties") or {}).items():
-        out.append(key)
-        out += _schema_keys(sub.get("items", sub) if isinstance(sub, dict) else {})
-    return out
-
-
-def test_default_pipeline_hints_name_payload_keys_in_the_targets_order():
+def test_default_pipeline_hints_show_a_schema_valid_payload_in_the_targets_order():
+    """Each format line carries a payload skeleton: it passes the payload schema and its keys are in the order
+    the targets use, so the student is shown the shape it is trained on."""
     spec = yaml.safe_load((ROOT / "stages.yaml").read_text())
     sft = next(s for s in spec["stages"] if s["name"] == "sft")["options"]
     assert sft["nested_key_order"] == "schema"
     for payload_type, hint in sft["format_hints"].items():
         schema = json.loads((ROOT / sft["payload_schemas"][payload_type]).read_text())
-        order = _schema_keys(schema)
-        named = re.findall(r"[a-z_]+", hint.split("payload keys", 1)[1])
-        assert named and all(k in order for k in named), (payload_type, named)
-        assert [order.index(k) for k in named] == sorted(order.index(k) for k in named), (payload_type, named)
+        assert f'payload_type "{payload_type}"' in hint
+        skeleton_text = hint.split("payload shaped ", 1)[1].rstrip(".")
+        skeleton = json.loads(skeleton_text)
+        jsonschema.validate(skeleton, schema)
+        env = {"payload_type": payload_type, "payload": skeleton}
+        assert json.loads(canonical_target(env, ["payload_type", "payload"], schema)) == env
+        assert json.dumps(json.loads(canonical_target(env, ["payload_type", "payload"], schema))["payload"],
+                          ensure_ascii=False) == skeleton_text
+    envelope = re.search(r"shaped (\{.*\})\.", sft["system_prompt"]).group(1).replace("{…}", "{}")
+    assert [k for k in sft["key_order"] if k != "metadata"] == list(json.loads(envelope))
