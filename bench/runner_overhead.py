@@ -56,16 +56,17 @@ def bare_loop(src: Path, dst: Path) -> None:
 def full_record_loop(src: Path, dst: Path) -> None:
     """The floor for pocketguide's record format: the same bare loop, writing the line a plain copy stage
     writes (engine/fused.py: the lean record — provenance, the input line's fingerprint, the stage's fingerprints,
-    run id, timestamp; the text once) — no engine, no stats, no resume, no manifest."""
+    run id, timestamp; the text once, in its data) — no engine, no stats, no resume, no manifest. It reads the
+    clock per record, as a loop without chunks would."""
     from pocketguide.engine.inputs import fingerprint
-    from pocketguide.engine.records import LEAN, now_iso
+    from pocketguide.engine.records import LEAN, RAW_FROM, now_iso
 
     run_id = "0123456789abcdef0123456789abcdef"
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         for line in fin:
             rec = orjson.loads(line)
             rid = rec.pop("id")
-            out = {"id": rid, "stage": "copy", "status": "accepted", "data": rec, "mode": "copy", "raw": rec["text"],
+            out = {"id": rid, "stage": "copy", "status": "accepted", "data": rec, "mode": "copy", RAW_FROM: "text",
                    LEAN: ["prompt", "parsed"], "created_at": now_iso(), "input_fp": fingerprint(line),
                    "gen_fp": "0123456789abcdef", "judge_fp": "0123456789abcdef", "parse_fp": "0123456789abcdef",
                    "run_id": run_id}

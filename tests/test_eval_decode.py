@@ -115,3 +115,22 @@ def test_a_row_that_can_no_longer_parse_is_stopped_and_the_others_are_untouched(
         else:
             assert (a["text"], a["finished"]) == (b["text"], b["finished"])
     assert cut[1]["stopped_unparseable"] and cut[1]["new_tokens"] <= 2  # "Name three colours." answers in prose
+
+
+def test_several_suites_decode_in_one_batch_and_rows_keep_their_suite(student):
+    """A short reference suite joins the held-out prompts' batch instead of paying its own tail of lone steps."""
+    import contextlib
+
+    from pocketguide.training.evaluate import Schemas, evaluate
+    from pocketguide.training.generate import Generator
+
+    model, tok = student
+    gen, batches = Generator(model, tok, "cpu", 6), []
+    real_run = gen.run
+    gen.run = lambda prompts, *a, **k: batches.append(len(prompts)) or real_run(prompts, *a, **k)
+    heldout = [SuiteItem(f"h{i}", None, p, None, suite="heldout") for i, p in enumerate(PROMPTS)]
+    refs = [SuiteItem("r0", None, PROMPTS[1], "{}", suite="eval_suite")]
+    rows = evaluate({"base": contextlib.nullcontext}, gen, heldout + refs, Schemas({}, {}), ["unconstrained"], 8, [])
+    assert batches == [4]
+    assert [(r["id"], r["suite"]) for r in rows] == [("h0", "heldout"), ("h1", "heldout"), ("h2", "heldout"),
+                                                     ("r0", "eval_suite")]

@@ -16,7 +16,7 @@ import pytest
 from pocketguide import run_stage
 from pocketguide.engine import redact, runner
 from pocketguide.engine.inputs import content_fp, read_stage
-from pocketguide.engine.records import LEAN, compact, expand, new_record
+from pocketguide.engine.records import LEAN, RAW_FROM, compact, expand, new_record
 from pocketguide.engine.store import BOOKKEEPING, StageStore, dumps_line, file_sha256, iter_jsonl, loads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +68,8 @@ def test_fused_and_generic_paths_write_the_same_records_stats_and_recipe(pipelin
         _run_all(generic)
     runs_f, runs_g = fused.parent / "runs", generic.parent / "runs"
     assert LEAN.encode() in (runs_f / "copy" / "records.jsonl").read_bytes(), "the fused loop ran"
+    first = json.loads((runs_f / "copy" / "records.jsonl").read_bytes().split(b"\n")[0])
+    assert first[RAW_FROM] == "text" and "raw" not in first, "a copy of {{ source.text }} writes the text once"
     assert LEAN.encode() not in (runs_g / "copy" / "records.jsonl").read_bytes()
     for stage in ("copy", "again", "ask"):
         assert _records(fused, stage) == _records(generic, stage), stage
@@ -99,6 +101,13 @@ def test_lean_lines_expand_to_the_whole_record_and_full_lines_read_as_they_are()
     other = {**rec, "parsed": {"a": 1}, "error": "e", "reasons": ["r"]}
     assert expand(json.loads(dumps_line(compact(other)))) == other
     assert expand({"step": 1}) == {"step": 1}, "lines that are not lean are read as they are"
+    copied = {**rec, "data": {"k": 1, "text": "t"}}  # raw is the data's `text`: kept there only
+    once = compact(copied, raw_from="text")
+    assert "raw" not in once and once[RAW_FROM] == "text" and list(once)[-3:] == ["created_at", "input_fp", "gen_fp"]
+    assert loads(dumps_line(once)) == copied and list(loads(dumps_line(once))) == list(copied)
+    assert content_fp(dumps_line(once)) == content_fp(dumps_line(copied)) == content_fp(dumps_line(compact(copied)))
+    assert content_fp(dumps_line({**once, "data": {"k": 1, "text": "u"}})) != content_fp(dumps_line(copied))
+    assert RAW_FROM not in compact(copied, raw_from="k"), "only a field holding the same text"
     assert BOOKKEEPING[-1] == "timings"
 
 
@@ -192,10 +201,10 @@ def test_sigkill_mid_fused_stage_then_resume(pipeline_dir):
 
 
 def test_background_syncs_and_sums_keep_the_manifest_hash_right(pipeline_dir, monkeypatch):
-    from pocketguide.engine import store as store_module
+    from pocketguide.engine import writeback
 
-    monkeypatch.setattr(store_module, "SYNC_AHEAD", 64 << 10)  # many syncs and hand-overs for ~1 MB of lines
-    monkeypatch.setattr(store_module, "SUM_AHEAD", 32 << 10)
+    monkeypatch.setattr(writeback, "SYNC_AHEAD", 64 << 10)  # many syncs and hand-overs for ~1 MB of lines
+    monkeypatch.setattr(writeback, "SUM_AHEAD", 32 << 10)
     src = "".join(json.dumps({"id": f"r{i:05d}", "text": "y" * 150}) + "\n" for i in range(6000))
     path = pipeline_dir(STAGES, TEMPLATES, {"in.jsonl": src})
     res = run_stage("copy", path)

@@ -13,7 +13,8 @@ What stays the same as the generic path: the records (as the store reads them ba
 resume rules (finished ids with unchanged inputs are skipped; `--limit`), crash safety (whole lines, batched
 like every free record: a kill loses only lines redone for free), stats.json and the manifest. What differs:
 a fused record carries no per-record `timings` (timing each copy would cost more than the copy); the
-stage's stats sum the loop's time as `llm_ms` over its records, the mean standing in for the largest.
+stage's stats sum the loop's time as `llm_ms` over its records, the mean standing in for the largest; its
+`created_at` is when its chunk (CHUNK records, a few ms) began, read once per chunk, not once per record.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import orjson
 from pocketguide.engine import registry
 from pocketguide.engine.inputs import FINGERPRINT, Upstream, read_stage, source_id, source_upstream
 from pocketguide.engine.items import duplicate
-from pocketguide.engine.records import ACCEPTED, LEAN, expand, new_record, now_iso
+from pocketguide.engine.records import ACCEPTED, LEAN, RAW_FROM, expand, new_record, now_iso
 from pocketguide.engine.redact import active as secrets_registered
 from pocketguide.engine.runtime import DEFAULT_MODE, StageRuntime
 from pocketguide.engine.session import NullProgress
@@ -257,7 +258,8 @@ def _copy_stage(run: _Fused, store: Any) -> None:
         if text is None:
             run.generic(rid, up, 1)
             continue
-        run.created_at()
+        if not run.batch.lines:  # one timestamp per chunk, as in _copy_source
+            run.created_at()
         run.write(run.record(rid, up.fp, data, text, rid, rec), up)
 
 
@@ -270,10 +272,12 @@ def _copy_source(run: _Fused, path: Path) -> None:
     seen_get = seen.get
     head = b',"stage":' + dumps(run.rt.stage.name) + b',"status":"accepted","data":'
     mid = b',"mode":' + dumps(DEFAULT_MODE) + b',"raw":'
+    # `{{ source.x }}` alone: the text is the field itself, written once (records.RAW_FROM)
+    raw_from = b',"mode":' + dumps(DEFAULT_MODE) + b',"' + RAW_FROM.encode() + b'":' + dumps(direct) if direct else b""
     lean = b',"' + LEAN.encode() + b'":' + dumps(list(_SAME)) + b',"created_at":'
     tail = dumps({"gen_fp": run.gen_fp, "judge_fp": run.judge_fp, "parse_fp": run.parse_fp,
                   "run_id": run.result.run_id})[1:] + b"\n"
-    stamp, stamp_ms, clock = b"", -1, time.time
+    stamp = b""
     slow = bool(scrub or run.facets.other or run.progress is not None)
     with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
@@ -312,12 +316,10 @@ def _copy_source(run: _Fused, path: Path) -> None:
             if text is None:
                 run.generic(rid, Upstream(_source_record(rid, data), fp), 1)
                 continue
-            ms = int(clock() * 1000)
-            if ms != stamp_ms:
-                stamp_ms, run.stamp = ms, now_iso()
-                stamp = dumps(run.stamp)
+            if not lines:  # one timestamp per chunk (CHUNK records, a few ms): when its first record was made
+                stamp = dumps(run.created_at())
             try:
-                out = b"".join((b'{"id":', dumps(rid), head, dumps(data), mid, dumps(text), lean, stamp,
+                out = b"".join((b'{"id":', dumps(rid), head, dumps(data), raw_from or mid + dumps(text), lean, stamp,
                                 b',"input_fp":"', fp.encode(), b'",', tail))
             except TypeError:  # what orjson cannot encode: the generic write decides (json fallback, unwritable)
                 run.generic(rid, Upstream(_source_record(rid, data), fp), 1)

@@ -81,9 +81,12 @@ def new_record(
 # --- the lean line -----------------------------------------------------------------------------------
 # A plain copy stage (engine/fused.py) writes each record without the fields that hold their default value and
 # with its text once: `"lean": [...]` marks such a line and names the fields (prompt, parsed) equal to `raw`.
+# A copy of one source field (a template of `{{ source.x }}` alone) leaves `raw` out too: `"raw_from": "x"` says
+# it is the line's `data.x`, so the text is written once, not twice.
 # Every reader goes through `expand` (store.iter_jsonl, inputs.read_stage, the resume scan), so it sees the
 # whole record; lines without the mark (every other stage, older files) are read as they are.
 LEAN = "lean"
+RAW_FROM = "raw_from"
 FIELD_DEFAULTS: dict[str, Any] = {"reasons": [], "parent_ids": [], "ancestors": [], "variant": None, "data": {},
                                   "mode": None, "prompt": None, "raw": None, "parsed": None, "validation": None,
                                   "gates": [], "teacher": None, "error": None}
@@ -102,6 +105,9 @@ def expand(record: dict[str, Any]) -> dict[str, Any]:
     same = record.pop(LEAN, None)
     if same is None:
         return record
+    field = record.pop(RAW_FROM, None)
+    if field is not None:
+        record["raw"] = (record.get("data") or {}).get(field)
     raw = record.get("raw")
     out: dict[str, Any] = {}
     for key in _ORDER:
@@ -118,13 +124,17 @@ def expand(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def compact(record: dict[str, Any]) -> dict[str, Any]:
-    """The lean form of a record (`expand(compact(r)) == r` for a record in new_record's shape)."""
+def compact(record: dict[str, Any], raw_from: str | None = None) -> dict[str, Any]:
+    """The lean form of a record (`expand(compact(r)) == r` for a record in new_record's shape); with `raw_from`,
+    a field of its data that holds the same text as `raw`, the text is kept there only."""
     raw = record.get("raw")
     same = [k for k in _SAME_AS_RAW if raw is not None and record.get(k) == raw and type(record.get(k)) is str]
     out = {k: v for k, v in record.items() if k not in same and not (k in FIELD_DEFAULTS and v == FIELD_DEFAULTS[k]
                                                                      and type(v) is type(FIELD_DEFAULTS[k]))}
     body = {k: v for k, v in out.items() if k not in _BOOKKEEPING_KEYS}
+    if raw_from is not None and type(raw) is str and (record.get("data") or {}).get(raw_from) == raw:
+        del body["raw"]
+        body[RAW_FROM] = raw_from
     body[LEAN] = same
     body.update((k, v) for k, v in out.items() if k in _BOOKKEEPING_KEYS)
     return body

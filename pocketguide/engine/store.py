@@ -10,7 +10,6 @@ import re
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +18,7 @@ import orjson
 from pocketguide.engine import redact
 from pocketguide.engine.errors import StoreError
 from pocketguide.engine.records import BOOKKEEPING, LEAN, expand
+from pocketguide.engine.writeback import WriteBack
 
 RECORDS = "records.jsonl"
 REJECTED = "rejected.jsonl"
@@ -31,14 +31,6 @@ RESERVED_NAMES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache
                   "exports", "report", "reports", "gens", "_models")  # report: `pocketguide report`'s page
 _MOVED_ASIDE = re.compile(r"\.old-\d{8}-\d{6}(?:-\d+)?$")  # what --fresh renames a stage folder to
 MAX_STAGE_NAME = 100
-SYNC_AHEAD = 8 << 20  # bytes appended between background syncs of a stage's JSONL files
-SUM_AHEAD = 4 << 20  # bytes written between hand-overs to the running sha256s
-_datasync = getattr(os, "fdatasync", os.fsync)  # the data, not the timestamps (macOS has fsync only)
-
-
-def _update_sums(chunks: list[tuple[Any, bytes]]) -> None:
-    for running, data in chunks:
-        running.update(data)
 
 
 def stage_name_problem(name: str) -> str | None:
@@ -202,13 +194,7 @@ class StageStore:
         self._fds: dict[str, int] = {}
         self._buffers: dict[str, bytearray] = {RECORDS: bytearray(), REJECTED: bytearray()}
         self._lock_fd: int | None = None
-        self._unsynced = 0  # bytes written since the last background sync (_sync_ahead)
-        self._worker: ThreadPoolExecutor | None = None  # the background thread: syncs, running sums
-        self._syncing: Future | None = None
-        self._last: Future | None = None
-        self._sums: dict[str, list[Any] | None] = {}  # file → [running sha256, bytes summed], or None
-        self._to_sum: list[tuple[Any, bytes]] = []  # written, not yet handed to the background thread
-        self._to_sum_bytes = 0
+        self._back = WriteBack(f"store-{stage}")  # running sha256s and syncs ahead, on a background thread
 
     # paths -----------------------------------------------------------------
     @property
@@ -265,8 +251,7 @@ class StageStore:
         for name in (RECORDS, REJECTED):
             repair_torn_tail(self.dir / name)
             self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
-            # an empty file's sha256 is summed as it is written (sha256()): no second pass over it at the end
-            self._sums[name] = [hashlib.sha256(), 0] if os.fstat(self._fds[name]).st_size == 0 else None
+            self._back.track(name, self._fds[name])  # an empty file is summed as it is written
 
     def append(self, record: dict[str, Any], buffered: bool = False) -> None:
         """One record as one whole line, to records.jsonl or rejected.jsonl.
@@ -289,7 +274,7 @@ class StageStore:
         if buf:
             self._flush(name)
         self._write_all(self._fds[name], line)
-        self._summed(name, line)
+        self._back.written(name, line)
 
     def append_lines(self, lines: bytes, accepted: bool = True) -> None:
         """Whole lines already encoded (engine/fused.py), batched like `append(..., buffered=True)`."""
@@ -308,70 +293,19 @@ class StageStore:
     def _flush(self, name: str) -> None:
         buf = self._buffers[name]
         if buf:
-            self._write_all(self._fds[name], buf)
-            self._summed(name, bytes(buf))
-            self._unsynced += len(buf)
+            fd = self._fds[name]
+            self._write_all(fd, buf)
+            self._back.written(name, bytes(buf), sync_fd=fd)
             buf.clear()
-            if self._unsynced >= SYNC_AHEAD:
-                self._sync_ahead(self._fds[name])
-
-    def _background(self, fn: Any, *args: Any) -> Future:
-        """Run fn(*args) on the store's one background thread, in the order submitted."""
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"store-{self.stage}"[:15])
-        self._last = self._worker.submit(fn, *args)
-        return self._last
-
-    def _summed(self, name: str, data: bytes) -> None:
-        """Add what was just written to the file's running sha256: in the background, a few MB at a time (each
-        hand-over to the thread costs a GIL switch; hashing itself runs with the GIL released)."""
-        running = self._sums.get(name)
-        if running is not None:
-            running[1] += len(data)
-            self._to_sum.append((running[0], data))
-            self._to_sum_bytes += len(data)
-            if self._to_sum_bytes >= SUM_AHEAD:
-                self._hand_sums()
-
-    def _hand_sums(self) -> None:
-        if self._to_sum:
-            chunks, self._to_sum, self._to_sum_bytes = self._to_sum, [], 0
-            self._background(_update_sums, chunks)
-
-    def _sync_ahead(self, fd: int) -> None:
-        """Start writing what is on the file to disk in the background (fdatasync in a thread, the GIL released),
-        so the fsync on close waits for the last few MB only, not the whole stage's output. One at a time."""
-        if self._syncing is not None:
-            if not self._syncing.done():
-                return
-            self._syncing.result()  # a sync that failed (an I/O error) stops the stage here, not silently
-        self._unsynced = 0
-        self._syncing = self._background(_datasync, fd)
-
-    def _settle(self) -> None:
-        """Wait for the background thread's work (before a file is closed); a failed sync is the store's error."""
-        self._hand_sums()
-        last, syncing, self._last, self._syncing = self._last, self._syncing, None, None
-        if last is not None:
-            last.result()
-        if syncing is not None:
-            syncing.result()
 
     def sha256(self, name: str) -> str | None:
         """The sha256 of one of the JSONL files as it is now: summed while this store wrote all of it (the same
         file, as long as it counted), else read from disk (file_sha256)."""
         self.flush()
-        self._settle()
-        running, path = self._sums.get(name), self.dir / name
-        if running is not None and name in self._fds:
-            try:
-                on_disk, written = os.stat(path), os.fstat(self._fds[name])
-            except OSError:
-                on_disk = None
-            if on_disk is not None and (on_disk.st_ino, on_disk.st_dev, on_disk.st_size) == (
-                    written.st_ino, written.st_dev, running[1]):
-                return running[0].hexdigest()
-        return file_sha256(path)
+        self._back.settle()
+        fd = self._fds.get(name)
+        summed = self._back.sum_of(name, self.dir / name, fd) if fd is not None else None
+        return summed or file_sha256(self.dir / name)
 
     def flush(self) -> None:
         for name in self._buffers:
@@ -387,20 +321,15 @@ class StageStore:
     def reopen(self) -> None:
         """After the JSONL files were replaced (records set aside): append to the new files, keep the lock."""
         self.flush()
-        self._settle()
-        self._sums = dict.fromkeys(self._sums)  # other files now: read from disk when asked
+        self._back.settle()
+        self._back.forget_sums()  # other files now: read from disk when asked
         for name, fd in list(self._fds.items()):
             os.close(fd)
             self._fds[name] = os.open(self.dir / name, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
 
     def close(self) -> None:
         self.flush()
-        try:
-            self._settle()
-        finally:
-            if self._worker is not None:
-                self._worker.shutdown()
-                self._worker = None
+        self._back.close()
         for fd in self._fds.values():
             try:
                 os.fsync(fd)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from pocketguide.engine.registry import operation
 from pocketguide.ops.content import prompt_of
@@ -37,7 +37,17 @@ class SFTOptions(FormatHintOptions):
     system_prompt: str = Field(description="system message of every chat record")
     key_order: list[str] = Field(default_factory=list, description="top-level key order of the target (the last "
                                  "key goes last, e.g. a long body); empty: sorted keys")
+    nested_key_order: Literal["sorted", "schema"] = Field(
+        "sorted", description="key order inside the payload: `sorted`, or `schema` — the payload schema's "
+        "property order (payload_schemas), the order schema-constrained decoding writes, e.g. a title first")
     require_split: bool = Field(True, description="reject records without data.split (run the split stage first)")
+
+    @model_validator(mode="after")
+    def _schema_order_needs_schemas(self) -> "SFTOptions":
+        if self.nested_key_order == "schema" and not self.payload_schemas:
+            raise ValueError("nested_key_order: schema takes the order from payload_schemas — add payload_schemas "
+                             "(payload_type → schema path) or set nested_key_order: sorted")
+        return self
 
 
 def _messages(system: str, prompt: str, target: str) -> list[dict[str, str]]:
@@ -66,6 +76,14 @@ def _problem(rec: dict[str, Any], opts: SFTOptions, env_check: SchemaCheck,
     return None
 
 
+def _payload_order(rec: dict[str, Any], opts: SFTOptions,
+                   payload_checks: dict[str, SchemaCheck]) -> dict[str, Any] | None:
+    if opts.nested_key_order != "schema":
+        return None
+    check = payload_checks.get(str(rec["parsed"].get("payload_type")))
+    return check.schema if check is not None else None
+
+
 @operation("sft", options=SFTOptions)
 def sft(ctx: Any, opts: SFTOptions) -> None:
     """Turn split records into validated chat examples and write trainer-ready JSONL files."""
@@ -76,7 +94,7 @@ def sft(ctx: Any, opts: SFTOptions) -> None:
     for rec in ctx.records():
         out = ctx.derive(rec)
         bad = _problem(rec, opts, env_check, payload_checks)
-        target = "" if bad else canonical_target(rec["parsed"], opts.key_order)
+        target = "" if bad else canonical_target(rec["parsed"], opts.key_order, _payload_order(rec, opts, payload_checks))
         if not bad and json.loads(target) != rec["parsed"]:
             bad = ("sft:target_roundtrip_failed", "the canonical JSON does not load back to the envelope")
         if not bad and special_tokens_in(target + prompt_of(rec)):
@@ -101,6 +119,7 @@ def sft(ctx: Any, opts: SFTOptions) -> None:
     _write_files(ctx, lines)
     fmt = {"format": "messages", "roles": ["system", "user", "assistant"], "target": "assistant",
            "eos": EOS_POLICY, "key_order": opts.key_order,
+           "nested_key_order": opts.nested_key_order,
            "system_prompt_sha256": hashlib.sha256(opts.system_prompt.encode()).hexdigest(),
            "format_hints": {"field": opts.format_hint_field, "hints": opts.format_hints} if opts.format_hints else None,
            "envelope_schema": env_check.describe(),

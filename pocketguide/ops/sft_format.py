@@ -30,13 +30,34 @@ def _ordered(value: Any) -> Any:
     return value
 
 
-def canonical_target(envelope: dict[str, Any], order: list[str]) -> str:
+def _schema_ordered(value: Any, schema: Any) -> Any:
+    """Nested objects in the schema's `properties` order (the order schema-constrained decoding writes them),
+    keys the schema does not name after them, sorted; where the schema says nothing, sorted keys."""
+    if not isinstance(schema, dict):
+        return _ordered(value)
+    if isinstance(value, dict):
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        known = [k for k in props if k in value]
+        rest = sorted(k for k in value if k not in props)
+        return {**{k: _schema_ordered(value[k], props[k]) for k in known},
+                **{k: _ordered(value[k]) for k in rest}}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_schema_ordered(v, items) for v in value]
+    return value
+
+
+def canonical_target(envelope: dict[str, Any], order: list[str],
+                     payload_schema: dict[str, Any] | None = None) -> str:
     """The target as one JSON text: top-level keys in `order` (unknown keys before the last ordered key,
-    sorted; all sorted when `order` is empty), nested keys sorted, non-ASCII kept."""
+    sorted; all sorted when `order` is empty), non-ASCII kept. Nested keys are sorted, except the payload's
+    when `payload_schema` is given: those follow the schema's property order."""
     head = [k for k in order[:-1] if k in envelope]
     tail = [k for k in order[-1:] if k in envelope]
     extra = sorted(k for k in envelope if k not in order)
     doc = {k: _ordered(envelope[k]) for k in head + extra + tail}
+    if payload_schema is not None and "payload" in doc:
+        doc["payload"] = _schema_ordered(envelope["payload"], payload_schema)
     return json.dumps(doc, ensure_ascii=False)
 
 

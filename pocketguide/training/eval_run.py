@@ -12,6 +12,7 @@ import importlib.util
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +85,37 @@ def unconstrained_control(teacher: Repetition | None, which: str) -> Repetition 
     return teacher
 
 
-def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], model: Any, gen: Generator,
-                  modes: list[str], overrides: TeacherSettings | None,
-                  message: Callable[[str], None] | None) -> tuple[dict[str, Any], list[str]]:
+@dataclass
+class _Suite:
+    name: str
+    items: list[Any]
+    notes: list[str]
+
+
+def _suite(name: str, records: list[dict[str, Any]], cfg: TrainConfig) -> _Suite:
+    items, bad = suite_items(records, cfg.eval.system_prompt)
+    if cfg.eval.limit:
+        items = items[:cfg.eval.limit]
+    if not items:
+        raise TrainingError("the eval suite has no usable records (parsed.messages with a user prompt)")
+    for it in items:
+        it.suite = name
+    return _Suite(name, items, [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad])
+
+
+def _decode_suites(pipe: Any, cfg: TrainConfig, suites: list[_Suite], model: Any, gen: Generator, modes: list[str],
+                   overrides: TeacherSettings | None, message: Callable[[str], None] | None
+                   ) -> tuple[dict[str, list[dict[str, Any]]], Any, Repetition | None, list[str]]:
+    """Every suite's prompts decoded together, one batch per (model, mode) where batch_size allows (a short
+    suite no longer pays its own tail of lone decoding steps): rows per suite, the schemas, the unconstrained
+    repetition control and the decoding notes."""
     from pocketguide.training.evaluate import Schemas, evaluate
 
     ecfg = cfg.eval
-    items, bad = suite_items(records, ecfg.system_prompt)
-    if ecfg.limit:
-        items = items[:ecfg.limit]
-    if not items:
-        raise TrainingError("the eval suite has no usable records (parsed.messages with a user prompt)")
+    items = [it for s in suites for it in s.items]
     types = sorted({i.payload_type for i in items if i.payload_type})
     schemas = Schemas.load(pipe.resolve(ecfg.envelope_schema), pipe.resolve(ecfg.payload_schemas), types)
-    notes = [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad]
+    notes: list[str] = []
     penalty = None
     if "constrained" in modes or ecfg.unconstrained_repetition != "none":
         schemas.decoding, penalty, note = decoding_profile(pipe, cfg, types, overrides, gen.tok)
@@ -106,24 +124,34 @@ def _suite_report(pipe: Any, cfg: TrainConfig, records: list[dict[str, Any]], mo
                                  "expected payload type's schema), compact whitespace, no repeat penalty")
     free = unconstrained_control(penalty, ecfg.unconstrained_repetition)
     contexts = {"base": model.disable_adapter, "tuned": contextlib.nullcontext}
+    constrained = [it for s in suites for it in stratified_first(s.items, ecfg.constrained_limit)]
     rows = evaluate({m: contexts[m] for m in ecfg.models}, gen, items, schemas, modes, ecfg.batch_size,
-                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root,
-                    constrained_limit=ecfg.constrained_limit, notes=notes,
-                    unconstrained=free)
+                    list(ecfg.gates), on_batch=message, penalty=penalty, root=pipe.root, notes=notes,
+                    unconstrained=free, constrained_items=constrained)
+    per_suite: dict[str, list[dict[str, Any]]] = {s.name: [] for s in suites}
+    for row in rows:
+        per_suite[row.pop("suite")].append(row)
+    return per_suite, schemas, free, notes
+
+
+def _suite_report(suite: _Suite, cfg: TrainConfig, rows: list[dict[str, Any]], schemas: Any, modes: list[str],
+                  free: Repetition | None) -> tuple[dict[str, Any], list[str]]:
+    ecfg, notes = cfg.eval, list(suite.notes)
     if ecfg.unconstrained_repetition != "none" and "unconstrained" in modes:
         notes.append(f"unconstrained rows (both models) decode with stage '{ecfg.decoding_stage}''s teacher's "
                      + (free.describe() if free else f"{ecfg.unconstrained_repetition} repetition control: it has "
                         f"none, so none") + f" (options.eval.unconstrained_repetition: {ecfg.unconstrained_repetition})")
-    notes += [n for n in gen.grammar_notes if n not in notes]
-    if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(items):
-        sub = Counter(str(i.payload_type) for i in stratified_first(items, ecfg.constrained_limit))
-        notes.append(f"constrained mode answered {sum(sub.values())} of the {len(items)} prompts (options.eval."
+    if "constrained" in modes and ecfg.constrained_limit and ecfg.constrained_limit < len(suite.items):
+        sub = Counter(str(i.payload_type) for i in stratified_first(suite.items, ecfg.constrained_limit))
+        notes.append(f"constrained mode answered {sum(sub.values())} of the {len(suite.items)} prompts (options.eval."
                      f"constrained_limit {ecfg.constrained_limit}: the first of each payload type in turn — "
                      + ", ".join(f"{t} {k}" for t, k in sorted(sub.items()))
                      + "); unconstrained answered all of them and is the headline")
+    types = sorted({i.payload_type for i in suite.items if i.payload_type})
     summary = summarize(rows)
-    return {"n_examples": len(items), "reference_based": any(i.reference is not None for i in items),
-            "payload_types": types, "schemas": schemas.paths, "summary": summary, "gain_points": gains(summary),
+    return {"n_examples": len(suite.items), "reference_based": any(i.reference is not None for i in suite.items),
+            "payload_types": types, "schemas": {k: v for k, v in schemas.paths.items() if k == "envelope" or k in types},
+            "summary": summary, "gain_points": gains(summary),
             "unconstrained_repetition": free.describe() if free else None,
             "examples": rows}, notes
 
@@ -155,11 +183,13 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
     cov = coverage(expected_types(pipe.resolve(ecfg.envelope_schema)), present)
     max_new, chosen, ref_tokens = generation_cap(tok, refs, fallback_targets, ecfg.max_new_tokens)
     gen = Generator(model, tok, device, max_new)
+    prepared = [_suite(name, records, cfg) for name, records in suites]
+    rows, schemas, free, decode_notes = _decode_suites(pipe, cfg, prepared, model, gen, modes, overrides, message)
     reports = {}
-    for name, records in suites:
-        say = (lambda text, n=name: message(f"{n}: {text}")) if message else None
-        reports[name], suite_notes = _suite_report(pipe, cfg, records, model, gen, modes, overrides, say)
-        notes += [f"{name}: {n}" for n in suite_notes]
+    for suite in prepared:
+        reports[suite.name], suite_notes = _suite_report(suite, cfg, rows[suite.name], schemas, modes, free)
+        notes += [f"{suite.name}: {n}" for n in suite_notes]
+        name = suite.name
         stopped = sum(1 for r in reports[name]["examples"] if r.get("stopped_unparseable"))
         if stopped:
             notes.append(f"{name}: {stopped} unconstrained answers were stopped once their text could no longer be "
@@ -170,6 +200,7 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
             notes.append(f"{name}: {capped} of {len(reports[name]['examples'])} answers stopped at max_new_tokens "
                          f"{max_new} without finishing (finished rate beside every schema-valid rate): a cut answer "
                          f"is a length problem, not necessarily a wrong one")
+    notes += [n for n in decode_notes + gen.grammar_notes if n not in notes]
     if missing_line(cov):
         notes.append(missing_line(cov))
     head = next(iter(reports))

@@ -112,6 +112,7 @@ class SuiteItem:
     prompt: list[dict[str, str]]
     reference: str | None  # None for a prompt-only (held-out) suite
     data: dict[str, Any] = field(default_factory=dict)  # the record's facets (destination, prompt…) for the gates
+    suite: str = ""  # which suite it came from, when several suites are decoded together
 
 
 def suite_items(records: list[dict[str, Any]], system_prompt: str | None) -> tuple[list[SuiteItem], list[tuple]]:
@@ -178,18 +179,23 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
              modes: list[str], batch_size: int, gates: list[str], on_batch: Callable[[str], None] | None = None,
              penalty: Repetition | None = None, root: Path | None = None,
              constrained_limit: int | None = None, notes: list[str] | None = None,
-             unconstrained: Repetition | None = None) -> list[dict[str, Any]]:
+             unconstrained: Repetition | None = None,
+             constrained_items: list[SuiteItem] | None = None) -> list[dict[str, Any]]:
     """Per-example rows for every (model, mode). `models` maps a name to a context manager that makes
     `gen.model` answer as that model (adapter disabled for the base, enabled for the tuned one).
-    Constrained mode answers `stratified_first(items, constrained_limit)`, unconstrained every item; `penalty`
-    applies to constrained rows, `unconstrained` (None: plain greedy) to unconstrained ones."""
+    Constrained mode answers `constrained_items`, else `stratified_first(items, constrained_limit)`;
+    unconstrained every item; `penalty` applies to constrained rows, `unconstrained` (None: plain greedy) to
+    unconstrained ones. Items of several suites may be decoded together: a row then carries its item's suite."""
     scorer = Scorer(schemas)
     rows = []
     for model_name, activate in models.items():
         with activate():
             for mode in modes:
                 done = 0
-                todo = stratified_first(items, constrained_limit) if mode == "constrained" else items
+                todo = items
+                if mode == "constrained":
+                    todo = (constrained_items if constrained_items is not None
+                            else stratified_first(items, constrained_limit))
                 if mode == "constrained":
                     todo = _compilable(todo, gen, schemas, model_name, notes)
                 for i in range(0, len(todo), batch_size):
@@ -209,7 +215,7 @@ def evaluate(models: dict[str, Callable[[], Any]], gen: Generator, items: list[S
                                      "finished": o["finished"], "stopped_unparseable": o.get("stopped_unparseable", False),
                                      "error": s["error"], "gates": g,
                                      "latency_s": o["latency_s"], "new_tokens": o["new_tokens"],
-                                     "chars": len(o["text"])})
+                                     "chars": len(o["text"]), **({"suite": it.suite} if it.suite else {})})
                     done += len(batch)
                     if on_batch:
                         on_batch(f"eval {model_name}/{mode}: {done}/{len(todo)}")
