@@ -86,6 +86,22 @@ def test_the_word_lists_do_not_flag_decision_tree_questions_or_safety_advice():
     assert run_checks(env, q) == []
 
 
+def test_never_counts_only_in_a_sentence_that_is_itself_time_sensitive():
+    """A fare elsewhere in the answer does not make "never leave your bag" a stale claim; "always" on a fare does."""
+    env = {"summary": "Simple habits that keep a solo trip to Bangkok safe.", "assumptions": ["You go out at night"],
+           "uncertainty_notes": "Scams change; hotel staff know the current ones.",
+           "next_steps": ["Save the tourist police number"], "verification_steps": ["Ask your hotel which areas to avoid"],
+           "payload_type": "checklist",
+           "payload": {"title": "Solo safety in Bangkok", "groups": [{"name": "Habits", "items": [
+               {"text": "Never leave your bag on the back of a chair", "priority": "must"},
+               {"text": "Agree on the fare before a tuk tuk ride", "priority": "should"}]}]}}
+    q = Question(prompt="What safety precautions should I take in Bangkok?", destination="Bangkok",
+                 payload_type="checklist")
+    assert [f.check for f in run_checks(env, q)] == []
+    env["payload"]["groups"][0]["items"][1]["text"] = "The tuk tuk fare is always 50 baht"
+    assert [f.check for f in run_checks(env, q)] == ["absolute_claim"]
+
+
 def test_the_default_pipeline_routes_the_critique_on_the_teacher(pipe):
     stage = pipe.stage("critique")
     embedded = pipe.spec.pipeline.teacher.facts()

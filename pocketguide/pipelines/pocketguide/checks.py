@@ -285,11 +285,13 @@ def time_sensitive(env: dict[str, Any], q: Question) -> list[str]:
 
 
 def check_absolute(env: dict[str, Any], q: Question) -> list[Finding]:
-    """Absolute claims; 'always' and 'never' count only on time-sensitive advice ("never leave bags")."""
+    """Absolute claims; 'always' and 'never' count only in a sentence that is itself time-sensitive advice
+    ("never leave bags" is a habit, "the museum is never closed" a claim that can go stale)."""
     sensitive = bool(time_sensitive(env, q))
     for path, _key, text in prose(env):
         hits = find_phrases(mask_phrases(text, q.keywords / "safe_phrases.txt"), q.keywords / "absolute_phrases.txt")
-        hits = [h for h in hits if sensitive or h not in ("always", "never")]
+        dated = sensitive and bool(find_phrases(text, q.keywords / "time_sensitive.txt"))
+        hits = [h for h in hits if dated or h not in ("always", "never")]
         if hits:
             return [Finding("absolute_claim", "overconfidence", "medium" if sensitive else "low", path,
                             f"an absolute claim ('{hits[0]}') at {path}: '{_quote(text)}'",
