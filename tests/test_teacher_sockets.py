@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from scripted_server import ScriptedServer as Scripted
 
 from pocketguide.engine.errors import TeacherError
 from pocketguide.engine.spec import TeacherSettings
@@ -21,45 +22,6 @@ def completion(text: str = "hi") -> bytes:
 
 def answer(body: bytes, extra: str = "") -> bytes:
     return f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode() + body
-
-
-class Scripted:
-    """Answers each request with the next scripted bytes (None: hang; b"": close without answering; (bytes,
-    "close"): answer, then close the connection); `seen` keeps (connection number, head, body) per request."""
-
-    def __init__(self, *answers, ssl=None):
-        self.answers, self.ssl = list(answers), ssl
-        self.seen: list[tuple[int, str, bytes]] = []
-        self.connections = 0
-
-    async def __aenter__(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def __aexit__(self, *exc) -> None:
-        self.server.close()
-
-    async def _serve(self, reader, writer) -> None:
-        self.connections += 1
-        conn = self.connections
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
-                self.seen.append((conn, head, await reader.readexactly(length)))
-                reply = self.answers.pop(0)
-                if reply is None:
-                    await asyncio.sleep(30)
-                if not reply:
-                    break
-                writer.write(reply[0] if isinstance(reply, tuple) else reply)
-                await writer.drain()
-                if isinstance(reply, tuple):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
 
 
 async def ask(t: OpenAITeacher, text: str = "x"):

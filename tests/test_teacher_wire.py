@@ -8,6 +8,7 @@ import gzip
 import json
 
 import pytest
+from scripted_server import ScriptedServer
 
 from pocketguide.engine.errors import TeacherError
 from pocketguide.engine.spec import TeacherSettings
@@ -23,44 +24,11 @@ def answer(body: bytes = OK, status: str = "200 OK", headers: str = "") -> bytes
     return f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n{headers}\r\n".encode() + body
 
 
-class RawServer:
-    """Answers each request with the next scripted bytes (b"" = close without answering; None = hang; a tuple
-    (bytes, "close") = answer, then close) and keeps what it received: (connection number, request head, body)."""
-
-    def __init__(self, *answers: bytes | tuple[bytes, str] | None):
-        self.answers = list(answers)
-        self.seen: list[tuple[int, str, bytes]] = []
-        self.connections = 0
+class RawServer(ScriptedServer):
+    """The scripted server; `async with` gives the base URL the lean client is pointed at."""
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        conn = self.connections
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                length = int(next(line.split(":")[1] for line in head.split("\r\n")
-                                  if line.lower().startswith("content-length")))
-                self.seen.append((conn, head, await reader.readexactly(length)))
-                reply = self.answers.pop(0)
-                if reply is None:
-                    await asyncio.sleep(30)
-                if not reply:
-                    break
-                writer.write(reply[0] if isinstance(reply, tuple) else reply)
-                await writer.drain()
-                if isinstance(reply, tuple):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        return f"http://127.0.0.1:{await super().__aenter__()}/v1"
 
 
 def wire(url: str, timeout: float = 5.0, **headers: str) -> LeanWire:
