@@ -66,6 +66,19 @@ class _Protocol(asyncio.Protocol):
         if future is not None and not future.done():
             future.set_result(None)
 
+    async def wait(self, name: str, timeout: float | None) -> bool:
+        """Wait until `name` ("waiter": data or close; "drained": the write buffer drained) is woken; False
+        when `timeout` passed first."""
+        setattr(self, name, asyncio.get_running_loop().create_future())
+        try:
+            async with asyncio.timeout(timeout):
+                await getattr(self, name)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            setattr(self, name, None)
+
 
 class AsyncioStream:
     """httpcore's AsyncNetworkStream on one connection. Writes are held until the next read (or the next
@@ -86,14 +99,8 @@ class AsyncioStream:
         self._flush()
         p = self._p
         if not p.buffer and not p.closed:
-            p.waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(timeout):
-                    await p.waiter
-            except TimeoutError:
-                raise self._hc.ReadTimeout(f"no answer within {timeout:g} s") from None
-            finally:
-                p.waiter = None
+            if not await p.wait("waiter", timeout):
+                raise self._hc.ReadTimeout(f"no answer within {timeout:g} s")
         if p.buffer:
             if len(p.buffer) <= max_bytes:
                 data = bytes(p.buffer)
@@ -121,14 +128,8 @@ class AsyncioStream:
         if p.transport.get_write_buffer_size() > 0:  # the socket is not keeping up: wait for it to drain
             self._flush()
             if p.transport.get_write_buffer_size() > p.transport.get_write_buffer_limits()[1]:
-                p.drained = asyncio.get_running_loop().create_future()
-                try:
-                    async with asyncio.timeout(timeout):
-                        await p.drained
-                except TimeoutError:
-                    raise self._hc.WriteTimeout(f"could not send within {timeout:g} s") from None
-                finally:
-                    p.drained = None
+                if not await p.wait("drained", timeout):
+                    raise self._hc.WriteTimeout(f"could not send within {timeout:g} s")
 
     async def aclose(self) -> None:
         self._pending.clear()
