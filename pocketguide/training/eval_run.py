@@ -88,19 +88,21 @@ def unconstrained_control(teacher: Repetition | None, which: str) -> Repetition 
 @dataclass
 class _Suite:
     name: str
-    items: list[Any]
+    items: list[Any]  # the usable records, up to eval.limit
     notes: list[str]
+    present: Counter  # payload types of all its usable records, for the report's coverage
 
 
 def _suite(name: str, records: list[dict[str, Any]], cfg: TrainConfig) -> _Suite:
     items, bad = suite_items(records, cfg.eval.system_prompt)
+    present = Counter(str(i.payload_type) for i in items)
     if cfg.eval.limit:
         items = items[:cfg.eval.limit]
     if not items:
         raise TrainingError("the eval suite has no usable records (parsed.messages with a user prompt)")
     for it in items:
         it.suite = name
-    return _Suite(name, items, [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad])
+    return _Suite(name, items, [f"suite record {r.get('id')} skipped: {code}" for r, code, _ in bad], present)
 
 
 def _decode_suites(pipe: Any, cfg: TrainConfig, suites: list[_Suite], model: Any, gen: Generator, modes: list[str],
@@ -175,21 +177,19 @@ def evaluate_model(pipe: Any, cfg: TrainConfig, suites: list[tuple[str, list[dic
     _load_adapter_weights(model, adapter_dir)
     tok.padding_side = "left"
     model.eval()
-    refs, present = [], {} if train_types is None else {"train": Counter(train_types)}
-    for name, records in suites:
-        items, _ = suite_items(records, ecfg.system_prompt)
-        refs += [i.reference for i in items[:ecfg.limit] if i.reference]
-        present[name] = Counter(str(i.payload_type) for i in items)
+    prepared = [_suite(name, records, cfg) for name, records in suites]
+    present = {} if train_types is None else {"train": Counter(train_types)}
+    present.update({s.name: s.present for s in prepared})
     cov = coverage(expected_types(pipe.resolve(ecfg.envelope_schema)), present)
+    refs = [i.reference for s in prepared for i in s.items if i.reference]
     max_new, chosen, ref_tokens = generation_cap(tok, refs, fallback_targets, ecfg.max_new_tokens)
     gen = Generator(model, tok, device, max_new)
-    prepared = [_suite(name, records, cfg) for name, records in suites]
     rows, schemas, free, decode_notes = _decode_suites(pipe, cfg, prepared, model, gen, modes, overrides, message)
     reports = {}
     for suite in prepared:
         reports[suite.name], suite_notes = _suite_report(suite, cfg, rows[suite.name], schemas, modes, free)
-        notes += [f"{suite.name}: {n}" for n in suite_notes]
         name = suite.name
+        notes += [f"{name}: {n}" for n in suite_notes]
         stopped = sum(1 for r in reports[name]["examples"] if r.get("stopped_unparseable"))
         if stopped:
             notes.append(f"{name}: {stopped} unconstrained answers were stopped once their text could no longer be "
