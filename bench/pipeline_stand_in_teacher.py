@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from pocketguide import run_pipeline  # noqa: E402
 from pocketguide.engine.loader import load_pipeline  # noqa: E402
 from pocketguide.engine.session import RunOptions  # noqa: E402
-from pocketguide.engine.spec import TeacherSettings  # noqa: E402
+from pocketguide.engine.teacher_spec import TeacherSettings  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Reply  # noqa: E402
 from pocketguide.training import synthetic  # noqa: E402
 

@@ -33,7 +33,7 @@ from pipeline_stand_in_teacher import CRITIQUE_PASS, answer  # noqa: E402
 from pocketguide import run_pipeline  # noqa: E402
 from pocketguide.engine.loader import load_pipeline  # noqa: E402
 from pocketguide.engine.session import RunOptions  # noqa: E402
-from pocketguide.engine.spec import TeacherSettings  # noqa: E402
+from pocketguide.engine.teacher_spec import TeacherSettings  # noqa: E402
 from pocketguide.report.collect import build_report_data  # noqa: E402
 from pocketguide.report.html import write_page  # noqa: E402
 from pocketguide.testing import FakeOpenAI, Reply  # noqa: E402

@@ -12,7 +12,7 @@ from conftest import write_pipeline
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.pipeline import run_pipeline
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.testing import FakeOpenAI, Reply
 
 # raw output of a rejected record (not JSON): shown in the trace, must stay text

@@ -15,7 +15,7 @@ from pocketguide import run_pipeline
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.runtime import GateInput, route_on_teacher
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.pipelines.pocketguide.checks import Question, run_checks
 from pocketguide.pipelines.pocketguide.contracts import validate_envelope
 from pocketguide.pipelines.pocketguide.critic import CRITIC_ID, critique

@@ -16,8 +16,8 @@ from pocketguide.engine.pipeline import pipeline_status, run_pipeline
 from pocketguide.engine.registry import EXPORTERS
 from pocketguide.engine.runner import run_stage
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
 from pocketguide.engine.store import StageStore, iter_jsonl
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.pipelines.daydreaming.scores import build_score_report, score_chart, write_score_report
 from pocketguide.testing import Reply
 

@@ -21,7 +21,7 @@ from pocketguide.engine import registry
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.runtime import build_runtime
 from pocketguide.engine.session import RunOptions, Services, StageRun, resolved_teacher
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.pipelines.pocketguide.contracts import check_envelope
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.structured import model_schema

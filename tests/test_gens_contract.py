@@ -14,8 +14,8 @@ from pocketguide.cli.main import app
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.pipeline import run_pipeline
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
 from pocketguide.engine.store import StageStore
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.pipelines.daydreaming.gens import SCHEMA_PATH
 from pocketguide.testing import Reply
 

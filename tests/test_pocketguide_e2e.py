@@ -17,8 +17,8 @@ from pocketguide import run_pipeline, run_stage
 from pocketguide.engine.loader import load_pipeline
 from pocketguide.engine.records import lookup
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
 from pocketguide.engine.store import StageStore
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.testing import Reply
 
 N = 11

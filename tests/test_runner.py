@@ -197,7 +197,7 @@ def test_a_route_on_two_values_with_wildcards(pipeline_dir):
     rej = {r["id"]: (r["reasons"], r["route"]["value"]) for r in iter_jsonl(runs / "rejected.jsonl")}
     assert rej == {"2": (["route_unmatched"], ["odd", True])}
     from pocketguide.engine.session import RunOptions
-    from pocketguide.engine.spec import TeacherSettings
+    from pocketguide.engine.teacher_spec import TeacherSettings
 
     run_pipeline(path, options=RunOptions(fresh=True, teacher=TeacherSettings(judge=False)))
     rej = {r["id"]: r["reasons"] for r in iter_jsonl(runs / "rejected.jsonl")}
@@ -217,7 +217,7 @@ GATED_BY_TEACHER = """
 
 def test_a_gate_with_when_applies_only_to_the_teacher_it_names(pipeline_dir):
     from pocketguide.engine.session import RunOptions
-    from pocketguide.engine.spec import TeacherSettings
+    from pocketguide.engine.teacher_spec import TeacherSettings
 
     source = "".join(json.dumps({"id": i, "q": q}) + "\n" for i, q in enumerate(["hi", "a long answer"]))
     path = pipeline_dir(GATED_BY_TEACHER, {"t.j2": "{{ source.q }}"}, {"in.jsonl": source})

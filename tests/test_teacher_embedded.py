@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from pocketguide.engine.errors import TeacherConfigError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers import model_files
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.structured import (

@@ -6,8 +6,8 @@ import json
 
 from pocketguide import run_stage
 from pocketguide.engine.session import RunOptions
-from pocketguide.engine.spec import TeacherSettings
 from pocketguide.engine.store import iter_jsonl
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.testing import Reply
 
 STAGE = """

@@ -12,7 +12,7 @@ import pytest
 
 from pocketguide.engine.errors import TeacherError
 from pocketguide.engine.runner import run_stage
-from pocketguide.engine.spec import Price, TeacherSettings
+from pocketguide.engine.teacher_spec import Price, TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.fallback import model_chain
 from pocketguide.teachers.flow import AdaptiveConcurrency, CircuitBreaker

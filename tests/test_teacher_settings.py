@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pocketguide import run_stage
-from pocketguide.engine.spec import TEACHER_GROUPS, TeacherSettings
+from pocketguide.engine.teacher_spec import TEACHER_GROUPS, TeacherSettings
 from pocketguide.teachers.pool import TeacherPool
 from pocketguide.testing import Reply
 

@@ -10,7 +10,7 @@ import pytest
 from scripted_server import ScriptedServer as Scripted
 
 from pocketguide.engine.errors import TeacherError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.openai_compat import OpenAITeacher
 from pocketguide.teachers.sockets import AsyncioBackend, on_asyncio_sockets

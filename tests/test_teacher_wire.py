@@ -11,7 +11,7 @@ import pytest
 from scripted_server import ScriptedServer
 
 from pocketguide.engine.errors import TeacherError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.openai_compat import OpenAITeacher
 from pocketguide.teachers.wire import LeanWire, WireError, proxy_for

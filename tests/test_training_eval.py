@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pocketguide.engine.loader import load_pipeline
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.training.config import TrainConfig
 from pocketguide.training.report import markdown, summarize
 

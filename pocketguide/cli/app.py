@@ -92,7 +92,7 @@ def _pipe():
 
 def _options(limit, fresh, dry_run, concurrency, teacher, model, base_url, extra=None, threads=None, **run_knobs):
     from pocketguide.engine.session import RunOptions
-    from pocketguide.engine.spec import TeacherSettings
+    from pocketguide.engine.teacher_spec import TeacherSettings
 
     overrides = None
     if teacher or model or base_url or threads:

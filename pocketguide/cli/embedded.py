@@ -10,11 +10,12 @@ import typer
 
 from pocketguide.cli.app import STATE, app, guarded
 
+
 def _pipeline_settings():
     """The pipeline's local-runtime settings (model_path, threads, n_ctx, n_parallel) for the doctor's check,
     when stages.yaml exists and loads; the probe brings its own sampling and output settings."""
     from pocketguide.engine.errors import PocketguideError
-    from pocketguide.engine.spec import TeacherSettings
+    from pocketguide.engine.teacher_spec import TeacherSettings
 
     path = Path(STATE["pipeline"])
     if not path.is_file():
@@ -38,7 +39,7 @@ def doctor(model_path: Path | None = typer.Option(None, "--model-path", help="a 
     from rich.table import Table
 
     from pocketguide.cli.console import out
-    from pocketguide.engine.spec import TeacherSettings
+    from pocketguide.engine.teacher_spec import TeacherSettings
     from pocketguide.teachers.doctor import diagnose
 
     base = _pipeline_settings() or TeacherSettings()

@@ -26,7 +26,8 @@ from pydantic import ValidationError
 
 from pocketguide.engine import registry
 from pocketguide.engine.registry import executor
-from pocketguide.engine.spec import ExecutorSpec, StageSpec, TeacherSettings
+from pocketguide.engine.spec import ExecutorSpec, StageSpec
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 # the kinds of work a stage is, for placement (see stage_work)
 FREE = "free"  # no teacher call (copy mode, routes that skip)

@@ -12,7 +12,8 @@ from jsonschema import Draft202012Validator
 from pocketguide.engine import registry
 from pocketguide.engine.loader import Pipeline
 from pocketguide.engine.records import lookup
-from pocketguide.engine.spec import StageSpec, TeacherSettings
+from pocketguide.engine.spec import StageSpec
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.engine.templates import Renderer
 
 DEFAULT_MODE = "copy"  # the engine's own generator: no teacher, the rendered text passes through

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from pocketguide.engine.executors import build_executor
-from pocketguide.engine.spec import ExecutorSpec, StageSpec, TeacherSettings
+from pocketguide.engine.spec import ExecutorSpec, StageSpec
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 
 class Progress(Protocol):

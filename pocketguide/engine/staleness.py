@@ -19,8 +19,9 @@ from pocketguide.engine.recipe import FILES_READ, GEN, JUDGE, STATS, build_recip
 from pocketguide.engine.resume import INPUTS, REGENERATE, REJUDGE, teacher_failed, why_redo
 from pocketguide.engine.runtime import build_runtime
 from pocketguide.engine.session import resolved_teacher
-from pocketguide.engine.spec import StageSpec, TeacherSettings
+from pocketguide.engine.spec import StageSpec
 from pocketguide.engine.store import StageStore
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 
 @dataclass

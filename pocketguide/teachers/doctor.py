@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from pocketguide.engine.errors import PocketguideError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest
 from pocketguide.teachers.structured import response_format_for, system_prompt_for, worst_case_tokens
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.model_files import model_sha256, resolve_model_path, runtime_version
 from pocketguide.teachers.registry import provider

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pocketguide.engine.errors import TeacherError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 
 def model_chain(settings: TeacherSettings, requested: str | None) -> list[str]:

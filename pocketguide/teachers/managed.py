@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pocketguide.engine.errors import CircuitOpen, TeacherConfigError, TeacherError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.base import TeacherRequest, TeacherResponse
 from pocketguide.teachers.cache import ResponseCache, cache_key, teacher_identity
 from pocketguide.teachers.fallback import Attempts, model_chain

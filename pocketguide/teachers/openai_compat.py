@@ -26,7 +26,7 @@ import orjson
 
 from pocketguide.engine.errors import TeacherConfigError, TeacherError
 from pocketguide.engine.redact import Redactor, register, secret_values, strip_credentials
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 SAMPLING = TeacherSettings.group_fields("sampling")
 from pocketguide.engine.version import __version__

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.cache import ResponseCache
 from pocketguide.teachers.managed import ManagedTeacher, RunShared
 from pocketguide.teachers.registry import DEFAULT_PROVIDER, PROVIDERS, build_teacher
+
 
 class TeacherPool:
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pocketguide.engine.errors import MissingExtra, TeacherConfigError
 from pocketguide.engine.registry import PROVIDERS, closest, provider
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 
 DEFAULT_PROVIDER = "openai"
 

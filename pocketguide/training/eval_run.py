@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketguide.engine.session import resolved_teacher
-from pocketguide.engine.spec import TeacherSettings
+from pocketguide.engine.teacher_spec import TeacherSettings
 from pocketguide.teachers.generator import SCHEMA_FIELD
 from pocketguide.teachers.structured import decoding_profile as teacher_profile
 from pocketguide.teachers.structured import model_schema

@@ -33,7 +33,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pocketguide.engine.registry import GENERATORS, closest
-from pocketguide.engine.spec import Strict
+from pocketguide.engine.teacher_spec import Strict
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 

@@ -29,7 +29,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from pocketguide.engine.registry import closest, load_hook
-from pocketguide.engine.spec import PipelineSpec, StageSpec, Strict, TemplateVariant, Variants
+from pocketguide.engine.spec import PipelineSpec, StageSpec, TemplateVariant, Variants
+from pocketguide.engine.teacher_spec import Strict
 from pocketguide.pipelines.daydreaming.catalogs import ID_PATTERN, CatalogEntry, ModelRow, read_catalog, read_models
 from pocketguide.pipelines.daydreaming.membership import membership_problems
 
